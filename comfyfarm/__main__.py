@@ -1,0 +1,5 @@
+import sys
+
+from comfyfarm.cli import main
+
+sys.exit(main())

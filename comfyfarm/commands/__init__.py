@@ -1,0 +1,1 @@
+"""Subcommands of the comfyfarm command line, one module each."""

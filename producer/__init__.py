@@ -1,0 +1,1 @@
+"""Producers: the Python API and CLI that enqueue jobs and follow them."""

@@ -1,0 +1,1 @@
+"""A worker bound to one ComfyUI instance (one GPU): runner, storage, the ComfyUI client."""

@@ -1,0 +1,1 @@
+"""The ComfyUI client: HTTP routes, WebSocket events, completion tracking, outputs. No Celery, no storage."""

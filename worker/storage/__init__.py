@@ -1,0 +1,1 @@
+"""Output storage chosen by URL: file://, s3://, memory://."""

@@ -1,0 +1,1 @@
+"""Workflows: load (API or UI format), convert, parameterise, sweep and validate."""
