@@ -1,1 +1,28 @@
-"""Producers: the Python API and CLI that enqueue jobs and follow them."""
+"""Producers: the Python API that enqueues jobs into the farm and follows them.
+
+``Farm`` submits (``submit``, ``submit_many``) and looks at the farm (``status``, ``dead_letters``);
+``Job`` follows one job (``status``, ``progress``, ``wait``, ``result``, ``cancel``).
+Never imports worker or WebSocket code: a producer machine needs only Celery and Redis.
+"""
+
+from __future__ import annotations
+
+from producer.build import build_spec
+from producer.errors import JobTimeout, ProducerError, SubmitError
+from producer.farm import Farm
+from producer.job import CancelOutcome, Job
+from producer.status import FarmStatus, QueueDepth, RunningJob, WorkerStatus
+
+__all__ = [
+    "CancelOutcome",
+    "Farm",
+    "FarmStatus",
+    "Job",
+    "JobTimeout",
+    "ProducerError",
+    "QueueDepth",
+    "RunningJob",
+    "SubmitError",
+    "WorkerStatus",
+    "build_spec",
+]

@@ -1,1 +1,16 @@
-"""A ComfyUI-compatible server that stands in for a GPU box. Imports nothing of comfyfarm."""
+"""A ComfyUI-compatible server that stands in for a GPU box. Imports nothing of comfyfarm.
+
+It speaks ComfyUI 0.3.64's HTTP + WebSocket protocol (as recorded in the shared traces) with
+simulated GPU time, real output files, fault injection and accounting. Run it with
+``python -m simulator`` or ``comfyfarm sim`` (flags in ``simulator.cli``).
+
+    cli ──> app (Simulator: worker loop, build_app) ──> routes_comfy / routes_files / routes_sim
+                 │                                      (ComfyUI routes, also under /api; /_sim/)
+                 ├─ prompt_queue   pending heap, running item, history
+                 ├─ validation     POST /prompt checks against schema (data/object_info.json)
+                 ├─ executor       one prompt: cache, graph order, events, progress
+                 │    └─ nodes / savers (node_api)   what each node class does
+                 ├─ ws_hub         sockets, routing, publisher
+                 ├─ gpu            simulated time;  faults / job_faults;  accounting
+                 └─ files / images output, input, temp dirs; PNG encoding
+"""

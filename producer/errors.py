@@ -1,0 +1,46 @@
+"""Errors of the producer side.
+
+```
+ProducerError
+├── SubmitError(job_ids_sent, job_ids_not_sent, reason)   publishing failed part-way
+└── JobTimeout(job_id, seconds, status)                   Job.wait() ran out of time (TimeoutError)
+```
+Invalid jobs are refused before anything is sent, with ``tasks.errors.JobSpecError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ProducerError(Exception):
+    """Raised when the producer cannot do what was asked."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "message": str(self)}
+
+
+class SubmitError(ProducerError):
+    """Raised when publishing jobs failed part-way: ``job_ids_sent`` are enqueued; of
+    ``job_ids_not_sent`` the first batch may be partly enqueued (the broker failed mid-batch)."""
+
+    def __init__(
+        self, *, job_ids_sent: list[str], job_ids_not_sent: list[str], reason: str
+    ) -> None:
+        self.job_ids_sent = job_ids_sent
+        self.job_ids_not_sent = job_ids_not_sent
+        self.reason = reason
+        super().__init__(
+            f"submitted {len(job_ids_sent)} job(s), {len(job_ids_not_sent)} not (or not "
+            f"certainly) submitted: {reason}"
+        )
+
+
+class JobTimeout(ProducerError, TimeoutError):
+    """Raised when ``Job.wait()`` times out; the job itself goes on (cancel it if needed)."""
+
+    def __init__(self, *, job_id: str, seconds: float, status: str) -> None:
+        self.job_id = job_id
+        self.seconds = seconds
+        self.status = status
+        super().__init__(f"job {job_id} not finished after {seconds:g} s (status: {status})")

@@ -1,0 +1,209 @@
+"""Farm: the producer's entry point — submit jobs, follow them, look at the farm.
+
+```python
+farm = Farm.from_env()
+job = farm.submit(prompt, params={"seed": 1}, workflow_name="sd15")
+result = job.wait(600, on_progress=print)
+jobs = farm.submit_many(prepared_jobs, priority=7)
+```
+
+A Farm holds a Celery app (never started as a worker) and Redis clients; it is safe to share
+between threads for submitting. Close it (or use ``with``) to release connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from celery import Celery
+
+from producer.build import InputLike, Submittable, build_spec
+from producer.job import CancelOutcome, Job, JobContext
+from producer.publish import DEFAULT_CHUNK, Publisher
+from producer.status import FarmStatus, QueueDepth, collect_status, queue_depths
+from tasks.app import make_app
+from tasks.connect import redis_client
+from tasks.errors import JobSpecError
+from tasks.fields import uuid_text
+from tasks.keys import DeadLetter, list_dead_letters
+from tasks.models import JobSpec
+from tasks.routing import SHARED_QUEUE, check_queue
+from tasks.settings import Settings
+
+DEFAULT_PING_TIMEOUT = 0.5
+
+
+class Farm:
+    """Producer-side access to one farm (one broker + key prefix)."""
+
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.app = app if app is not None else make_app(self.settings)
+        self.redis = redis_client(self.settings)
+        same = self.settings.result_backend == self.settings.broker_url
+        self.results = (
+            self.redis if same else redis_client(self.settings, url=self.settings.result_backend)
+        )
+        self._ctx = JobContext(self.app, self.redis, self.results, self.settings)
+        self._publisher = Publisher(self.app, self.redis, self.settings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Farm:
+        return cls(Settings.from_env(environ))
+
+    # -- submitting ----------------------------------------------------------------------------
+    def submit(
+        self,
+        prompt_or_prepared: Submittable,
+        *,
+        params: Mapping[str, Any] | None = None,
+        inputs: Iterable[InputLike] = (),
+        queue: str | None = None,
+        priority: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        webhook_url: str | None = None,
+        job_id: str | None = None,
+        deadline_seconds: float | None = None,
+        stall_timeout_seconds: float | None = None,
+        required_outputs: Sequence[str] = (),
+        storage_prefix: str = "",
+        workflow_name: str | None = None,
+        max_retries: int | None = None,
+    ) -> Job:
+        """Enqueue one job and return its handle.
+
+        ``prompt_or_prepared``: an API-format prompt dict, a ``workflows.PreparedJob`` or a
+        ``JobSpec``. ``queue``: ``SHARED_QUEUE`` (default), ``worker_queue(name)`` or
+        ``capability_queue(cap)``. ``priority``: 0 (lowest) … 9 (most urgent), default 5.
+        ``params``: the human parameter record shown in Flower and kept in the result.
+        Raises JobSpecError (nothing sent) or SubmitError.
+        """
+        spec = build_spec(
+            prompt_or_prepared,
+            self.settings,
+            params=params,
+            inputs=inputs,
+            labels=labels,
+            webhook_url=webhook_url,
+            job_id=job_id,
+            deadline_seconds=deadline_seconds,
+            stall_timeout_seconds=stall_timeout_seconds,
+            required_outputs=required_outputs,
+            storage_prefix=storage_prefix,
+            workflow_name=workflow_name,
+            max_retries=max_retries,
+        )
+        return self.send([spec], queue=queue, priority=priority)[0]
+
+    def submit_many(
+        self,
+        items: Iterable[Submittable],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        webhook_url: str | None = None,
+        deadline_seconds: float | None = None,
+        stall_timeout_seconds: float | None = None,
+        required_outputs: Sequence[str] = (),
+        storage_prefix: str = "",
+        workflow_name: str | None = None,
+        max_retries: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> list[Job]:
+        """Enqueue many jobs with few Redis round trips (one pipeline per ``chunk_size`` jobs).
+
+        Every item is validated before anything is sent (JobSpecError names the item). The
+        options apply to every item that is not already a JobSpec.
+        """
+        specs = []
+        for index, item in enumerate(items):
+            try:
+                if isinstance(item, JobSpec):
+                    specs.append(build_spec(item, self.settings))
+                    continue
+                specs.append(
+                    build_spec(
+                        item,
+                        self.settings,
+                        labels=labels,
+                        webhook_url=webhook_url,
+                        deadline_seconds=deadline_seconds,
+                        stall_timeout_seconds=stall_timeout_seconds,
+                        required_outputs=required_outputs,
+                        storage_prefix=storage_prefix,
+                        workflow_name=workflow_name,
+                        max_retries=max_retries,
+                    )
+                )
+            except JobSpecError as exc:
+                raise JobSpecError(field=f"items[{index}].{exc.field}", reason=exc.reason) from None
+        return self.send(specs, queue=queue, priority=priority, chunk_size=chunk_size)
+
+    def send(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> list[Job]:
+        """Enqueue ready JobSpecs as they are (no re-validation, no new timestamps)."""
+        ids = [spec.job_id for spec in specs]
+        if len(set(ids)) != len(ids):
+            raise JobSpecError(field="job_id", reason="the same job id appears twice")
+        self._publisher.publish(
+            specs, queue=queue or SHARED_QUEUE, priority=priority, chunk_size=chunk_size
+        )
+        return [Job(self._ctx, spec.job_id, spec=spec) for spec in specs]
+
+    # -- following -----------------------------------------------------------------------------
+    def job(self, job_id: str) -> Job:
+        """A handle on an existing job (raises JobSpecError for a malformed id)."""
+        uuid_text(JobSpecError, "job_id", job_id)
+        return Job(self._ctx, job_id)
+
+    def cancel(self, job_id: str, *, reason: str = "cancelled by request") -> CancelOutcome:
+        return self.job(job_id).cancel(reason=reason)
+
+    # -- looking at the farm -------------------------------------------------------------------
+    def status(self, *, ping_timeout: float | None = DEFAULT_PING_TIMEOUT) -> FarmStatus:
+        """Workers (registry, and whether they answer a Celery ping within ``ping_timeout``
+        seconds; None skips the ping), queue depths, running jobs, dead-letter count."""
+        pinged = None
+        if ping_timeout is not None:
+            replies = self.app.control.ping(timeout=ping_timeout) or []
+            pinged = [node for reply in replies for node in reply]
+        return collect_status(self.redis, self.settings.key_prefix, pinged)
+
+    def queue_depths(self, queues: Iterable[str] = ()) -> list[QueueDepth]:
+        """Depth of the shared queue, of ``queues``, and of any other non-empty farm queue."""
+        names = {check_queue(name) for name in queues}
+        return queue_depths(self.redis, self.settings.key_prefix, names)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Jobs the workers gave up on, newest first."""
+        return list_dead_letters(self.redis, self.settings.key_prefix, limit=limit)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.app.close()
+        self.redis.close()
+        if self.results is not self.redis:
+            self.results.close()
+
+    def __enter__(self) -> Farm:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Farm({self.settings!r})"

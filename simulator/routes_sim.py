@@ -1,0 +1,123 @@
+"""Routes that are not ComfyUI 0.3.64: the private /_sim/ control API, the optional 2026 jobs API,
+and the middleware behind the ``garbage`` fault.
+
+/_sim/ (never under /api/):
+    GET  /_sim/stats          accounting (see simulator.accounting)
+    POST /_sim/stats/reset    zero the accounting
+    GET  /_sim/faults         {"faults": {name: {params..., nth, times, rate, occurrences, fired}},
+                               "random": {"rate", "kinds", "seed", "fired"}}
+    POST /_sim/faults         {name: {params and trigger} | true | null, "reset": bool,
+                               "seed": int, "random_rate": float, "random_kinds": [...]}
+                              -> the GET body; 400 {"error": ...} for unknown names or values
+Jobs API (``--jobs-api``): GET /api/jobs/{id}, POST /api/jobs/{id}/cancel, as ComfyUI 2026.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from simulator.app import Simulator
+from simulator.faults import DEFAULTS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+GARBAGE_HTML = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+def sim_routes(sim: Simulator) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.get("/_sim/stats")
+    async def get_stats(request: web.Request) -> web.Response:
+        return web.json_response(sim.stats())
+
+    @routes.post("/_sim/stats/reset")
+    async def reset_stats(request: web.Request) -> web.Response:
+        sim.accounting.reset()
+        return web.json_response(sim.stats())
+
+    @routes.get("/_sim/faults")
+    async def get_faults(request: web.Request) -> web.Response:
+        return web.json_response(sim.faults.snapshot())
+
+    @routes.post("/_sim/faults")
+    async def post_faults(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            sim.faults.update(body)
+        except (ValueError, TypeError) as ex:  # FaultError and JSONDecodeError are ValueErrors
+            return web.json_response({"error": str(ex)}, status=400)
+        return web.json_response(sim.faults.snapshot())
+
+    return routes
+
+
+def jobs_routes(sim: Simulator) -> web.RouteTableDef:
+    from simulator.jobs import get_job
+
+    routes = web.RouteTableDef()
+
+    @routes.get("/api/jobs/{job_id}")
+    async def get_job_by_id(request: web.Request) -> web.Response:
+        job = get_job(request.match_info["job_id"], sim.queue)
+        if job is None:
+            return web.json_response({"error": "Job not found"}, status=404)
+        return web.json_response(job)
+
+    @routes.post("/api/jobs/{job_id}/cancel")
+    async def cancel_job(request: web.Request) -> web.Response:
+        job_id = request.match_info["job_id"]
+        if any(item.prompt_id == job_id for item in sim.queue.running_items()):
+            sim.interrupt(job_id)
+            return web.json_response({"cancelled": True})
+        return web.json_response({"cancelled": sim.queue.delete(job_id)})
+
+    return routes
+
+
+def _matches(path: str, route: str) -> bool:
+    for candidate in (route, "/api" + route):
+        if path == candidate or path.startswith(candidate.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def garbage_middleware(sim: Simulator) -> Any:
+    """Fault ``garbage``: answer a route with HTML, non-JSON bytes, half a body or nothing."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        armed = sim.faults.peek("garbage")
+        route = str((armed or DEFAULTS["garbage"])["route"])
+        if request.path.startswith("/_sim/") or not _matches(request.path, route):
+            return await handler(request)
+        fault = sim.faults.check("garbage")
+        if fault is None:
+            return await handler(request)
+        status, mode = int(fault["status"]), fault["mode"]
+        if mode == "html":
+            return web.Response(status=status, text=GARBAGE_HTML, content_type="text/html")
+        if mode == "empty":
+            return web.Response(status=status, body=b"", content_type="application/json")
+        if mode == "truncated":
+            real = await handler(request)
+            body = (
+                real.body
+                if isinstance(real, web.Response) and isinstance(real.body, bytes)
+                else b"{"
+            )
+            return web.Response(
+                status=status, body=body[: max(len(body) // 2, 1)], content_type="application/json"
+            )
+        return web.Response(
+            status=status, body=b"\x00\xffnot json at all{{", content_type="application/json"
+        )
+
+    return middleware

@@ -1,0 +1,52 @@
+"""Cooperative cancellation through Redis.
+
+A producer sets ``<prefix>cancel:<job_id>``; the worker checks it before starting a job and on
+every wake-up of its event loop, then interrupts ComfyUI (only that prompt) and records the job as
+cancelled. The key outlives the job (TTL) so a queued copy that a worker picks up later, or a
+redelivered one, is dropped too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from tasks.keyspace import cancel_key
+
+CANCEL_TTL_SECONDS = 7 * 24 * 3600
+
+
+def request_cancel(
+    client: redis.Redis,
+    prefix: str,
+    job_id: str,
+    *,
+    reason: str = "cancelled by request",
+    ttl: float = CANCEL_TTL_SECONDS,
+) -> bool:
+    """Flag ``job_id`` as cancelled; True if this call set the flag (False: already set)."""
+    payload = json.dumps({"at": time.time(), "reason": reason})
+    return bool(client.set(cancel_key(prefix, job_id), payload, nx=True, px=int(ttl * 1000)))
+
+
+def cancel_requested(client: redis.Redis, prefix: str, job_id: str) -> bool:
+    """Whether someone asked to cancel ``job_id`` (one EXISTS)."""
+    return bool(client.exists(cancel_key(prefix, job_id)))
+
+
+def cancel_reason(client: redis.Redis, prefix: str, job_id: str) -> str | None:
+    """The reason given with the cancel request, or None if there is none."""
+    raw = client.get(cancel_key(prefix, job_id))
+    if raw is None:
+        return None
+    try:
+        return str(json.loads(raw).get("reason", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def clear_cancel(client: redis.Redis, prefix: str, job_id: str) -> None:
+    """Remove the flag (e.g. before deliberately re-submitting the same job id)."""
+    client.delete(cancel_key(prefix, job_id))

@@ -1,0 +1,73 @@
+"""The farm's own Redis keys, all under the key prefix (default ``comfyfarm:``).
+
+=====================================  ==========================================================
+``<prefix>cancel:<job_id>``            string: cancellation requested (JSON {at, reason}), TTL
+``<prefix>lease:<job_id>``             string: owner of the running job, TTL renewed while it runs
+``<prefix>job:<job_id>``               string: what the producer submitted (JSON summary), TTL
+``<prefix>result:<job_id>``            string: the job's JobResult JSON (also for failed and
+                                       cancelled jobs, whose Celery state holds no JobResult), TTL
+``<prefix>worker:<name>``              string: a worker's registry entry (JSON), TTL = heartbeat
+``<prefix>workers``                    sorted set: worker name → last heartbeat (time.time())
+``<prefix>dead-letter``                list: jobs that failed after their last retry (JSON)
+=====================================  ==========================================================
+
+Celery's result of a job is ``<prefix>celery-task-meta-<job_id>`` (``celery_result_key``), also
+the pub/sub channel on which every state change is published.
+
+Celery's keys share the prefix (kombu ``global_keyprefix``): queues are ``<prefix>comfyfarm…``,
+results ``<prefix>celery-task-meta-<id>``; none of them can collide with the names above.
+"""
+
+from __future__ import annotations
+
+
+def cancel_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}cancel:{job_id}"
+
+
+def lease_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}lease:{job_id}"
+
+
+def job_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}job:{job_id}"
+
+
+def job_result_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}result:{job_id}"
+
+
+def celery_result_key(prefix: str, job_id: str) -> str:
+    """Where Celery's Redis backend keeps (and publishes) the state of task ``job_id``.
+
+    Celery inserts "_" after a prefix that does not end in one of ``:_-.``; Settings only allows
+    prefixes that do, so the key is simply the prefix + Celery's own name.
+    """
+    if prefix and prefix[-1] not in ":_-.":
+        prefix += "_"
+    return f"{prefix}celery-task-meta-{job_id}"
+
+
+def worker_key(prefix: str, name: str) -> str:
+    return f"{prefix}worker:{name}"
+
+
+def workers_index_key(prefix: str) -> str:
+    return f"{prefix}workers"
+
+
+def dead_letter_key(prefix: str) -> str:
+    return f"{prefix}dead-letter"
+
+
+def lease_pattern(prefix: str) -> str:
+    """SCAN pattern matching every lease key (prefix characters are escaped)."""
+    return _escape_glob(prefix) + "lease:*"
+
+
+def job_id_from_lease_key(prefix: str, key: str) -> str:
+    return key[len(prefix) + len("lease:") :]
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)

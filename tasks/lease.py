@@ -1,0 +1,147 @@
+"""Job leases: what keeps a re-delivered job from running twice.
+
+Redis re-delivers an unacknowledged message after the visibility timeout even if its worker is
+still busy (or the message is restored after a crash). The worker that runs a job holds
+``<prefix>lease:<job_id>`` and renews it while the job runs; a second copy that finds a live lease
+held by someone else does not execute. A crashed worker stops renewing, the lease expires after
+``ttl`` seconds, and the next delivery takes over.
+
+Only the owner can renew or release (an atomic compare-and-set in a Lua script), so a worker whose
+lease expired and was taken over cannot extend or delete the new owner's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+import redis
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] = lease key; ARGV[1] = owner; ARGV[2] = ttl in ms. Returns 1 if owned afterwards.
+_ACQUIRE = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """A TTL lease on ``key`` held by ``owner`` (a string unique to the worker process).
+
+    ``acquire`` is re-entrant for the same owner (it renews), so a worker restarted under the same
+    owner string takes its own job back at once.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, owner: str, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        if not owner:
+            raise ValueError("owner must not be empty")
+        self.client = client
+        self.key = key
+        self.owner = owner
+        self.ttl = ttl
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    def acquire(self) -> bool:
+        """Take the lease if it is free or already ours; False if someone else holds it."""
+        return bool(self._acquire(keys=[self.key], args=[self.owner, self._ttl_ms]))
+
+    def renew(self) -> bool:
+        """Extend the lease by ``ttl``; False if it is no longer ours (expired or taken over)."""
+        return bool(self._renew(keys=[self.key], args=[self.owner, self._ttl_ms]))
+
+    def release(self) -> bool:
+        """Drop the lease if it is ours; False if it was not (already expired or taken over)."""
+        return bool(self._release(keys=[self.key], args=[self.owner]))
+
+    def holder(self) -> str | None:
+        """The current owner, or None if nobody holds the lease."""
+        value = self.client.get(self.key)
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def remaining(self) -> float | None:
+        """Seconds until the lease expires, or None if nobody holds it."""
+        ms = int(self.client.pttl(self.key))
+        return None if ms < 0 else ms / 1000
+
+    def keep_alive(self, interval: float | None = None) -> LeaseKeeper:
+        """A context manager that renews this lease in a thread every ``interval`` seconds
+        (default ttl/3) and releases it on exit."""
+        return LeaseKeeper(self, interval if interval is not None else self.ttl / 3)
+
+    def __repr__(self) -> str:
+        return f"Lease(key={self.key!r}, owner={self.owner!r}, ttl={self.ttl:g})"
+
+
+class LeaseKeeper:
+    """Renews a held lease in a daemon thread; ``lost`` is set when a renewal finds it gone.
+
+    Redis errors during a renewal are logged and retried at the next tick: the lease survives a
+    Redis blip shorter than its TTL.
+    """
+
+    def __init__(self, lease: Lease, interval: float) -> None:
+        self.lease = lease
+        self.interval = interval
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"lease-keeper {lease.key}", daemon=True
+        )
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(release=True)
+
+    def stop(self, *, release: bool = True) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 5)
+        if release:
+            try:
+                self.lease.release()
+            except redis.RedisError as exc:  # it expires on its own
+                log.warning("could not release %r: %s", self.lease, exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if not self.lease.renew():
+                    log.warning("lost %r (expired or taken over)", self.lease)
+                    self.lost.set()
+                    return
+            except redis.RedisError as exc:
+                log.warning("could not renew %r: %s", self.lease, exc)

@@ -1,0 +1,10 @@
+"""Names that producers and workers must spell the same way."""
+
+from __future__ import annotations
+
+#: The one task: run a JobSpec on the worker's ComfyUI. args = [JobSpec.to_dict()], no kwargs.
+RUN_JOB = "comfyfarm.run_job"
+
+#: Custom Celery event a worker may send (``task.send_event(PROGRESS_EVENT, ...)``) so Flower shows
+#: the task in state PROGRESS; Flower does not read the result backend.
+PROGRESS_EVENT = "task-progress"

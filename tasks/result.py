@@ -1,0 +1,255 @@
+"""JobResult: what a worker returns for every job it finishes (the RUN_JOB task's return value).
+
+A JobResult is stored for succeeded, failed *and* cancelled jobs, so a producer always gets one
+from ``Job.wait()``. It carries references (storage URIs, sizes, hashes), never file bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tasks import fields as f
+from tasks.errors import JobResultError
+
+RESULT_VERSION = 1
+JobStatus = Literal["succeeded", "failed", "cancelled"]
+JOB_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+MAX_OUTPUTS = 10_000
+MAX_ERROR_BYTES = 64 * 1024
+
+E = JobResultError
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputRecord:
+    """One output of a job: a stored file (``uri`` set) or a value (``value`` set, ``uri`` None).
+
+    ``kind`` is ComfyUI's output key (``images``, ``gifs``, ``audio``, ``text`` …); ``index`` the
+    position within that node's list for that kind.
+    """
+
+    node_id: str
+    kind: str
+    index: int
+    filename: str
+    uri: str | None
+    bytes: int
+    sha256: str
+    mime: str
+    value: Any = None
+
+    def __post_init__(self) -> None:
+        f.text(E, "node_id", self.node_id, max_len=128)
+        f.text(E, "kind", self.kind, max_len=128)
+        f.integer(E, "index", self.index, minimum=0, maximum=1_000_000)
+        f.text(E, "filename", self.filename, max_len=1024, empty=self.uri is None)
+        f.integer(E, "bytes", self.bytes, minimum=0, maximum=2**62)
+        f.text(E, "mime", self.mime, max_len=256, empty=True)
+        if self.uri is not None:
+            f.text(E, "uri", self.uri, max_len=4096)
+            if not _SHA256.fullmatch(self.sha256):
+                f.fail(E, "sha256", "must be 64 lowercase hex digits for a stored file")
+        else:
+            f.text(E, "sha256", self.sha256, max_len=64, empty=True)
+            f.json_size(E, "value", self.value, max_bytes=MAX_ERROR_BYTES)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "kind": self.kind,
+            "index": self.index,
+            "filename": self.filename,
+            "uri": self.uri,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "mime": self.mime,
+            "value": self.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> OutputRecord:
+        d = f.mapping(E, "", data)
+        return cls(
+            node_id=f.required(E, d, "node_id"),
+            kind=f.required(E, d, "kind"),
+            index=f.required(E, d, "index"),
+            filename=d.get("filename", ""),
+            uri=d.get("uri"),
+            bytes=d.get("bytes", 0),
+            sha256=d.get("sha256", ""),
+            mime=d.get("mime", ""),
+            value=d.get("value"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timings:
+    """Wall-clock times (``time.time()``) and derived durations of one job.
+
+    ``enqueued_at`` comes from the producer's clock and ``started_at`` from the worker's, so
+    ``queue_seconds`` can be slightly off (even negative) when clocks disagree.
+    """
+
+    enqueued_at: float
+    started_at: float
+    finished_at: float
+    node_durations: dict[str, float] = field(default_factory=dict)
+    queue_seconds: float = 0.0
+    run_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("enqueued_at", "started_at", "finished_at"):
+            f.number(E, name, getattr(self, name), minimum=0)
+        f.number(E, "queue_seconds", self.queue_seconds)
+        f.number(E, "run_seconds", self.run_seconds)
+        durations = f.string_keys(E, "node_durations", self.node_durations)
+        for node_id, seconds in durations.items():
+            durations[node_id] = f.number(E, f"node_durations.{node_id}", seconds, minimum=0)
+        object.__setattr__(self, "node_durations", durations)
+
+    @classmethod
+    def measure(
+        cls,
+        *,
+        enqueued_at: float,
+        started_at: float,
+        finished_at: float,
+        node_durations: dict[str, float] | None = None,
+    ) -> Timings:
+        """Timings with ``queue_seconds`` and ``run_seconds`` computed from the timestamps."""
+        return cls(
+            enqueued_at=enqueued_at,
+            started_at=started_at,
+            finished_at=finished_at,
+            node_durations=dict(node_durations or {}),
+            queue_seconds=started_at - enqueued_at if enqueued_at else 0.0,
+            run_seconds=max(0.0, finished_at - started_at),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enqueued_at": self.enqueued_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "node_durations": dict(self.node_durations),
+            "queue_seconds": self.queue_seconds,
+            "run_seconds": self.run_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Timings:
+        d = f.mapping(E, "", data)
+        return cls(
+            enqueued_at=d.get("enqueued_at", 0.0),
+            started_at=d.get("started_at", 0.0),
+            finished_at=d.get("finished_at", 0.0),
+            node_durations=d.get("node_durations", {}),
+            queue_seconds=d.get("queue_seconds", 0.0),
+            run_seconds=d.get("run_seconds", 0.0),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobResult:
+    """The outcome of one job.
+
+    ``error`` is None for a success; otherwise ``{"type", "message", ...fields}`` — for a node
+    that failed in ComfyUI that includes ``node_id``, ``node_type`` and the exception message.
+    ``attempts`` counts executions including the one that produced this result.
+    """
+
+    version: int = RESULT_VERSION
+    job_id: str
+    status: str  # one of JOB_STATUSES (checked at runtime; JobStatus is the Literal type)
+    outputs: list[OutputRecord] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    timings: Timings
+    worker: str = ""
+    comfy_url: str = ""
+    attempts: int = 1
+    params: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.version != RESULT_VERSION:
+            f.fail(E, "version", f"unsupported version {self.version!r} (this code reads 1)")
+        f.uuid_text(E, "job_id", self.job_id)
+        if self.status not in JOB_STATUSES:
+            f.fail(E, "status", f"must be one of {', '.join(JOB_STATUSES)}")
+        outputs = f.list_of(E, "outputs", self.outputs, max_items=MAX_OUTPUTS)
+        for index, item in enumerate(outputs):
+            if not isinstance(item, OutputRecord):
+                f.fail(E, f"outputs[{index}]", "must be an OutputRecord")
+        object.__setattr__(self, "outputs", outputs)
+        self._check_error()
+        if not isinstance(self.timings, Timings):
+            f.fail(E, "timings", "must be Timings")
+        f.text(E, "worker", self.worker, max_len=256, empty=True)
+        f.text(E, "comfy_url", self.comfy_url, max_len=2048, empty=True)
+        f.integer(E, "attempts", self.attempts, minimum=0, maximum=1000)
+        object.__setattr__(self, "params", f.string_keys(E, "params", self.params))
+        object.__setattr__(self, "labels", f.labels(E, "labels", self.labels))
+
+    def _check_error(self) -> None:
+        if self.error is None:
+            if self.status == "failed":
+                f.fail(E, "error", "a failed job must say why")
+            return
+        if self.status == "succeeded":
+            f.fail(E, "error", "a succeeded job has no error")
+        error = f.string_keys(E, "error", self.error)
+        f.text(E, "error.type", error.get("type"), max_len=256)
+        f.text(E, "error.message", error.get("message"), max_len=MAX_ERROR_BYTES, empty=True)
+        f.json_size(E, "error", error, max_bytes=MAX_ERROR_BYTES)
+        object.__setattr__(self, "error", error)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "job_id": self.job_id,
+            "status": self.status,
+            "outputs": [item.to_dict() for item in self.outputs],
+            "error": self.error,
+            "timings": self.timings.to_dict(),
+            "worker": self.worker,
+            "comfy_url": self.comfy_url,
+            "attempts": self.attempts,
+            "params": self.params,
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> JobResult:
+        """Validate and build; raises JobResultError naming the field."""
+        d = f.mapping(E, "", data)
+        version = d.get("version", RESULT_VERSION)
+        if version != RESULT_VERSION:
+            f.fail(E, "version", f"unsupported version {version!r} (this code reads 1)")
+        outputs = []
+        for index, item in enumerate(
+            f.list_of(E, "outputs", d.get("outputs", []), max_items=MAX_OUTPUTS)
+        ):
+            with f.within(f"outputs[{index}]"):
+                outputs.append(OutputRecord.from_dict(item))
+        raw_timings = f.required(E, d, "timings")
+        with f.within("timings"):
+            timings = Timings.from_dict(raw_timings)
+        return cls(
+            job_id=f.required(E, d, "job_id"),
+            status=f.required(E, d, "status"),
+            outputs=outputs,
+            error=d.get("error"),
+            timings=timings,
+            worker=d.get("worker", ""),
+            comfy_url=d.get("comfy_url", ""),
+            attempts=d.get("attempts", 1),
+            params=d.get("params") or {},
+            labels=d.get("labels") or {},
+        )

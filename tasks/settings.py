@@ -1,0 +1,277 @@
+"""Typed settings shared by producers and workers, built explicitly from COMFYFARM_* variables.
+
+Nothing here reads the environment at import time: call ``Settings.from_env()`` (or build
+``Settings(...)`` directly, e.g. in tests). ``describe()`` lists every variable for the README.
+
+Redis passwords and TLS come through the URLs: ``redis://:PASSWORD@host:6379/0``,
+``redis://USER:PASSWORD@host/0`` (ACL), ``rediss://host:6380/0`` (TLS; certificates are verified
+unless the URL says ``?ssl_cert_reqs=none``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+from tasks.errors import SettingsError
+
+ENV_PREFIX = "COMFYFARM_"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_KEY_PREFIX = "comfyfarm:"
+DEFAULT_MAX_JOB_SECONDS = 1800.0
+VISIBILITY_MARGIN_SECONDS = 300.0
+REDIS_SCHEMES = ("redis", "rediss")
+STORAGE_SCHEMES = ("file", "s3", "memory")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for logs and reprs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:
+        return "<unparseable URL>"
+
+
+def default_visibility_timeout(max_job_seconds: float) -> float:
+    """3 × the longest job + a margin: a running job is never handed to a second worker."""
+    return 3 * max_job_seconds + VISIBILITY_MARGIN_SECONDS
+
+
+def time_limit_grace(max_job_seconds: float) -> float:
+    """Grace between the job deadline and Celery's soft limit (and again to the hard limit)."""
+    return min(60.0, max_job_seconds / 10)
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Everything producers and workers must agree on. Secrets never appear in ``repr()``.
+
+    Fields left at their empty/zero default are derived in ``__post_init__``: ``result_backend``
+    from ``broker_url``, ``storage_url`` from the current directory, ``visibility_timeout`` from
+    ``max_job_seconds``. Invalid values raise ``SettingsError`` naming the variable.
+    """
+
+    broker_url: str = DEFAULT_BROKER_URL
+    result_backend: str = ""
+    storage_url: str = ""
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS
+    visibility_timeout: float = 0.0
+    result_expires: float = 7 * 24 * 3600.0
+    stall_timeout: float = 120.0
+    lease_seconds: float = 30.0
+    max_retries: int = 3
+    webhook_secret: str | None = field(default=None, compare=False)
+    flower_basic_auth: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.result_backend:
+            object.__setattr__(self, "result_backend", self.broker_url)
+        if not self.storage_url:
+            object.__setattr__(self, "storage_url", (Path.cwd() / "comfyfarm-output").as_uri())
+        if not self.visibility_timeout:
+            object.__setattr__(
+                self, "visibility_timeout", default_visibility_timeout(self.max_job_seconds)
+            )
+        self._validate()
+
+    # -- derived values ---------------------------------------------------------------------
+    @property
+    def soft_time_limit(self) -> float:
+        """Celery soft time limit: the runner's own deadline should always fire first."""
+        return self.max_job_seconds + time_limit_grace(self.max_job_seconds)
+
+    @property
+    def time_limit(self) -> float:
+        """Celery hard time limit (prefork pool): the child is killed after this."""
+        return self.max_job_seconds + 2 * time_limit_grace(self.max_job_seconds)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``, read now); unset variables keep
+        their defaults. Raises ``SettingsError`` naming the first bad variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            variable = ENV_PREFIX + spec.name.upper()
+            raw = env.get(variable)
+            if raw is None or raw.strip() == "":
+                continue
+            values[spec.name] = _PARSERS[spec.name](variable, raw.strip())
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields changed (validated again). Values that were derived (result
+        backend = broker, visibility from max job) follow the fields they derive from."""
+        derived: dict[str, object] = {}
+        if "broker_url" in changes and self.result_backend == self.broker_url:
+            derived["result_backend"] = ""
+        if "max_job_seconds" in changes and self.visibility_timeout == default_visibility_timeout(
+            self.max_job_seconds
+        ):
+            derived["visibility_timeout"] = 0.0
+        return replace(self, **{**derived, **changes})  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        shown = []
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name in _SECRET_FIELDS:
+                shown.append(f"{spec.name}={'***' if value else None}")
+            elif spec.name in _URL_FIELDS:
+                shown.append(f"{spec.name}={redact_url(value)!r}")
+            else:
+                shown.append(f"{spec.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    # -- validation ---------------------------------------------------------------------------
+    def _validate(self) -> None:
+        _check_url("BROKER_URL", self.broker_url, REDIS_SCHEMES)
+        _check_url("RESULT_BACKEND", self.result_backend, REDIS_SCHEMES)
+        _check_storage_url(self.storage_url)
+        prefix = self.key_prefix
+        if any(ch.isspace() or ch in "*?[]" for ch in prefix) or len(prefix) > 64:
+            _fail("KEY_PREFIX", prefix, "at most 64 characters, no spaces or * ? [ ]")
+        if prefix and prefix[-1] not in ":_-.":
+            # Celery's result backend appends "_" otherwise; keep every key under the same prefix.
+            _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
+        for name in ("max_job_seconds", "result_expires", "stall_timeout", "lease_seconds"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("visibility_timeout", self.visibility_timeout)
+        if self.visibility_timeout <= self.time_limit:
+            _fail(
+                "VISIBILITY_TIMEOUT",
+                str(self.visibility_timeout),
+                f"must exceed the hard time limit {self.time_limit:g} s "
+                f"(COMFYFARM_MAX_JOB_SECONDS={self.max_job_seconds:g} + grace), otherwise Redis "
+                "hands a still-running job to a second worker",
+            )
+        if self.lease_seconds >= self.visibility_timeout:
+            _fail(
+                "LEASE_SECONDS",
+                str(self.lease_seconds),
+                f"must be shorter than COMFYFARM_VISIBILITY_TIMEOUT={self.visibility_timeout:g}",
+            )
+        if not 0 <= self.max_retries <= 100:
+            _fail("MAX_RETRIES", str(self.max_retries), "must be between 0 and 100")
+        if self.flower_basic_auth is not None:
+            for pair in self.flower_basic_auth.split(","):
+                user, sep, password = pair.partition(":")
+                if not (sep and user and password):
+                    _fail("FLOWER_BASIC_AUTH", "***", "must be user:password[,user2:password2]")
+
+
+_SECRET_FIELDS = frozenset({"webhook_secret", "flower_basic_auth"})
+_URL_FIELDS = frozenset({"broker_url", "result_backend", "storage_url"})
+
+
+def _fail(name: str, value: str, reason: str) -> NoReturn:
+    variable = name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name.upper()
+    raise SettingsError(variable=variable, value=value, reason=reason)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(name, repr(value), "must be a number")
+    if not math.isfinite(value) or value <= 0:
+        _fail(name, str(value), "must be a positive number of seconds")
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError as exc:
+        _fail(name, redact_url(url), f"not a URL ({exc})")
+    if parts.scheme not in schemes:
+        _fail(name, redact_url(url), f"scheme must be one of {', '.join(schemes)}")
+    if not parts.hostname:
+        _fail(name, redact_url(url), "needs a host, e.g. redis://127.0.0.1:6379/0")
+
+
+def _check_storage_url(url: str) -> None:
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme and scheme not in STORAGE_SCHEMES:
+        _fail("STORAGE_URL", url, f"scheme must be one of {', '.join(STORAGE_SCHEMES)}, or a path")
+
+
+def _parse_str(variable: str, raw: str) -> str:
+    return raw
+
+
+def _parse_float(variable: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(variable=variable, value=raw, reason="not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(variable=variable, value=raw, reason="must be a positive number")
+    return value
+
+
+def _parse_int(variable: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(variable=variable, value=raw, reason="not a whole number") from None
+
+
+_PARSERS: dict[str, Callable[[str, str], object]] = {
+    "broker_url": _parse_str,
+    "result_backend": _parse_str,
+    "storage_url": _parse_str,
+    "key_prefix": _parse_str,
+    "max_job_seconds": _parse_float,
+    "visibility_timeout": _parse_float,
+    "result_expires": _parse_float,
+    "stall_timeout": _parse_float,
+    "lease_seconds": _parse_float,
+    "max_retries": _parse_int,
+    "webhook_secret": _parse_str,
+    "flower_basic_auth": _parse_str,
+}
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every variable, in README order."""
+    p = ENV_PREFIX
+    return [
+        (p + "BROKER_URL", DEFAULT_BROKER_URL,
+         "Redis for the job queues (redis://:PW@host:port/db; rediss:// for TLS)"),
+        (p + "RESULT_BACKEND", "= BROKER_URL", "Redis for job states, progress and results"),
+        (p + "STORAGE_URL", "file://<cwd>/comfyfarm-output",
+         "where outputs go: file:///dir, a path, s3://bucket/prefix?endpoint_url=..&region=.., "
+         "memory://name"),
+        (p + "KEY_PREFIX", DEFAULT_KEY_PREFIX,
+         "prefix of every Redis key (queues, results, leases): several farms can share one Redis"),
+        (p + "MAX_JOB_SECONDS", f"{DEFAULT_MAX_JOB_SECONDS:g}",
+         "longest a job may run; the default and upper bound of a job's deadline"),
+        (p + "VISIBILITY_TIMEOUT", f"3 × MAX_JOB_SECONDS + {VISIBILITY_MARGIN_SECONDS:g}",
+         "seconds before Redis re-delivers an unacknowledged job (recovery time after a crash); "
+         "must exceed MAX_JOB_SECONDS"),
+        (p + "RESULT_EXPIRES", "604800 (7 days)", "how long job results and states are kept"),
+        (p + "STALL_TIMEOUT", "120",
+         "default seconds without any ComfyUI event before a job is checked and failed"),
+        (p + "LEASE_SECONDS", "30",
+         "TTL of a running job's lease (renewed while it runs; a second copy skips a live one)"),
+        (p + "MAX_RETRIES", "3", "default retries of a job after a retryable failure"),
+        (p + "WEBHOOK_SECRET", "unset", "HMAC-SHA256 key for signing webhook calls (never logged)"),
+        (p + "FLOWER_BASIC_AUTH", "unset", "user:password for Flower (never logged)"),
+        (p + "S3_ENDPOINT_URL", "unset (AWS)",
+         "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
+        (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),
+    ]  # fmt: skip

@@ -1,0 +1,29 @@
+"""The producer side stays light: no worker, WebSocket or aiohttp code on a producer machine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import producer
+
+
+def test_producer_imports_no_worker_or_websocket_code() -> None:
+    """Importing producer (and using its API surface) loads none of worker, websocket, aiohttp."""
+    code = (
+        "import sys, producer, producer.bench_enqueue; "
+        "from producer import Farm, Job; from tasks.settings import Settings; "
+        "Farm(Settings()); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'worker', 'websocket', 'aiohttp'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_public_names() -> None:
+    """The package exports exactly its documented API."""
+    assert sorted(producer.__all__) == sorted(
+        ["CancelOutcome", "Farm", "FarmStatus", "Job", "JobTimeout", "ProducerError",
+         "QueueDepth", "RunningJob", "SubmitError", "WorkerStatus", "build_spec"]
+    )  # fmt: skip

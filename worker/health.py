@@ -1,0 +1,63 @@
+"""Health of the one ComfyUI a worker is bound to, watched from a background thread.
+
+The worker consumes only while ComfyUI answers ``/system_stats``. :class:`HealthMonitor` polls it,
+keeps the latest verdict and publishes the worker's registry entry (name, ComfyUI URL, health,
+queues, capabilities) with a TTL heartbeat, so ``comfyfarm status`` shows dead workers as gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from worker.comfy.client import ComfyClient
+from worker.comfy.errors import ComfyError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HealthMonitor:
+    """Polls ComfyUI every ``interval`` seconds; ``healthy`` is the latest answer.
+
+    ``on_beat`` is called after every check with the verdict (the worker registry heartbeat).
+    """
+
+    client: ComfyClient
+    interval: float = 2.0
+    on_beat: Callable[[bool], None] = lambda healthy: None
+    healthy: bool = False
+    reason: str = "not checked yet"
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def check(self) -> bool:
+        """One synchronous check (also used before the worker starts consuming)."""
+        try:
+            self.client.system_stats()
+        except ComfyError as exc:
+            if self.healthy or self.reason == "not checked yet":
+                log.warning("ComfyUI at %s is unhealthy: %s", self.client.base_url, exc)
+            self.healthy, self.reason = False, str(exc)
+        else:
+            if not self.healthy:
+                log.info("ComfyUI at %s is healthy", self.client.base_url)
+            self.healthy, self.reason = True, "ok"
+        try:
+            self.on_beat(self.healthy)
+        except Exception:  # the registry is informative; never let it stop health checks
+            log.exception("worker registry heartbeat failed")
+        return self.healthy
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="comfy-health", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,88 @@
+"""Turns ComfyUI events of one prompt into :class:`tasks.models.JobProgress` for producers and Flower.
+
+The overall percentage counts finished nodes of the prompt (cached nodes count as done at once) and
+adds the running node's own fraction (sampler steps), so a bar moves steadily through a
+20-step sampler instead of jumping from node to node. Updates are throttled: at most one every
+``min_interval`` seconds, except phase changes and node changes, which always go out.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tasks.models import JobProgress, JobSpec
+from worker.comfy.events import (
+    Event,
+    ExecutionCached,
+    Executing,
+    Progress,
+)
+
+
+class ProgressEstimator:
+    """Folds the events of one prompt into a :class:`JobProgress`."""
+
+    def __init__(self, spec: JobSpec, *, worker: str, min_interval: float = 0.25) -> None:
+        self._spec = spec
+        self._worker = worker
+        self._min_interval = min_interval
+        self._total = max(1, len(spec.prompt))
+        self._done: set[str] = set()
+        self._node: str | None = None
+        self._value = 0.0
+        self._max = 0.0
+        self._phase = "queued"
+        self._last_sent = 0.0
+
+    def phase(self, phase: str) -> JobProgress:
+        """A progress record for a phase change (always emitted)."""
+        self._phase = phase
+        if phase == "collecting":
+            self._done.update(self._spec.prompt)
+            self._node = None
+        return self._snapshot()
+
+    def feed(self, event: Event | object) -> JobProgress | None:
+        """Update from one event; returns a record when one should be sent now."""
+        forced = False
+        if isinstance(event, ExecutionCached):
+            self._done.update(event.nodes)
+            self._phase = "running"
+            forced = True
+        elif isinstance(event, Executing):
+            if self._node is not None:
+                self._done.add(self._node)
+            self._node = event.node
+            self._value = self._max = 0.0
+            self._phase = "running"
+            forced = True
+        elif isinstance(event, Progress):
+            self._value, self._max = event.value, event.max
+        else:
+            return None
+        now = time.monotonic()
+        if not forced and now - self._last_sent < self._min_interval:
+            return None
+        self._last_sent = now
+        return self._snapshot()
+
+    def _snapshot(self) -> JobProgress:
+        fraction = self._value / self._max if self._max else 0.0
+        running = 0.0 if self._node is None or self._node in self._done else fraction
+        percent = min(100.0, 100.0 * (len(self._done) + running) / self._total)
+        node_type = None
+        if self._node is not None:
+            node = self._spec.prompt.get(self._node)
+            node_type = node.get("class_type") if isinstance(node, dict) else None
+        return JobProgress(
+            job_id=self._spec.job_id,
+            phase=self._phase,
+            node=self._node,
+            node_type=node_type,
+            value=self._value,
+            max=self._max,
+            percent=round(percent, 1),
+            nodes_done=len(self._done),
+            nodes_total=self._total,
+            worker=self._worker,
+        )

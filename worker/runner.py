@@ -1,0 +1,240 @@
+"""The one place that knows the job sequence. No Celery in here.
+
+``run_job`` takes a :class:`tasks.models.JobSpec` and a :class:`JobContext` (a ComfyUI client, an
+output store and callbacks) and does, in order:
+
+1. **lookup** — ask ComfyUI whether it already knows ``prompt_id == job_id``. A redelivered job whose
+   prompt is queued, running or finished is followed or collected, never POSTed a second time;
+2. **upload** input files into a per-job subfolder and point the prompt's inputs at them;
+3. **submit** — the WebSocket is connected *before* ``POST /prompt``;
+4. **follow** the prompt to ``executing {node: null}`` (reconnect + reconcile inside the tracker),
+   reporting progress and honouring cancel requests;
+5. **collect** every output (files streamed from ``/view`` into the store, text kept as values) and
+   write ``<prefix>/<job_id>/result.json`` beside them.
+
+Failures raise the client's typed errors (retryable vs permanent); the caller decides what a failure
+means (the Celery task retries retryable ones, direct mode reports them). A cancel ends with a
+``cancelled`` result. Both direct mode (``comfyfarm run``) and the Celery task are thin shells around
+this function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
+from worker.cancellable import CancellableStream, JobCancelled
+from worker.comfy.client import ComfyClient, PromptState
+from worker.comfy.errors import ComfyPermanent
+from worker.comfy.history import HistoryEntry
+from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs
+from worker.comfy.tracker import PromptOutcome, follow_prompt
+from worker.comfy.ws import EventStream
+from worker.inputs import upload_inputs
+from worker.progress import ProgressEstimator
+from worker.storage import OutputStore
+from worker.storage.keys import job_output_key, result_key
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+
+
+class MissingRequiredOutputs(ComfyPermanent):
+    """Raised when a job finished but nodes it declared as required produced no output."""
+
+    def __init__(self, *, prompt_id: str, missing: list[str]) -> None:
+        self.prompt_id = prompt_id
+        self.missing = missing
+        super().__init__(f"required output nodes produced nothing: {', '.join(missing)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "prompt_id": self.prompt_id,
+            "missing": self.missing,
+        }
+
+
+@dataclass
+class JobContext:
+    """Everything ``run_job`` needs from outside: where to run, where to store, whom to tell."""
+
+    client: ComfyClient
+    store: OutputStore
+    client_id: str
+    worker_name: str = "direct"
+    on_progress: Callable[[JobProgress], None] = lambda progress: None
+    cancel_requested: Callable[[], bool] = lambda: False
+    attempts: int = 1
+    started_at: float = field(default_factory=time.time)
+
+
+def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
+    """Run one job to a result; see the module docstring for the sequence."""
+    ctx.started_at = time.time()
+    estimator = ProgressEstimator(spec, worker=ctx.worker_name)
+    ctx.on_progress(estimator.phase("submitted"))
+    try:
+        outcome = _submit_and_follow(spec, ctx, estimator)
+    except JobCancelled:
+        ctx.client.cancel(spec.job_id)
+        return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
+    ctx.on_progress(estimator.phase("collecting"))
+    outputs = collect_into_store(spec, ctx, outcome.history)
+    missing = sorted(set(spec.required_outputs) - {record.node_id for record in outputs})
+    if missing:
+        raise MissingRequiredOutputs(prompt_id=spec.job_id, missing=missing)
+    return _finish(
+        spec, ctx, status="succeeded", outputs=outputs, node_durations=outcome.node_durations
+    )
+
+
+def _submit_and_follow(
+    spec: JobSpec, ctx: JobContext, estimator: ProgressEstimator
+) -> PromptOutcome:
+    stream = CancellableStream(
+        EventStream(ctx.client.base_url, ctx.client_id), ctx.cancel_requested, job_id=spec.job_id
+    )
+    deadline = time.monotonic() + spec.deadline_seconds
+    try:
+        stream.connect(CONNECT_TIMEOUT)
+        known = ctx.client.lookup(spec.job_id)
+        if known.state is PromptState.UNKNOWN:
+            prompt = spec.prompt
+            if spec.inputs:
+                ctx.on_progress(estimator.phase("uploading"))
+                prompt = upload_inputs(ctx.client, spec)
+            if ctx.cancel_requested():
+                raise JobCancelled(spec.job_id)
+            ctx.client.queue_prompt(
+                prompt,
+                prompt_id=spec.job_id,
+                client_id=ctx.client_id,
+                extra_data={"comfyfarm": {"job_id": spec.job_id, "worker": ctx.worker_name}},
+            )
+        else:
+            log.info("job %s is already %s on ComfyUI: not submitting again",
+                     spec.job_id, known.state.name)
+
+        def on_event(event: object) -> None:
+            progress = estimator.feed(event)
+            if progress is not None:
+                ctx.on_progress(progress)
+
+        return follow_prompt(
+            ctx.client,
+            stream,
+            spec.job_id,
+            deadline=deadline,
+            stall_timeout=spec.stall_timeout_seconds,
+            on_event=on_event,
+        )
+    finally:
+        stream.close()
+
+
+def collect_into_store(
+    spec: JobSpec, ctx: JobContext, history: HistoryEntry
+) -> list[OutputRecord]:
+    """Stream every file output from ComfyUI into the store; keep non-file outputs as values.
+
+    Re-collecting the same job writes the same keys again (idempotent), so a redelivered job that
+    finds its prompt already finished simply collects.
+    """
+    records: list[OutputRecord] = []
+    for item in collect_outputs(history.outputs):
+        if isinstance(item, OutputValue):
+            records.append(
+                OutputRecord(
+                    node_id=item.node_id, kind=item.kind, index=item.index, filename="",
+                    uri=None, bytes=0, sha256="", mime="text/plain", value=item.value,
+                )  # fmt: skip
+            )
+            continue
+        assert isinstance(item, OutputFile)
+        key = job_output_key(spec.storage_prefix, spec.job_id, item.node_id, item.index,
+                             item.filename)
+        mime = guess_mime(item.filename)
+        stored = ctx.store.write(key, ctx.client.iter_output(item), content_type=mime)
+        records.append(
+            OutputRecord(
+                node_id=item.node_id, kind=item.kind, index=item.index, filename=item.filename,
+                uri=stored.uri, bytes=stored.bytes, sha256=stored.sha256, mime=mime,
+            )  # fmt: skip
+        )
+    return records
+
+
+def _finish(
+    spec: JobSpec,
+    ctx: JobContext,
+    *,
+    status: str,
+    outputs: list[OutputRecord],
+    node_durations: dict[str, float],
+    error: dict[str, Any] | None = None,
+) -> JobResult:
+    result = build_result(spec, ctx, status=status, outputs=outputs,
+                          node_durations=node_durations, error=error)
+    write_result(ctx.store, spec, result)
+    return result
+
+
+def build_result(
+    spec: JobSpec,
+    ctx: JobContext,
+    *,
+    status: str,
+    outputs: list[OutputRecord],
+    node_durations: dict[str, float] | None = None,
+    error: dict[str, Any] | None = None,
+) -> JobResult:
+    finished = time.time()
+    return JobResult(
+        job_id=spec.job_id,
+        status=status,
+        outputs=outputs,
+        error=error,
+        timings=Timings(
+            enqueued_at=spec.enqueued_at,
+            started_at=ctx.started_at,
+            finished_at=finished,
+            node_durations=node_durations or {},
+            queue_seconds=max(0.0, ctx.started_at - spec.enqueued_at),
+            run_seconds=finished - ctx.started_at,
+        ),
+        worker=ctx.worker_name,
+        comfy_url=ctx.client.base_url,
+        attempts=ctx.attempts,
+        params=spec.params,
+        labels=spec.labels,
+    )
+
+
+def write_result(store: OutputStore, spec: JobSpec, result: JobResult) -> None:
+    """``<prefix>/<job_id>/result.json`` beside the outputs, for people and tools without Redis."""
+    body = json.dumps(result.to_dict(), indent=2, sort_keys=True).encode()
+    store.write_bytes(result_key(spec.storage_prefix, spec.job_id), body,
+                      content_type="application/json")
+
+
+_MIME_BY_SUFFIX = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+    ".gif": "image/gif", ".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime",
+    ".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+    ".opus": "audio/opus", ".glb": "model/gltf-binary", ".json": "application/json",
+    ".txt": "text/plain", ".exr": "image/x-exr", ".tif": "image/tiff", ".tiff": "image/tiff",
+}  # fmt: skip
+
+
+def guess_mime(filename: str) -> str:
+    """MIME type by suffix (the stdlib's table misses webp/flac on some systems)."""
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    return _MIME_BY_SUFFIX.get(suffix, "application/octet-stream")

@@ -1,0 +1,138 @@
+"""Starting a worker bound to one ComfyUI: queues, health gating, registry, the Celery worker.
+
+One worker process per ComfyUI instance (one GPU). It consumes its own queue first
+(``comfyfarm.worker.<name>``), then its capability queues, then the shared queue, with the prefork
+pool at concurrency 1 (the only pool where time limits, soft shutdown and terminate all work; see
+the research notes). While ComfyUI does not answer, the worker cancels its consumers (so jobs stay in
+Redis for healthy workers) and adds them back when ComfyUI returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Celery, bootsteps
+
+from tasks.app import make_app
+from tasks.keys import register_worker
+from tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
+from tasks.settings import Settings
+from worker import task as job_task
+from worker.comfy.client import ComfyClient
+from worker.health import HealthMonitor
+
+log = logging.getLogger(__name__)
+
+REGISTRY_TTL = 30
+
+
+@dataclass
+class WorkerOptions:
+    """The command line of ``comfyfarm worker``."""
+
+    comfy_url: str
+    name: str
+    capabilities: list[str] = field(default_factory=list)
+    extra_queues: list[str] = field(default_factory=list)
+    health_interval: float = 2.0
+    loglevel: str = "INFO"
+
+    def queues(self) -> list[str]:
+        """Own queue first, capabilities next, shared last (the consume order)."""
+        ordered = [worker_queue(self.name)]
+        ordered += [capability_queue(cap) for cap in self.capabilities]
+        ordered += self.extra_queues
+        ordered.append(SHARED_QUEUE)
+        return list(dict.fromkeys(ordered))
+
+
+class HealthGate(bootsteps.StartStopStep):
+    """Consumer bootstep: consume only while ComfyUI is healthy."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+    monitor: HealthMonitor | None = None
+    queues: list[str] = []
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.consuming = True
+
+    def start(self, consumer: Any) -> None:
+        assert self.monitor is not None
+        self._apply(consumer, self.monitor.check())
+        self.monitor.start()
+        consumer.timer.call_repeatedly(0.5, self._apply_latest, (consumer,), priority=0)
+
+    def _apply_latest(self, consumer: Any) -> None:
+        assert self.monitor is not None
+        self._apply(consumer, self.monitor.healthy)
+
+    def _apply(self, consumer: Any, healthy: bool) -> None:
+        if healthy and not self.consuming:
+            for queue in self.queues:
+                consumer.add_task_queue(queue)
+            self.consuming = True
+            log.info("ComfyUI is back: consuming %s", ", ".join(self.queues))
+        elif not healthy and self.consuming:
+            for queue in self.queues:
+                consumer.cancel_task_queue(queue)
+            self.consuming = False
+            log.warning("ComfyUI is unavailable: stopped consuming until it is back")
+
+    def stop(self, consumer: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+
+
+def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
+    """The Celery app of one worker, with the job task and the health gate registered."""
+    app = make_app(settings)
+    job_task.bind(
+        job_task.WorkerBinding(
+            settings=settings,
+            comfy_url=options.comfy_url,
+            worker_name=options.name,
+            client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
+        )
+    )
+    job_task.register(app)
+    queues = options.queues()
+    rds = redis.Redis.from_url(settings.broker_url)
+
+    def beat(healthy: bool) -> None:
+        register_worker(
+            rds, settings.key_prefix, options.name,
+            {"comfy_url": options.comfy_url, "healthy": healthy, "queues": queues,
+             "capabilities": options.capabilities, "host": socket.gethostname()},
+            ttl=REGISTRY_TTL,
+        )  # fmt: skip
+
+    HealthGate.monitor = HealthMonitor(
+        ComfyClient(options.comfy_url, timeout=5.0), interval=options.health_interval, on_beat=beat
+    )
+    HealthGate.queues = queues
+    app.steps["consumer"].add(HealthGate)
+    return app
+
+
+def run_worker(settings: Settings, options: WorkerOptions) -> None:
+    """Run the worker in this process until it is shut down (SIGTERM: warm, SIGQUIT: soft)."""
+    app = build_worker_app(settings, options)
+    app.worker_main(
+        [
+            "worker",
+            "--pool", "prefork",
+            "--concurrency", "1",
+            "--hostname", f"{options.name}@%h",
+            "--queues", ",".join(options.queues()),
+            "--task-events",
+            "--loglevel", options.loglevel,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )  # fmt: skip

@@ -1,0 +1,279 @@
+"""UI format → API format, the way the editor's "Export (API)" does it, driven by node schemas.
+
+``convert_ui_to_api(ui, schema)`` flattens the graph (subgraph instances from
+``definitions.subgraphs`` and legacy group nodes from ``extra.groupNodes`` expanded, with ids
+``"<instance>:<inner>"``), then emits every real node that is neither muted (mode 2) nor bypassed
+(mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote):
+
+- widget values by schema input order (``workflows.widgets``),
+- each input socket resolved backwards (``workflows.execgraph``): through reroutes, bypassed nodes
+  (to their first input of a matching type), subgraph boundaries and promoted widgets; a
+  PrimitiveNode source becomes a literal value; a muted source drops the input,
+- ``_meta.title`` = the node's title, else the schema's display name,
+- finally inputs that point at nodes that were not emitted are removed.
+
+Node types the schema source does not know are reported all at once (ConversionError).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from workflows.convert_groups import GroupNodeDef, GroupScope
+from workflows.errors import ConversionError
+from workflows.execgraph import (
+    ExecNode,
+    GraphScope,
+    LinkRef,
+    Literal,
+    Resolved,
+    Scope,
+    bypass_slot,
+    primitive_value,
+)
+from workflows.problems import Problem
+from workflows.schema import SchemaSource
+from workflows.uigraph import MODE_BYPASS, MODE_NEVER, UIGraph, UINode
+from workflows.widgets import widget_inputs, wrap_value
+
+MAX_DEPTH = 32  # subgraphs inside subgraphs; deeper means a definition that contains itself
+
+
+def convert_ui_to_api(ui: Mapping[str, Any], schema: SchemaSource) -> dict[str, Any]:
+    """The API-format prompt of a UI-format workflow (raises ConversionError)."""
+    return Converter(ui, schema).convert()
+
+
+class Converter:
+    """One conversion: the flattened nodes, the resolver over them, and the emitted prompt."""
+
+    def __init__(self, ui: Mapping[str, Any], schema: SchemaSource) -> None:
+        self.ui = ui
+        self.schema = schema
+        self.nodes: dict[str, ExecNode] = {}
+        self.problems: list[Problem] = []
+        self.subgraphs = _subgraph_definitions(ui)
+        extra = ui.get("extra") if isinstance(ui.get("extra"), Mapping) else {}
+        groups = extra.get("groupNodes") if isinstance(extra, Mapping) else None
+        self.group_raw: Mapping[str, Any] = groups if isinstance(groups, Mapping) else {}
+        self.group_defs: dict[str, GroupNodeDef] = {}
+
+    # -- flattening -------------------------------------------------------------------------
+
+    def convert(self) -> dict[str, Any]:
+        root = GraphScope(UIGraph.parse(self.ui))
+        for node in root.graph.nodes.values():
+            self._add(node, root, node.mode, depth=0, path=())
+        prompt = self._emit()
+        if self.problems:
+            raise ConversionError(problems=self.problems)
+        return prompt
+
+    def _add(
+        self, node: UINode, scope: Scope, mode: int, *, depth: int, path: tuple[str, ...]
+    ) -> None:
+        exec_id = scope.prefix + node.id
+        en = ExecNode(exec_id=exec_id, node=node, scope=scope, mode=mode)
+        self.nodes[exec_id] = en
+        inner_mode = MODE_NEVER if mode in (MODE_NEVER, MODE_BYPASS) else None
+        if node.type in self.subgraphs:
+            self._expand_subgraph(en, inner_mode, depth=depth, path=path)
+        elif node.is_group_node and node.group_name in self.group_raw:
+            self._expand_group(en, inner_mode)
+
+    def _expand_subgraph(
+        self, en: ExecNode, inner_mode: int | None, *, depth: int, path: tuple[str, ...]
+    ) -> None:
+        node = en.node
+        if depth >= MAX_DEPTH or node.type in path:
+            self.problems.append(
+                _problem(en, "conversion", f"subgraph {node.type!r} contains itself")
+            )
+            return
+        definition = self.subgraphs[node.type]
+        scope = GraphScope(UIGraph.parse(definition), prefix=en.exec_id + ":", instance=en)
+        en.inner = scope
+        en.promoted = _promoted_values(node)
+        if en.node.title is None and isinstance(definition.get("name"), str):
+            en.node = _titled(node, definition["name"])
+        for inner in scope.graph.nodes.values():
+            mode = inner.mode if inner_mode is None else inner_mode
+            self._add(inner, scope, mode, depth=depth + 1, path=(*path, node.type))
+
+    def _expand_group(self, en: ExecNode, inner_mode: int | None) -> None:
+        name = en.node.group_name
+        definition = self.group_defs.get(name)
+        if definition is None:
+            try:
+                definition = GroupNodeDef.build(name, self.group_raw[name], self.schema)
+            except ConversionError as exc:
+                self.problems.extend(
+                    _problem(en, p.kind, p.message, p.fix, class_type=p.class_type)
+                    for p in exc.problems
+                )
+                return
+            self.group_defs[name] = definition
+        scope = GroupScope(definition, en)
+        en.inner = scope
+        values = definition.instance_values(en.node.widgets_values)
+        by_name = {w.name: w for w in definition.widgets}
+        for inner in definition.nodes:
+            mode = inner.mode if inner_mode is None else inner_mode
+            child = ExecNode(scope.prefix + inner.id, inner, scope, mode)
+            child.widget_overrides = dict(values.get(int(inner.id), {}))
+            self.nodes[child.exec_id] = child
+        # Group widgets converted to inputs on the outer graph feed the inner widget they stand for.
+        for slot_index, slot in enumerate(en.node.inputs):
+            widget = by_name.get(slot.widget or "")
+            target = self.nodes.get(scope.prefix + str(widget.index)) if widget else None
+            if widget is not None and target is not None and slot.link is not None:
+                target.extra_sources[widget.input_name] = (en, slot_index)
+
+    # -- resolution (the Resolver protocol) -------------------------------------------------
+
+    def node(self, exec_id: str) -> ExecNode | None:
+        return self.nodes.get(exec_id)
+
+    def resolve_input(
+        self, en: ExecNode, slot: int, visited: set[str], type_: str | None = None
+    ) -> Resolved | None:
+        if not 0 <= slot < len(en.node.inputs):
+            return None
+        _enter(visited, f"{en.exec_id}[I]{slot}", en)
+        return en.scope.input_source(self, en, slot, type_ or en.node.inputs[slot].type, visited)
+
+    def resolve_output(
+        self, en: ExecNode, slot: int, type_: str, visited: set[str]
+    ) -> Resolved | None:
+        _enter(visited, f"{en.exec_id}[O]{slot}", en)
+        if en.mode == MODE_BYPASS:
+            index = bypass_slot(en.node, slot, type_)
+            return None if index < 0 else self.resolve_input(en, index, visited)
+        if en.mode == MODE_NEVER:
+            return None
+        if en.inner is not None:
+            return en.inner.output_source(self, slot, type_, visited)
+        if en.node.type == "Reroute":
+            return self.resolve_input(en, 0, visited, type_)
+        if en.node.type == "PrimitiveNode":
+            return primitive_value(en.node, en.widget_overrides)
+        if en.node.is_virtual or en.node.is_group_node:
+            return None
+        return LinkRef(en.exec_id, slot)
+
+    def instance_input(self, instance: ExecNode, slot: int, visited: set[str]) -> Resolved | None:
+        """Input ``slot`` of a subgraph instance: its link, else its promoted widget value."""
+        if not 0 <= slot < len(instance.node.inputs):
+            return None
+        if instance.node.inputs[slot].link is None:
+            if slot in instance.promoted:
+                return Literal(instance.promoted[slot])
+            return None
+        return self.resolve_input(instance, slot, visited)
+
+    # -- emission ---------------------------------------------------------------------------
+
+    def _emit(self) -> dict[str, Any]:
+        prompt: dict[str, Any] = {}
+        for en in self.nodes.values():
+            node = en.node
+            if en.inner is not None or node.is_virtual or en.mode in (MODE_NEVER, MODE_BYPASS):
+                continue
+            if node.is_group_node:
+                self.problems.append(_missing_group(en))
+                continue
+            node_schema = self.schema.node(node.type)
+            if node_schema is None:
+                self.problems.append(self._unknown(en))
+                continue
+            inputs = widget_inputs(node.widgets_values, node_schema, en.widget_overrides)
+            for index, slot in enumerate(node.inputs):
+                self._set(inputs, slot.input_name, self.resolve_input(en, index, set()))
+            for name, (source, index) in en.extra_sources.items():
+                self._set(inputs, name, self.resolve_input(source, index, set()))
+            prompt[en.exec_id] = {
+                "inputs": inputs,
+                "class_type": node.type,
+                "_meta": {"title": node.title or node_schema.display_name},
+            }
+        for entry in prompt.values():
+            inputs = entry["inputs"]
+            for name in [n for n, v in inputs.items() if _is_link(v) and v[0] not in prompt]:
+                del inputs[name]
+        return prompt
+
+    @staticmethod
+    def _set(inputs: dict[str, Any], name: str, resolved: Resolved | None) -> None:
+        if isinstance(resolved, LinkRef):
+            inputs[name] = [resolved.node_id, resolved.slot]
+        elif isinstance(resolved, Literal):
+            inputs[name] = wrap_value(resolved.value)
+
+    def _unknown(self, en: ExecNode) -> Problem:
+        close = difflib.get_close_matches(en.node.type, self.schema.class_types, n=3, cutoff=0.75)
+        fix = f"install the custom node that provides {en.node.type}"
+        if close:
+            fix = f"did you mean {' or '.join(repr(c) for c in close)}? otherwise {fix}"
+        message = f"node type {en.node.type!r} is not installed (unknown to {self.schema.origin})"
+        return _problem(en, "unknown_node_type", message, fix)
+
+
+def _subgraph_definitions(ui: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Every subgraph definition by id, nested definitions included."""
+    found: dict[str, Mapping[str, Any]] = {}
+    pending: list[Mapping[str, Any]] = [ui]
+    while pending:
+        current = pending.pop()
+        definitions = current.get("definitions")
+        subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
+        for definition in subgraphs if isinstance(subgraphs, list) else []:
+            if isinstance(definition, Mapping) and isinstance(definition.get("id"), str):
+                if definition["id"] not in found:
+                    found[definition["id"]] = definition
+                    pending.append(definition)
+    return found
+
+
+def _promoted_values(node: UINode) -> dict[int, Any]:
+    """Promoted widget values of a subgraph instance by input slot (widgets follow input order)."""
+    values = node.widgets_values
+    promoted: dict[int, Any] = {}
+    widget_slots = [(i, slot) for i, slot in enumerate(node.inputs) if slot.widget is not None]
+    for position, (index, slot) in enumerate(widget_slots):
+        if isinstance(values, dict):
+            if slot.input_name in values:
+                promoted[index] = values[slot.input_name]
+        elif isinstance(values, list) and position < len(values) and values[position] is not None:
+            promoted[index] = values[position]
+    return promoted
+
+
+def _titled(node: UINode, title: str) -> UINode:
+    return replace(node, title=title)
+
+
+def _enter(visited: set[str], key: str, en: ExecNode) -> None:
+    if key in visited:
+        raise ConversionError(
+            problems=[_problem(en, "conversion", "links form a cycle through this node")]
+        )
+    visited.add(key)
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
+def _missing_group(en: ExecNode) -> Problem:
+    name = en.node.group_name
+    message = f"group node {name!r} has no definition in extra.groupNodes"
+    return _problem(en, "conversion", message, "re-save the workflow from the editor")
+
+
+def _problem(
+    en: ExecNode, kind: str, message: str, fix: str | None = None, *, class_type: str | None = None
+) -> Problem:
+    return Problem(en.exec_id, en.node.title, class_type or en.node.type, None, kind, message, fix)
