@@ -56,7 +56,7 @@ class ManagedProcess:
             text=True,
             bufsize=1,
             env=self.env,
-            start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop children in order
+            start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
         )
         became_ready = threading.Event()
         threading.Thread(

@@ -36,7 +36,7 @@ SimFactory = Callable[..., SimulatorProcess]
 
 @pytest.fixture
 def start_sim() -> Iterator[SimFactory]:
-    """Factory: ``start_sim("--step-ms", "5")`` starts a simulator and returns it (with ``.url``)."""
+    """Factory: ``start_sim("--step-ms", "5")`` starts a simulator; returns it (``.url``)."""
     started: list[SimulatorProcess] = []
 
     def start(*args: str) -> SimulatorProcess:
@@ -51,5 +51,5 @@ def start_sim() -> Iterator[SimFactory]:
 
 @pytest.fixture
 def sim(start_sim: SimFactory) -> SimulatorProcess:
-    """One fast simulator (1 ms per sampler step)."""
-    return start_sim("--step-ms", "1")
+    """One fast simulator (1 ms per sampler step, no checkpoint load time)."""
+    return start_sim("--step-ms", "1", "--load-ms", "0")

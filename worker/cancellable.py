@@ -23,7 +23,7 @@ class JobCancelled(Exception):
 
 
 class Stream(Protocol):
-    def connect(self, timeout: float) -> None: ...
+    def connect(self, timeout: float = 10.0) -> None: ...
     def receive(self, timeout: float) -> Any: ...
     def close(self) -> None: ...
 
@@ -36,7 +36,7 @@ class CancellableStream:
         self._cancel_requested = cancel_requested
         self._job_id = job_id
 
-    def connect(self, timeout: float) -> None:
+    def connect(self, timeout: float = 10.0) -> None:
         self._stream.connect(timeout)
 
     def receive(self, timeout: float) -> Any:

@@ -24,12 +24,23 @@ class InputFileError(Exception):
     """Raised when an input file cannot be read or fetched (missing, unreadable, too big)."""
 
     def __init__(self, *, node_id: str, input_name: str, source: str, reason: str) -> None:
-        self.node_id, self.input_name, self.source, self.reason = node_id, input_name, source, reason
+        self.node_id, self.input_name, self.source, self.reason = (
+            node_id,
+            input_name,
+            source,
+            reason,
+        )
         super().__init__(f"input {node_id}.{input_name} from {source!r}: {reason}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "message": str(self), "node_id": self.node_id,
-                "input_name": self.input_name, "source": self.source, "reason": self.reason}
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "node_id": self.node_id,
+            "input_name": self.input_name,
+            "source": self.source,
+            "reason": self.reason,
+        }
 
 
 def upload_inputs(client: ComfyClient, spec: JobSpec) -> dict[str, Any]:
@@ -39,8 +50,7 @@ def upload_inputs(client: ComfyClient, spec: JobSpec) -> dict[str, Any]:
     for item in spec.inputs:
         data = read_input(item)
         filename = item.filename or Path(item.source.split("?", 1)[0]).name or "input.png"
-        uploaded = client.upload_image(data, filename=filename, subfolder=subfolder,
-                                       overwrite=True)
+        uploaded = client.upload_image(data, filename=filename, subfolder=subfolder, overwrite=True)
         prompt[item.node_id]["inputs"][item.input_name] = uploaded.reference
     return prompt
 
@@ -50,7 +60,7 @@ def read_input(item: InputFile) -> bytes:
     source = item.source
     if source.startswith(("http://", "https://")):
         return _download(item)
-    path = Path(source[len("file://"):] if source.startswith("file://") else source)
+    path = Path(source[len("file://") :] if source.startswith("file://") else source)
     try:
         size = path.stat().st_size
         if size > MAX_INPUT_BYTES:
@@ -77,5 +87,6 @@ def _download(item: InputFile) -> bytes:
 
 
 def _error(item: InputFile, reason: str) -> InputFileError:
-    return InputFileError(node_id=item.node_id, input_name=item.input_name, source=item.source,
-                          reason=reason)
+    return InputFileError(
+        node_id=item.node_id, input_name=item.input_name, source=item.source, reason=reason
+    )

@@ -1,4 +1,5 @@
-"""Turns ComfyUI events of one prompt into :class:`tasks.models.JobProgress` for producers and Flower.
+"""ComfyUI events of one prompt, folded into :class:`tasks.models.JobProgress` for producers and
+Flower.
 
 The overall percentage counts finished nodes of the prompt (cached nodes count as done at once) and
 adds the running node's own fraction (sampler steps), so a bar moves steadily through a
@@ -13,8 +14,8 @@ import time
 from tasks.models import JobProgress, JobSpec
 from worker.comfy.events import (
     Event,
-    ExecutionCached,
     Executing,
+    ExecutionCached,
     Progress,
 )
 

@@ -3,8 +3,8 @@
 ``run_job`` takes a :class:`tasks.models.JobSpec` and a :class:`JobContext` (a ComfyUI client, an
 output store and callbacks) and does, in order:
 
-1. **lookup** — ask ComfyUI whether it already knows ``prompt_id == job_id``. A redelivered job whose
-   prompt is queued, running or finished is followed or collected, never POSTed a second time;
+1. **lookup** — ask ComfyUI whether it already knows ``prompt_id == job_id``. A redelivered job
+   whose prompt is queued, running or finished is followed or collected, never POSTed a second time;
 2. **upload** input files into a per-job subfolder and point the prompt's inputs at them;
 3. **submit** — the WebSocket is connected *before* ``POST /prompt``;
 4. **follow** the prompt to ``executing {node: null}`` (reconnect + reconcile inside the tracker),
@@ -14,8 +14,8 @@ output store and callbacks) and does, in order:
 
 Failures raise the client's typed errors (retryable vs permanent); the caller decides what a failure
 means (the Celery task retries retryable ones, direct mode reports them). A cancel ends with a
-``cancelled`` result. Both direct mode (``comfyfarm run``) and the Celery task are thin shells around
-this function.
+``cancelled`` result. Both direct mode (``comfyfarm run``) and the Celery task are thin shells
+around this function.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from typing import Any
 
 from tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from worker.cancellable import CancellableStream, JobCancelled
-from worker.comfy.client import ComfyClient, PromptState
+from worker.comfy.client import ComfyClient
 from worker.comfy.errors import ComfyPermanent
 from worker.comfy.history import HistoryEntry
 from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs
+from worker.comfy.state import PromptState
 from worker.comfy.tracker import PromptOutcome, follow_prompt
 from worker.comfy.ws import EventStream
 from worker.inputs import upload_inputs
@@ -119,9 +120,15 @@ def _submit_and_follow(
                 client_id=ctx.client_id,
                 extra_data={"comfyfarm": {"job_id": spec.job_id, "worker": ctx.worker_name}},
             )
+        elif known.state is PromptState.DONE and known.history is not None:
+            log.info("job %s already finished on ComfyUI: collecting it", spec.job_id)
+            return PromptOutcome.from_history(known.history)
         else:
-            log.info("job %s is already %s on ComfyUI: not submitting again",
-                     spec.job_id, known.state.name)
+            log.info(
+                "job %s is already %s on ComfyUI: following it, not submitting again",
+                spec.job_id,
+                known.state.name,
+            )
 
         def on_event(event: object) -> None:
             progress = estimator.feed(event)
@@ -140,9 +147,7 @@ def _submit_and_follow(
         stream.close()
 
 
-def collect_into_store(
-    spec: JobSpec, ctx: JobContext, history: HistoryEntry
-) -> list[OutputRecord]:
+def collect_into_store(spec: JobSpec, ctx: JobContext, history: HistoryEntry) -> list[OutputRecord]:
     """Stream every file output from ComfyUI into the store; keep non-file outputs as values.
 
     Re-collecting the same job writes the same keys again (idempotent), so a redelivered job that
@@ -153,20 +158,34 @@ def collect_into_store(
         if isinstance(item, OutputValue):
             records.append(
                 OutputRecord(
-                    node_id=item.node_id, kind=item.kind, index=item.index, filename="",
-                    uri=None, bytes=0, sha256="", mime="text/plain", value=item.value,
+                    node_id=item.node_id,
+                    kind=item.kind,
+                    index=item.index,
+                    filename="",
+                    uri=None,
+                    bytes=0,
+                    sha256="",
+                    mime="text/plain",
+                    value=item.value,
                 )  # fmt: skip
             )
             continue
         assert isinstance(item, OutputFile)
-        key = job_output_key(spec.storage_prefix, spec.job_id, item.node_id, item.index,
-                             item.filename)
+        key = job_output_key(
+            spec.storage_prefix, spec.job_id, item.node_id, item.index, item.filename
+        )
         mime = guess_mime(item.filename)
         stored = ctx.store.write(key, ctx.client.iter_output(item), content_type=mime)
         records.append(
             OutputRecord(
-                node_id=item.node_id, kind=item.kind, index=item.index, filename=item.filename,
-                uri=stored.uri, bytes=stored.bytes, sha256=stored.sha256, mime=mime,
+                node_id=item.node_id,
+                kind=item.kind,
+                index=item.index,
+                filename=item.filename,
+                uri=stored.uri,
+                bytes=stored.bytes,
+                sha256=stored.sha256,
+                mime=mime,
             )  # fmt: skip
         )
     return records
@@ -181,8 +200,9 @@ def _finish(
     node_durations: dict[str, float],
     error: dict[str, Any] | None = None,
 ) -> JobResult:
-    result = build_result(spec, ctx, status=status, outputs=outputs,
-                          node_durations=node_durations, error=error)
+    result = build_result(
+        spec, ctx, status=status, outputs=outputs, node_durations=node_durations, error=error
+    )
     write_result(ctx.store, spec, result)
     return result
 
@@ -221,8 +241,9 @@ def build_result(
 def write_result(store: OutputStore, spec: JobSpec, result: JobResult) -> None:
     """``<prefix>/<job_id>/result.json`` beside the outputs, for people and tools without Redis."""
     body = json.dumps(result.to_dict(), indent=2, sort_keys=True).encode()
-    store.write_bytes(result_key(spec.storage_prefix, spec.job_id), body,
-                      content_type="application/json")
+    store.write_bytes(
+        result_key(spec.storage_prefix, spec.job_id), body, content_type="application/json"
+    )
 
 
 _MIME_BY_SUFFIX = {

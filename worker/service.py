@@ -3,8 +3,8 @@
 One worker process per ComfyUI instance (one GPU). It consumes its own queue first
 (``comfyfarm.worker.<name>``), then its capability queues, then the shared queue, with the prefork
 pool at concurrency 1 (the only pool where time limits, soft shutdown and terminate all work; see
-the research notes). While ComfyUI does not answer, the worker cancels its consumers (so jobs stay in
-Redis for healthy workers) and adds them back when ComfyUI returns.
+the research notes). While ComfyUI does not answer, the worker cancels its consumers (so jobs stay
+in Redis for healthy workers) and adds them back when ComfyUI returns.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class WorkerOptions:
         return list(dict.fromkeys(ordered))
 
 
-class HealthGate(bootsteps.StartStopStep):
+class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     """Consumer bootstep: consume only while ComfyUI is healthy."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}

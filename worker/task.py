@@ -7,8 +7,8 @@ webhook. Outcomes:
 - succeeded → the task returns the ``JobResult`` dict (Celery ``SUCCESS``);
 - failed → the ``JobResult`` is stored under the job's result key, then ``JobFailed`` is raised
   (Celery ``FAILURE``, so Flower shows the node, type and message);
-- cancelled → the ``JobResult`` is stored, the state is set to ``REVOKED`` and the task ends with
-  ``Ignore`` (Celery must not overwrite it with ``SUCCESS``);
+- cancelled → the task returns the ``JobResult`` dict with status ``cancelled`` (Celery
+  ``SUCCESS``: a custom REVOKED state with our meta would break Celery's own result readers);
 - a redelivered copy that finds a live lease held by another worker ends with ``Ignore`` and runs
   nothing.
 """
@@ -18,17 +18,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import Celery, Task, states
+from celery import Celery, Task
 from celery.exceptions import Ignore
 
 from tasks.keys import Lease, cancel_requested, job_result_key, lease_key
 from tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec
-from tasks.names import RUN_JOB
+from tasks.names import PROGRESS_EVENT, RUN_JOB
 from tasks.routing import SHARED_QUEUE
 from tasks.settings import Settings
 from worker.comfy.client import ComfyClient
@@ -78,7 +79,9 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
 def register(app: Celery) -> Task:
     """Register the job task on ``app`` and return it."""
 
-    @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
+    task_options = {"name": RUN_JOB, "bind": True, "acks_late": True, "reject_on_worker_lost": True}
+
+    @app.task(**task_options)  # type: ignore[untyped-decorator]
     def run_comfy_job(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         return execute(self, payload)
 
@@ -88,46 +91,58 @@ def register(app: Celery) -> Task:
 def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
     binding, client, store, rds = _resources()
     settings = binding.settings
-    spec = JobSpec.from_dict(payload)  # a bad payload fails the task with a message naming the field
-    lease = Lease(rds, lease_key(settings.key_prefix, spec.job_id),
-                  owner=f"{binding.worker_name}:{uuid.uuid4().hex}", ttl=settings.lease_seconds)
+    spec = JobSpec.from_dict(
+        payload
+    )  # a bad payload fails the task with a message naming the field
+    lease = Lease(
+        rds,
+        lease_key(settings.key_prefix, spec.job_id),
+        owner=f"{binding.worker_name}:{uuid.uuid4().hex}",
+        ttl=settings.lease_seconds,
+    )
     if not lease.acquire():
-        log.warning("job %s is running elsewhere (lease held by %s): not running it twice",
-                    spec.job_id, lease.holder())
+        log.warning(
+            "job %s is running elsewhere (lease held by %s): not running it twice",
+            spec.job_id,
+            lease.holder(),
+        )
         raise Ignore()
-    renewer = _LeaseRenewer(lease, interval=settings.lease_seconds / 3)
-    renewer.start()
     ctx = JobContext(
         client=client,
         store=store,
         client_id=binding.client_id,
         worker_name=binding.worker_name,
-        on_progress=lambda progress: _report_progress(task, progress),
+        on_progress=_ProgressReporter(task),
         cancel_requested=lambda: cancel_requested(rds, settings.key_prefix, spec.job_id),
         attempts=task.request.retries + 1,
     )
-    try:
-        result = run_job(spec, ctx)
-    except (ComfyRetryable, StorageUnavailable) as exc:
-        if task.request.retries < spec.max_retries:
-            countdown = min(60.0, 2.0 * 2 ** task.request.retries)
-            log.warning("job %s: %s; retrying in %.0f s", spec.job_id, exc, countdown)
-            raise task.retry(exc=exc, countdown=countdown, queue=SHARED_QUEUE) from exc
-        result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
-    except (ComfyPermanent, InputFileError, StorageError) as exc:
-        result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
-    finally:
-        renewer.stop()
-        lease.release()
+    with lease.keep_alive():
+        try:
+            result = run_job(spec, ctx)
+        except (ComfyRetryable, StorageUnavailable) as exc:
+            if task.request.retries < spec.max_retries:
+                countdown = min(60.0, 2.0 * 2**task.request.retries)
+                log.warning("job %s: %s; retrying in %.0f s", spec.job_id, exc, countdown)
+                raise task.retry(exc=exc, countdown=countdown, queue=SHARED_QUEUE) from exc
+            result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
+        except (ComfyPermanent, InputFileError, StorageError) as exc:
+            result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
     return _conclude(task, spec, store, rds, settings, result)
 
 
-def _conclude(task: Task, spec: JobSpec, store: OutputStore, rds: redis.Redis,
-              settings: Settings, result: JobResult) -> dict[str, Any]:
+def _conclude(
+    task: Task,
+    spec: JobSpec,
+    store: OutputStore,
+    rds: redis.Redis,
+    settings: Settings,
+    result: JobResult,
+) -> dict[str, Any]:
     body = result.to_dict()
     encoded = json.dumps(body, sort_keys=True).encode()
-    rds.set(job_result_key(settings.key_prefix, spec.job_id), encoded,
-            ex=int(settings.result_expires))
+    rds.set(
+        job_result_key(settings.key_prefix, spec.job_id), encoded, ex=int(settings.result_expires)
+    )
     if result.status != "succeeded":
         try:
             write_result(store, spec, result)
@@ -138,16 +153,34 @@ def _conclude(task: Task, spec: JobSpec, store: OutputStore, rds: redis.Redis,
     if result.status == "failed":
         error = result.error or {}
         raise JobFailed(f"{error.get('type', 'Error')}: {error.get('message', '')}")
-    if result.status == "cancelled":
-        task.update_state(state=states.REVOKED, meta=body)
-        raise Ignore()
     return body
 
 
-def _report_progress(task: Task, progress: JobProgress) -> None:
-    meta = progress.to_dict()
-    task.update_state(state=PROGRESS_STATE, meta=meta)
-    task.send_event("task-progress", **meta)
+class _ProgressReporter:
+    """Progress to the result backend (producers) and as task events (Flower).
+
+    Backend writes go through ``store_result`` without the request, so the prompt in the task's
+    args is not written and published again with every update (``result_extended``). Writes are
+    throttled to one per ``min_interval`` except when the phase or node changes.
+    """
+
+    def __init__(self, task: Task, *, min_interval: float = 1.0) -> None:
+        self._task = task
+        self._min_interval = min_interval
+        self._last_key: tuple[str, str | None] | None = None
+        self._last_sent = 0.0
+
+    def __call__(self, progress: JobProgress) -> None:
+        key = (progress.phase, progress.node)
+        now = time.monotonic()
+        if key == self._last_key and now - self._last_sent < self._min_interval:
+            return
+        self._last_key, self._last_sent = key, now
+        meta = progress.to_dict()
+        task_id = self._task.request.id
+        if task_id:
+            self._task.backend.store_result(task_id, meta, PROGRESS_STATE)
+        self._task.send_event(PROGRESS_EVENT, **meta)
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:
@@ -155,25 +188,3 @@ def _error_dict(exc: BaseException) -> dict[str, Any]:
     if callable(to_dict):
         return dict(to_dict())
     return {"type": type(exc).__name__, "message": str(exc)}
-
-
-class _LeaseRenewer:
-    """Keeps the job lease alive from a thread while the job runs."""
-
-    def __init__(self, lease: Lease, *, interval: float) -> None:
-        self._lease = lease
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-renewer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            if not self._lease.renew():
-                log.error("lost the lease of a running job (%s)", self._lease)
-                return
-
-    def stop(self) -> None:
-        self._stop.set()

@@ -29,16 +29,30 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
-def verify(secret: str, timestamp: int, body: bytes, signature: str, *, tolerance: int = 300,
-           now: float | None = None) -> bool:
+def verify(
+    secret: str,
+    timestamp: int,
+    body: bytes,
+    signature: str,
+    *,
+    tolerance: int = 300,
+    now: float | None = None,
+) -> bool:
     """True when ``signature`` matches and the timestamp is within ``tolerance`` seconds."""
     if abs((now if now is not None else time.time()) - timestamp) > tolerance:
         return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def deliver(url: str, body: bytes, *, job_id: str, secret: str | None,
-            attempts: int = ATTEMPTS, backoff: float = 1.0) -> bool:
+def deliver(
+    url: str,
+    body: bytes,
+    *,
+    job_id: str,
+    secret: str | None,
+    attempts: int = ATTEMPTS,
+    backoff: float = 1.0,
+) -> bool:
     """POST ``body`` to ``url``, retrying 5xx and connection errors with backoff. True on 2xx."""
     for attempt in range(1, attempts + 1):
         timestamp = int(time.time())

@@ -16,13 +16,16 @@ RUNTIME_BUCKETS = "1,5,10,30,60,120,300,600,1200,1800,3600,inf"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5555)
-    parser.add_argument("--address", default="127.0.0.1",
-                        help="address to bind (a non-loopback one needs basic auth)")
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to bind (a non-loopback one needs basic auth)",
+    )
     parser.add_argument("--url-prefix", default="", help="when served behind a proxy path")
 
 
 def flower_argv(args: argparse.Namespace, basic_auth: str | None) -> list[str]:
-    """The ``celery flower`` arguments for these options (refuses an unauthenticated public bind)."""
+    """The ``celery flower`` arguments; refuses an unauthenticated non-loopback bind."""
     if not basic_auth and not _is_loopback(args.address):
         raise SystemExit(
             f"refusing to serve Flower on {args.address} without auth: "

@@ -7,15 +7,24 @@ import os
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--comfy-url", default=os.environ.get("COMFYFARM_COMFY_URL",
-                        "http://127.0.0.1:8188"),
-                        help="the ComfyUI this worker feeds (env COMFYFARM_COMFY_URL)")
-    parser.add_argument("--name", default=os.environ.get("COMFYFARM_WORKER_NAME", "gpu0"),
-                        help="short worker name, also its queue comfyfarm.worker.NAME")
-    parser.add_argument("--capability", action="append", default=[], metavar="CAP",
-                        help="consume comfyfarm.cap.CAP too (repeatable), e.g. sdxl")
-    parser.add_argument("--queues", default="",
-                        help="extra queues to consume, comma-separated")
+    parser.add_argument(
+        "--comfy-url",
+        default=os.environ.get("COMFYFARM_COMFY_URL", "http://127.0.0.1:8188"),
+        help="the ComfyUI this worker feeds (env COMFYFARM_COMFY_URL)",
+    )
+    parser.add_argument(
+        "--name",
+        default=os.environ.get("COMFYFARM_WORKER_NAME", "gpu0"),
+        help="short worker name, also its queue comfyfarm.worker.NAME",
+    )
+    parser.add_argument(
+        "--capability",
+        action="append",
+        default=[],
+        metavar="CAP",
+        help="consume comfyfarm.cap.CAP too (repeatable), e.g. sdxl",
+    )
+    parser.add_argument("--queues", default="", help="extra queues to consume, comma-separated")
     parser.add_argument("--loglevel", default="INFO")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from workflow_data import SEED
 
 from workflows import (
     ParameterError,
@@ -14,7 +15,6 @@ from workflows import (
     prepare_jobs,
     workflow_params,
 )
-from workflow_data import SEED
 from workflows.params import infer_params, load_sidecar
 
 
