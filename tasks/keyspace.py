@@ -9,6 +9,9 @@
 ``<prefix>worker:<name>``              string: a worker's registry entry (JSON), TTL = heartbeat
 ``<prefix>workers``                    sorted set: worker name → last heartbeat (time.time())
 ``<prefix>dead-letter``                list: jobs that failed after their last retry (JSON)
+``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
+                                       lists a worker's ComfyUI serves (producers validate
+                                       against it without reaching ComfyUI), TTL
 =====================================  ==========================================================
 
 Celery's result of a job is ``<prefix>celery-task-meta-<job_id>`` (``celery_result_key``), also
@@ -71,3 +74,7 @@ def job_id_from_lease_key(prefix: str, key: str) -> str:
 
 def _escape_glob(text: str) -> str:
     return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
+
+
+def schema_key(prefix: str, worker_name: str) -> str:
+    return f"{prefix}schema:{worker_name}"

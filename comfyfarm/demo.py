@@ -1,0 +1,122 @@
+"""``comfyfarm demo``: the whole farm on one machine, with nothing installed but comfyfarm.
+
+Starts, in order: an embedded Redis-compatible server (unless ``COMFYFARM_BROKER_URL`` is set),
+N simulated ComfyUI instances (or uses the real ones given by ``--comfy-url``), one worker per
+ComfyUI, Flower; then submits a small sweep of the SD1.5 text2image workflow, shows progress and
+prints where the images are. Everything it started stops when it ends (or on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from comfyfarm.services import ManagedProcess, RedisServer, SimulatorProcess, free_port
+
+WORKER_READY = " ready."
+FLOWER_READY = "Visit me at"
+
+
+@dataclass
+class DemoFarm:
+    """The processes of a one-machine farm, stopped in reverse order."""
+
+    env: dict[str, str]
+    comfy_urls: list[str]
+    flower_url: str | None = None
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+
+@contextlib.contextmanager
+def local_farm(
+    *, sims: int, comfy_urls: list[str], step_ms: int, flower: bool, key_prefix: str = ""
+) -> Iterator[DemoFarm]:
+    """Start (and finally stop) broker, ComfyUIs, workers and Flower on this machine."""
+    env = dict(os.environ)
+    with contextlib.ExitStack() as stack:
+        if not env.get("COMFYFARM_BROKER_URL"):
+            redis = stack.enter_context(RedisServer())
+            env["COMFYFARM_BROKER_URL"] = redis.url
+            print(f"embedded Redis-compatible server (valkey) at {redis.url}")
+        if key_prefix:
+            env["COMFYFARM_KEY_PREFIX"] = key_prefix
+        urls = list(comfy_urls)
+        if not urls:
+            for _ in range(sims):
+                sim = stack.enter_context(
+                    SimulatorProcess(args=["--step-ms", str(step_ms), "--load-ms", "200"])
+                )
+                urls.append(sim.url)
+            print(f"{sims} simulated ComfyUI instance(s): {', '.join(urls)}")
+        for index, url in enumerate(urls):
+            stack.enter_context(
+                ManagedProcess(
+                    [
+                        sys.executable,
+                        "-m",
+                        "comfyfarm",
+                        "worker",
+                        "--comfy-url",
+                        url,
+                        "--name",
+                        f"demo{index}",
+                        "--loglevel",
+                        "INFO",
+                    ],
+                    ready=lambda line: WORKER_READY in line,
+                    name=f"worker demo{index}",
+                    env=env,
+                )  # fmt: skip
+            )
+        print(f"{len(urls)} worker(s) started, one per ComfyUI")
+        farm = DemoFarm(env=env, comfy_urls=urls)
+        if flower:
+            port = free_port()
+            stack.enter_context(
+                ManagedProcess(
+                    [sys.executable, "-m", "comfyfarm", "flower", "--port", str(port)],
+                    ready=lambda line: FLOWER_READY in line,
+                    name="flower",
+                    env=env,
+                )
+            )
+            farm.flower_url = f"http://127.0.0.1:{port}"
+            print(f"Flower at {farm.flower_url}")
+        yield farm
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from producer import Farm
+    from producer.cli import wait_all
+    from tasks.settings import Settings
+    from workflows import SchemaSource, prepare_jobs
+
+    with local_farm(
+        sims=args.sims, comfy_urls=args.comfy_url, step_ms=args.step_ms, flower=not args.no_flower
+    ) as local:
+        settings = Settings.from_env(local.env)
+        schema = SchemaSource.from_url(local.comfy_urls[0])
+        jobs = prepare_jobs(
+            args.workflow,
+            schema=schema,
+            sweeps=[f"seed=1..{args.jobs}"],
+            params=[f"prompt={args.prompt}"],
+        )
+        with Farm(settings) as farm:
+            handles = farm.submit_many(jobs)
+            print(f"submitted {len(handles)} jobs of {args.workflow}; following them:")
+            code = wait_all(handles, argparse.Namespace(json=False, timeout=600, out=None))
+        print(f"\noutputs are under {settings.storage_url}")
+        if local.flower_url:
+            print(f"Flower: {local.flower_url}")
+        if sys.stdin.isatty() and not args.exit:
+            print("everything keeps running; press Ctrl-C to stop it all")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    input()
+        print("stopping the farm")
+    return code

@@ -1,0 +1,233 @@
+"""The producer side of the command line: ``submit``, ``status``, ``result``, ``cancel``.
+
+Each ``*_command`` takes the parsed arguments and returns an exit code; ``comfyfarm/commands/``
+holds the thin argparse shells. Output for people by default, one JSON object per line with
+``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from producer.errors import JobTimeout, ProducerError
+from producer.farm import Farm
+from producer.job import Job
+from producer.schema_lookup import NoSchemaSource, find_schema
+from tasks.errors import ContractError
+from tasks.models import JobProgress, JobResult
+from tasks.routing import capability_queue, check_queue, worker_queue
+
+WAITERS = 16  # jobs followed at once by --wait (each holds one Redis subscription)
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    from workflows import SchemaSource, WorkflowError, prepare_jobs
+
+    farm = Farm.from_env()
+    try:
+        schema: SchemaSource | None = None
+        if not args.no_validate:
+            schema = find_schema(
+                farm.settings, object_info=args.object_info, comfy_url=args.comfy_url
+            )
+        jobs = prepare_jobs(
+            args.workflow,
+            schema=schema,
+            params=args.param,
+            sets=args.set,
+            sweeps=args.sweep,
+            zip_sweeps=args.zip,
+            count=args.count,
+            validate=schema is not None,
+        )
+        queue = _queue(args)
+        handles = farm.submit_many(
+            jobs,
+            queue=queue,
+            priority=args.priority,
+            labels=dict(_pairs(args.label)),
+            webhook_url=args.webhook,
+            deadline_seconds=args.deadline,
+        )
+    except (NoSchemaSource, WorkflowError, ContractError, ProducerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.wait:
+        for job, prepared in zip(handles, jobs, strict=True):
+            _emit(
+                {"job_id": job.job_id, "status": "queued", "params": prepared.params},
+                args.json,
+                text=f"queued {job.job_id} {_short(prepared.params)}",
+            )
+        return 0
+    return wait_all(handles, args)
+
+
+def _queue(args: argparse.Namespace) -> str | None:
+    if args.worker:
+        return worker_queue(args.worker)
+    if args.capability:
+        return capability_queue(args.capability)
+    return check_queue(args.queue) if args.queue else None
+
+
+def wait_all(handles: list[Job], args: argparse.Namespace) -> int:
+    """Follow ``handles`` with progress bars (``args``: json, timeout, out); report each result."""
+    from comfyfarm.progressbar import ProgressBars
+
+    bars = ProgressBars(enabled=not args.json)
+    lock = threading.Lock()
+    out_dir = Path(args.out).resolve() if args.out else None
+
+    def follow(job: Job) -> JobResult | None:
+        def show(progress: JobProgress) -> None:
+            with lock:
+                bars.update(job.job_id, progress.to_dict())
+
+        with lock:
+            bars.update(job.job_id, {"phase": "queued"})
+        try:
+            result = job.wait(args.timeout, on_progress=show)
+        except JobTimeout as exc:
+            with lock:
+                bars.finish(job.job_id, "timeout")
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+        with lock:
+            bars.finish(job.job_id, result.status)
+        return result
+
+    with ThreadPoolExecutor(max_workers=min(WAITERS, max(1, len(handles)))) as pool:
+        results = list(pool.map(follow, handles))
+    failures = 0
+    for job, result in zip(handles, results, strict=True):
+        if result is None:
+            failures += 1
+            continue
+        body = result.to_dict()
+        text = describe_result(result)
+        if out_dir is not None and result.status == "succeeded":
+            body["downloaded"] = _download(result, out_dir)
+            text += "".join(f"\n  copied to {path}" for path in body["downloaded"])
+        _emit(body, args.json, text=text)
+        failures += result.status != "succeeded"
+    return 1 if failures else 0
+
+
+def _download(result: JobResult, out_dir: Path) -> list[str]:
+    """Copy ``file://`` outputs into ``out_dir/<job_id>/`` (other stores: printed URIs only)."""
+    copied: list[str] = []
+    for record in result.outputs:
+        if not record.uri or not record.uri.startswith("file://"):
+            continue
+        source = Path(unquote(urlparse(record.uri).path))
+        target = out_dir / result.job_id / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        copied.append(str(target))
+    return copied
+
+
+def status_command(args: argparse.Namespace) -> int:
+    farm = Farm.from_env()
+    status = farm.status()
+    if args.json:
+        print(json.dumps(_status_dict(status), sort_keys=True, default=str))
+        return 0
+    print(f"workers ({len(status.workers)}):")
+    for worker in status.workers:
+        info = worker.info
+        online = {True: "online", False: "no ping", None: "?"}[worker.online]
+        job = f" running {info.current_job}" if info.current_job else ""
+        print(
+            f"  {info.name:<12} {info.comfy_url:<28} comfyui {info.health:<9} {online}"
+            f" (beat {worker.heartbeat_age:.0f}s ago){job}"
+        )
+    print("queues:")
+    for queue in status.queues:
+        print(f"  {queue.name:<32} {queue.total}")
+    print(f"running jobs: {len(status.running)}")
+    for running in status.running:
+        print(f"  {running.job_id}  held by {running.holder}")
+    print(f"dead letters: {status.dead_letters}")
+    if status.dead_letters:
+        for entry in farm.dead_letters(limit=10):
+            print(f"  {entry}")
+    return 0
+
+
+def _status_dict(status: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(status)
+
+
+def result_command(args: argparse.Namespace) -> int:
+    farm = Farm.from_env()
+    job = farm.job(args.job_id)
+    try:
+        result = job.wait(args.timeout) if args.wait else job.result()
+    except JobTimeout as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        _emit(
+            {"job_id": args.job_id, "status": job.status()},
+            args.json,
+            text=f"job {args.job_id}: {job.status()} (no result yet)",
+        )
+        return 3
+    _emit(result.to_dict(), args.json, text=describe_result(result))
+    return 0 if result.status == "succeeded" else 1
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    farm = Farm.from_env()
+    outcome = farm.cancel(args.job_id, reason=args.reason)
+    from dataclasses import asdict
+
+    _emit(asdict(outcome), args.json, text=str(outcome))
+    return 0
+
+
+def describe_result(result: JobResult) -> str:
+    lines = [
+        f"job {result.job_id}: {result.status} on {result.worker or '?'}"
+        f" ({result.timings.run_seconds:.2f} s) {_short(result.params)}"
+    ]
+    if result.error:
+        where = ""
+        if result.error.get("node_id"):
+            where = f" at node {result.error['node_id']} ({result.error.get('node_type')})"
+        lines.append(f"  error{where}: {result.error.get('message')}")
+    for record in result.outputs:
+        shown = record.uri or repr(record.value)
+        lines.append(f"  node {record.node_id} {record.kind}: {shown}")
+    return "\n".join(lines)
+
+
+def _short(params: dict[str, Any]) -> str:
+    text = " ".join(f"{k}={v!r}" for k, v in params.items())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _pairs(items: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --label wants KEY=VALUE, got {item!r}")
+        pairs.append((key, value))
+    return pairs
+
+
+def _emit(body: dict[str, Any], as_json: bool, *, text: str) -> None:
+    print(json.dumps(body, sort_keys=True, default=str) if as_json else text, flush=True)

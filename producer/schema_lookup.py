@@ -1,0 +1,39 @@
+"""Where a producer gets node schemas to validate against, in order of preference.
+
+1. ``--object-info FILE`` (a saved ``/object_info``), 2. ``--comfy-url URL`` (a live ComfyUI),
+3. the schemas the farm's workers published in Redis (``tasks.schemas``), so a producer that cannot
+reach any ComfyUI still validates every job before it is queued.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from tasks.schemas import load_schemas
+from tasks.settings import Settings
+from workflows import SchemaSource
+
+
+class NoSchemaSource(Exception):
+    """Raised when no schema source is given and no worker has published one."""
+
+
+def find_schema(
+    settings: Settings, *, object_info: str | None = None, comfy_url: str | None = None
+) -> SchemaSource:
+    if object_info:
+        return SchemaSource.from_file(object_info)
+    if comfy_url:
+        return SchemaSource.from_url(comfy_url)
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        published = load_schemas(client, settings.key_prefix)
+    finally:
+        client.close()
+    if not published:
+        raise NoSchemaSource(
+            "no node schemas to validate against: no worker has published its ComfyUI's schemas "
+            "yet; start a worker, or pass --comfy-url URL or --object-info FILE (or --no-validate)"
+        )
+    newest = published[0]
+    return SchemaSource.from_object_info(newest.object_info, models=newest.models)
