@@ -108,7 +108,7 @@ def wait_all(handles: list[Job], args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=min(WAITERS, max(1, len(handles)))) as pool:
         results = list(pool.map(follow, handles))
     failures = 0
-    for job, result in zip(handles, results, strict=True):
+    for result in results:
         if result is None:
             failures += 1
             continue
