@@ -1,14 +1,34 @@
-# The comfyfarm image: workers, Flower and producers (the CLI). ComfyUI runs in its own image.
+# The comfyfarm image: workers, Flower, the simulator and the producer CLI (`comfyfarm ...`).
+# ComfyUI runs in its own image, one container per GPU (see docker-compose.yml).
 FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
 WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['s3']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
 COPY comfyfarm comfyfarm
 COPY tasks tasks
 COPY worker worker
 COPY producer producer
 COPY workflows workflows
 COPY simulator simulator
-RUN pip install --no-cache-dir '.[s3]' && useradd --create-home farm \
-    && mkdir /output && chown farm /output
+RUN pip install --no-deps . \
+    && useradd --create-home --uid 1000 farm \
+    && mkdir /output && chown farm:farm /output
+
+# Never root: the worker downloads whatever ComfyUI produced, Flower serves HTTP.
 USER farm
+# Flower's port (workers and the CLI listen on nothing; the simulator on its --port).
+EXPOSE 5555
 ENTRYPOINT ["comfyfarm"]
+CMD ["--help"]

@@ -47,16 +47,23 @@ class HealthMonitor:
             self.healthy, self.reason = True, "ok"
         try:
             self.on_beat(self.healthy)
-        except Exception:  # the registry is informative; never let it stop health checks
-            log.exception("worker registry heartbeat failed")
+        except Exception as exc:  # the registry is informative; never let it stop health checks
+            log.warning("worker registry heartbeat failed: %s", exc)
         return self.healthy
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="comfy-health", daemon=True)
+        """Start polling in a daemon thread; a no-op while it already runs. Restartable after
+        ``stop`` (the consumer stops and starts its steps again after a broker reconnect)."""
+        if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
+            return
+        self._stop = threading.Event()  # the old thread, if still finishing, keeps its own
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="comfy-health", daemon=True
+        )
         self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
             self.check()
 
     def stop(self) -> None:

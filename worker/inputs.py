@@ -2,34 +2,46 @@
 
 Each job's inputs go into their own subfolder (``comfyfarm/<job_id>``) on ComfyUI with
 ``overwrite=true``, so jobs never clobber each other's files and a retried job re-uploads the same
-names. The prompt is rewritten to reference the uploaded files.
+names. Within one job, a source used by several inputs is uploaded once, and two different
+sources with the same file name get distinct names. The prompt is rewritten to reference the
+uploaded files.
+
+Sources: an absolute path on shared storage (or ``file://`` URI), an ``http(s)://`` URL, or a
+storage URI (``s3://bucket/key``, ``memory://name/key``). An ``s3://`` URI in the bucket of the
+worker's own storage is read with that storage's endpoint and region.
+
+```
+InputFileError(node_id, input_name, source, reason)   missing, unreadable, too big, refused (4xx)
+└── InputUnavailable                                  retryable: connection, timeout, 5xx, storage
+```
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
 
 import requests
 
 from tasks.models import InputFile, JobSpec
 from worker.comfy.client import ComfyClient
+from worker.storage import StorageError, StorageUnavailable, open_store
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
 DOWNLOAD_TIMEOUT = 30.0
+JOB_INPUT_FOLDER = "comfyfarm"
 
 
 class InputFileError(Exception):
     """Raised when an input file cannot be read or fetched (missing, unreadable, too big)."""
 
     def __init__(self, *, node_id: str, input_name: str, source: str, reason: str) -> None:
-        self.node_id, self.input_name, self.source, self.reason = (
-            node_id,
-            input_name,
-            source,
-            reason,
-        )
+        self.node_id = node_id
+        self.input_name = input_name
+        self.source = source
+        self.reason = reason
         super().__init__(f"input {node_id}.{input_name} from {source!r}: {reason}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,24 +55,62 @@ class InputFileError(Exception):
         }
 
 
-def upload_inputs(client: ComfyClient, spec: JobSpec) -> dict[str, Any]:
-    """Upload every input file of ``spec`` and return a copy of its prompt that points at them."""
+class InputUnavailable(InputFileError):
+    """Raised when an input's source cannot be reached right now (connection error, timeout,
+    HTTP 5xx, storage unavailable); retrying later may succeed."""
+
+
+def job_input_folder(job_id: str) -> str:
+    """The ComfyUI input subfolder of one job's files."""
+    return f"{JOB_INPUT_FOLDER}/{job_id}"
+
+
+def upload_inputs(
+    client: ComfyClient, spec: JobSpec, *, storage_url: str | None = None
+) -> dict[str, Any]:
+    """Upload every input file of ``spec`` and return a copy of its prompt that points at them.
+
+    ``storage_url`` is the worker's own output storage (used to read ``s3://`` inputs in its
+    bucket with its endpoint).
+    """
     prompt = copy.deepcopy(spec.prompt)
-    subfolder = f"comfyfarm/{spec.job_id}"
-    for item in spec.inputs:
-        data = read_input(item)
-        filename = item.filename or Path(item.source.split("?", 1)[0]).name or "input.png"
-        uploaded = client.upload_image(data, filename=filename, subfolder=subfolder, overwrite=True)
-        prompt[item.node_id]["inputs"][item.input_name] = uploaded.reference
+    subfolder = job_input_folder(spec.job_id)
+    uploaded_by_source: dict[str, str] = {}
+    source_by_name: dict[str, str] = {}
+    for index, item in enumerate(spec.inputs):
+        reference = uploaded_by_source.get(item.source)
+        if reference is None:
+            filename = item.filename or PurePosixPath(item.source.split("?", 1)[0]).name
+            filename = filename or "input.png"
+            if source_by_name.get(filename, item.source) != item.source:
+                filename = f"{index}_{filename}"  # same name, different file: keep both
+            source_by_name[filename] = item.source
+            data = read_input(item, storage_url=storage_url)
+            uploaded = client.upload_image(
+                data, filename=filename, subfolder=subfolder, overwrite=True
+            )
+            reference = uploaded_by_source[item.source] = uploaded.reference
+        prompt[item.node_id]["inputs"][item.input_name] = reference
     return prompt
 
 
-def read_input(item: InputFile) -> bytes:
-    """The bytes of one input file (local path on shared storage or http(s) URL), size-capped."""
+def read_input(item: InputFile, *, storage_url: str | None = None) -> bytes:
+    """The bytes of one input file, size-capped (see the module docstring for sources)."""
     source = item.source
-    if source.startswith(("http://", "https://")):
+    scheme = urlsplit(source).scheme if "://" in source else ""
+    if scheme in ("http", "https"):
         return _download(item)
-    path = Path(source[len("file://") :] if source.startswith("file://") else source)
+    if scheme in ("s3", "memory"):
+        return _read_stored(item, storage_url)
+    if scheme == "file":
+        parts = urlsplit(source)
+        if parts.netloc not in ("", "localhost"):
+            raise _error(item, "file:// URIs must be local (file:///path)")
+        path = Path(unquote(parts.path))
+    elif scheme:
+        raise _error(item, f"unsupported source scheme {scheme!r}")
+    else:
+        path = Path(source)
     try:
         size = path.stat().st_size
         if size > MAX_INPUT_BYTES:
@@ -70,10 +120,40 @@ def read_input(item: InputFile) -> bytes:
         raise _error(item, exc.strerror or str(exc)) from exc
 
 
+def _read_stored(item: InputFile, storage_url: str | None) -> bytes:
+    parts = urlsplit(item.source)
+    key = unquote(parts.path.lstrip("/"))
+    if parts.scheme == "s3":
+        own = urlsplit(storage_url or "")
+        same_bucket = own.scheme == "s3" and own.netloc == parts.netloc
+        query = f"?{own.query}" if same_bucket and own.query else ""
+        store_url = f"s3://{parts.netloc}{query}"
+    else:
+        store_url = f"memory://{parts.netloc}"
+    try:
+        store = open_store(store_url)
+        with store.open_read(key) as handle:
+            return _capped(item, handle)
+    except StorageUnavailable as exc:
+        raise _error(item, exc.reason, retryable=True) from exc
+    except (StorageError, ValueError) as exc:
+        raise _error(item, getattr(exc, "reason", str(exc))) from exc
+
+
+def _capped(item: InputFile, handle: BinaryIO) -> bytes:
+    data = handle.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise _error(item, f"over the {MAX_INPUT_BYTES}-byte limit")
+    return data
+
+
 def _download(item: InputFile) -> bytes:
     try:
         with requests.get(item.source, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
-            response.raise_for_status()
+            if response.status_code >= 500 or response.status_code == 429:
+                raise _error(item, f"HTTP {response.status_code}", retryable=True)
+            if response.status_code >= 400:
+                raise _error(item, f"HTTP {response.status_code}")
             chunks: list[bytes] = []
             total = 0
             for chunk in response.iter_content(1 << 16):
@@ -83,10 +163,9 @@ def _download(item: InputFile) -> bytes:
                 chunks.append(chunk)
             return b"".join(chunks)
     except requests.RequestException as exc:
-        raise _error(item, str(exc)) from exc
+        raise _error(item, f"{type(exc).__name__}: {exc}", retryable=True) from exc
 
 
-def _error(item: InputFile, reason: str) -> InputFileError:
-    return InputFileError(
-        node_id=item.node_id, input_name=item.input_name, source=item.source, reason=reason
-    )
+def _error(item: InputFile, reason: str, *, retryable: bool = False) -> InputFileError:
+    kind = InputUnavailable if retryable else InputFileError
+    return kind(node_id=item.node_id, input_name=item.input_name, source=item.source, reason=reason)

@@ -30,7 +30,8 @@ from typing import Any
 from tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from worker.cancellable import CancellableStream, JobCancelled
 from worker.comfy.client import ComfyClient
-from worker.comfy.errors import ComfyPermanent
+from worker.comfy.errors import ComfyError, ComfyPermanent, ExecutionInterrupted
+from worker.comfy.events import Event
 from worker.comfy.history import HistoryEntry
 from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs
 from worker.comfy.state import PromptState
@@ -78,14 +79,23 @@ class JobContext:
 
 
 def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
-    """Run one job to a result; see the module docstring for the sequence."""
+    """Run one job to a result; see the module docstring for the sequence.
+
+    A job whose cancel was requested before it started never touches ComfyUI.
+    """
     ctx.started_at = time.time()
+    if ctx.cancel_requested():
+        log.info("job %s was cancelled before it started", spec.job_id)
+        return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
     estimator = ProgressEstimator(spec, worker=ctx.worker_name)
-    ctx.on_progress(estimator.phase("submitted"))
     try:
         outcome = _submit_and_follow(spec, ctx, estimator)
     except JobCancelled:
-        ctx.client.cancel(spec.job_id)
+        cancel_prompt(ctx.client, spec.job_id)
+        return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
+    except ExecutionInterrupted:
+        if not ctx.cancel_requested():
+            raise  # interrupted by someone else: a failure, not our cancel
         return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
     ctx.on_progress(estimator.phase("collecting"))
     outputs = collect_into_store(spec, ctx, outcome.history)
@@ -95,6 +105,14 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
     return _finish(
         spec, ctx, status="succeeded", outputs=outputs, node_durations=outcome.node_durations
     )
+
+
+def cancel_prompt(client: ComfyClient, prompt_id: str) -> None:
+    """Dequeue or interrupt ``prompt_id`` on ComfyUI, best effort (the job ends either way)."""
+    try:
+        client.cancel(prompt_id)
+    except ComfyError as exc:
+        log.warning("could not cancel prompt %s on %s: %s", prompt_id, client.base_url, exc)
 
 
 def _submit_and_follow(
@@ -111,7 +129,7 @@ def _submit_and_follow(
             prompt = spec.prompt
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
-                prompt = upload_inputs(ctx.client, spec)
+                prompt = upload_inputs(ctx.client, spec, storage_url=ctx.store.url)
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
             ctx.client.queue_prompt(
@@ -129,8 +147,9 @@ def _submit_and_follow(
                 spec.job_id,
                 known.state.name,
             )
+        ctx.on_progress(estimator.phase("submitted"))
 
-        def on_event(event: object) -> None:
+        def on_event(event: Event) -> None:
             progress = estimator.feed(event)
             if progress is not None:
                 ctx.on_progress(progress)

@@ -10,21 +10,27 @@ in Redis for healthy workers) and adds them back when ComfyUI returns.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
+from celery.exceptions import TimeLimitExceeded
+from celery.utils.nodenames import host_format
+from celery.worker import state as worker_state
 
 from tasks.app import make_app
-from tasks.keys import register_worker
+from tasks.keys import register_worker, unregister_worker
 from tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from tasks.settings import Settings
 from worker import task as job_task
 from worker.comfy.client import ComfyClient
 from worker.health import HealthMonitor
+from worker.runner import cancel_prompt
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +58,32 @@ class WorkerOptions:
 
 
 class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Consumer bootstep: consume only while ComfyUI is healthy."""
+    """Consumer bootstep: consume only while ComfyUI is healthy.
 
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+    Started after the task consumer exists; stopped and started again by Celery when the broker
+    connection is re-established, and shut down (registry entry removed) with the worker.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
     monitor: HealthMonitor | None = None
+    registry: WorkerRegistry | None = None
     queues: list[str] = []
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.consuming = True
+        self._timer: Any = None
 
     def start(self, consumer: Any) -> None:
         assert self.monitor is not None
+        # A restarted consumer consumes what the app selects; our queues are selected again
+        # only while healthy (add/cancel keep the selection in step with what we consume).
+        self.consuming = bool(consumer.task_consumer and consumer.task_consumer.queues)
         self._apply(consumer, self.monitor.check())
         self.monitor.start()
-        consumer.timer.call_repeatedly(0.5, self._apply_latest, (consumer,), priority=0)
+        self._timer = consumer.timer.call_repeatedly(
+            0.5, self._apply_latest, (consumer,), priority=0
+        )
 
     def _apply_latest(self, consumer: Any) -> None:
         assert self.monitor is not None
@@ -85,8 +102,59 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
             log.warning("ComfyUI is unavailable: stopped consuming until it is back")
 
     def stop(self, consumer: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.monitor is not None:
             self.monitor.stop()
+
+    def shutdown(self, consumer: Any) -> None:
+        self.stop(consumer)
+        if self.registry is not None:
+            self.registry.remove()
+
+
+class WorkerRegistry:
+    """This worker's entry in the farm registry (``tasks.keys.register_worker``).
+
+    Written by the health monitor's heartbeat in the main process, where Celery tracks the
+    running request (``celery.worker.state.active_requests``), so ``current_job`` is the job the
+    pool child is running now (at most a heartbeat late).
+    """
+
+    def __init__(self, rds: redis.Redis, settings: Settings, options: WorkerOptions) -> None:
+        self._rds = rds
+        self._prefix = settings.key_prefix
+        self._options = options
+        self._started_at = time.time()
+        self.node = host_format(f"{options.name}@%h")
+
+    def beat(self, healthy: bool) -> None:
+        options = self._options
+        register_worker(
+            self._rds, self._prefix, options.name,
+            {"node": self.node, "comfy_url": options.comfy_url, "healthy": healthy,
+             "queues": options.queues(), "capabilities": options.capabilities,
+             "current_job": current_job(), "started_at": self._started_at,
+             "host": socket.gethostname(), "pid": os.getpid()},
+            ttl=REGISTRY_TTL,
+        )  # fmt: skip
+
+    def remove(self) -> None:
+        try:
+            unregister_worker(self._rds, self._prefix, self._options.name)
+        except redis.RedisError as exc:  # the entry expires on its own
+            log.warning("could not remove the registry entry: %s", exc)
+
+
+def current_job() -> str | None:
+    """The id of the job this worker runs now (main process view), or None when idle."""
+    try:
+        requests = list(worker_state.active_requests)
+    except RuntimeError:  # the set changed under us (another thread); the next beat catches up
+        return None
+    ids = sorted(str(request.id) for request in requests if request.id)
+    return ids[0] if ids else None
 
 
 def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
@@ -101,23 +169,34 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
         )
     )
     job_task.register(app)
-    queues = options.queues()
-    rds = redis.Redis.from_url(settings.broker_url)
-
-    def beat(healthy: bool) -> None:
-        register_worker(
-            rds, settings.key_prefix, options.name,
-            {"comfy_url": options.comfy_url, "healthy": healthy, "queues": queues,
-             "capabilities": options.capabilities, "host": socket.gethostname()},
-            ttl=REGISTRY_TTL,
-        )  # fmt: skip
-
+    registry = WorkerRegistry(redis.Redis.from_url(settings.broker_url), settings, options)
     HealthGate.monitor = HealthMonitor(
-        ComfyClient(options.comfy_url, timeout=5.0), interval=options.health_interval, on_beat=beat
+        ComfyClient(options.comfy_url, timeout=5.0),
+        interval=options.health_interval,
+        on_beat=registry.beat,
     )
-    HealthGate.queues = queues
+    HealthGate.registry = registry
+    HealthGate.queues = options.queues()
     app.steps["consumer"].add(HealthGate)
+    stop_abandoned_prompts(ComfyClient(options.comfy_url, timeout=5.0))
     return app
+
+
+def stop_abandoned_prompts(client: ComfyClient) -> None:
+    """When Celery kills the pool child running a job (hard time limit, ``revoke(terminate=True)``)
+    the job cannot stop its own prompt: the main process interrupts it on ComfyUI instead, so
+    the GPU does not keep working for nobody."""
+
+    def on_revoked(request: Any = None, terminated: bool = False, **_: Any) -> None:
+        if terminated and request is not None and request.id:
+            cancel_prompt(client, str(request.id))
+
+    def on_failure(task_id: str | None = None, exception: Any = None, **_: Any) -> None:
+        if isinstance(exception, TimeLimitExceeded) and task_id:
+            cancel_prompt(client, task_id)
+
+    signals.task_revoked.connect(on_revoked, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
 
 
 def run_worker(settings: Settings, options: WorkerOptions) -> None:

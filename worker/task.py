@@ -5,8 +5,13 @@ task events, cancel checks, retries of retryable failures with backoff, the fina
 webhook. Outcomes:
 
 - succeeded → the task returns the ``JobResult`` dict (Celery ``SUCCESS``);
+- retryable failure (ComfyUI unreachable or restarted, 5xx, storage or input source
+  unavailable) → retried after 2, 4, 8 ... seconds on the *shared* queue (any healthy worker may
+  take it), up to the job's ``max_retries``; after the last one it is a failure and a
+  ``DeadLetter`` is pushed;
 - failed → the ``JobResult`` is stored under the job's result key, then ``JobFailed`` is raised
   (Celery ``FAILURE``, so Flower shows the node, type and message);
+- a payload no worker can read → a ``DeadLetter`` keeps it, the task fails naming the field;
 - cancelled → the task returns the ``JobResult`` dict with status ``cancelled`` (Celery
   ``SUCCESS``: a custom REVOKED state with our meta would break Celery's own result readers);
 - a redelivered copy that finds a live lease held by another worker ends with ``Ignore`` and runs
@@ -25,26 +30,47 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from tasks.keys import Lease, cancel_requested, job_result_key, lease_key
+from tasks.errors import PayloadError
+from tasks.keys import (
+    DeadLetter,
+    Lease,
+    cancel_requested,
+    job_result_key,
+    lease_key,
+    push_dead_letter,
+)
 from tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec
 from tasks.names import PROGRESS_EVENT, RUN_JOB
 from tasks.routing import SHARED_QUEUE
 from tasks.settings import Settings
 from worker.comfy.client import ComfyClient
 from worker.comfy.errors import ComfyPermanent, ComfyRetryable
-from worker.inputs import InputFileError
-from worker.runner import JobContext, build_result, run_job, write_result
+from worker.inputs import InputFileError, InputUnavailable
+from worker.runner import JobContext, build_result, cancel_prompt, run_job, write_result
 from worker.storage import OutputStore, open_store
 from worker.storage.base import StorageError, StorageUnavailable
 from worker.webhook import deliver
 
 log = logging.getLogger(__name__)
 
+#: Largest unreadable payload kept whole in a dead letter (JSON characters).
+MAX_LETTER_PAYLOAD = 256 * 1024
+
 
 class JobFailed(Exception):
-    """Raised (and recorded by Celery as FAILURE) when a job ends in a permanent failure."""
+    """Raised (and recorded by Celery as FAILURE) when a job ends in a failure.
+
+    The message is what Flower shows ("ExecutionFailed: node 3 (KSampler): ..."); ``error`` is
+    the JobResult's error dict. Celery stores only the message, so the JobResult itself is kept
+    under ``tasks.keys.job_result_key`` for producers.
+    """
+
+    def __init__(self, message: str, *, job_id: str = "", error: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.error = error or {}
 
 
 @dataclass
@@ -89,11 +115,16 @@ def register(app: Celery) -> Task:
 
 
 def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
+    """The body of the RUN_JOB task (see the module docstring for the outcomes)."""
     binding, client, store, rds = _resources()
     settings = binding.settings
-    spec = JobSpec.from_dict(
-        payload
-    )  # a bad payload fails the task with a message naming the field
+    try:
+        spec = JobSpec.from_dict(payload)
+    except PayloadError as exc:
+        # No worker can run this message; keep it for a person to look at, then fail the task
+        # with a message naming the field.
+        _dead_letter(rds, settings, _unreadable_letter(task, binding, payload, exc))
+        raise
     lease = Lease(
         rds,
         lease_key(settings.key_prefix, spec.job_id),
@@ -113,21 +144,48 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
         client_id=binding.client_id,
         worker_name=binding.worker_name,
         on_progress=_ProgressReporter(task),
-        cancel_requested=lambda: cancel_requested(rds, settings.key_prefix, spec.job_id),
+        cancel_requested=lambda: _cancel_requested(rds, settings.key_prefix, spec.job_id),
         attempts=task.request.retries + 1,
     )
+    letter_reason: str | None = None
     with lease.keep_alive():
         try:
             result = run_job(spec, ctx)
-        except (ComfyRetryable, StorageUnavailable) as exc:
-            if task.request.retries < spec.max_retries:
-                countdown = min(60.0, 2.0 * 2**task.request.retries)
+        except (ComfyRetryable, StorageUnavailable, InputUnavailable) as exc:
+            retries = task.request.retries
+            if retries < spec.max_retries:
+                countdown = retry_countdown(retries)
                 log.warning("job %s: %s; retrying in %.0f s", spec.job_id, exc, countdown)
+                # The shared queue: any healthy worker may take it, not only this one.
                 raise task.retry(exc=exc, countdown=countdown, queue=SHARED_QUEUE) from exc
             result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
+            letter_reason = f"retries exhausted ({spec.max_retries})"
         except (ComfyPermanent, InputFileError, StorageError) as exc:
             result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
-    return _conclude(task, spec, store, rds, settings, result)
+        except SoftTimeLimitExceeded:
+            # Celery's limit fired before the runner's own deadline: stop the prompt, fail the job.
+            cancel_prompt(client, spec.job_id)
+            error = {
+                "type": "JobTimeout",
+                "message": f"the job ran past its time limit ({task.request.timelimit})",
+            }
+            result = build_result(spec, ctx, status="failed", outputs=[], error=error)
+    return _conclude(task, spec, store, rds, settings, result, letter_reason=letter_reason)
+
+
+def _cancel_requested(rds: redis.Redis, prefix: str, job_id: str) -> bool:
+    """The cancel flag; a Redis blip reads as "not cancelled" (checked again in half a second)
+    rather than failing a running job."""
+    try:
+        return cancel_requested(rds, prefix, job_id)
+    except redis.RedisError as exc:
+        log.warning("could not check the cancel flag of job %s: %s", job_id, exc)
+        return False
+
+
+def retry_countdown(retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: 2, 4, 8 ... capped at a minute."""
+    return min(60.0, 2.0 * 2.0**retries)
 
 
 def _conclude(
@@ -137,23 +195,65 @@ def _conclude(
     rds: redis.Redis,
     settings: Settings,
     result: JobResult,
+    *,
+    letter_reason: str | None = None,
 ) -> dict[str, Any]:
+    """Record ``result`` (Redis, result.json of failures, dead letter, webhook); raise JobFailed
+    for a failure, else return the result dict as the task's value."""
     body = result.to_dict()
     encoded = json.dumps(body, sort_keys=True).encode()
     rds.set(
         job_result_key(settings.key_prefix, spec.job_id), encoded, ex=int(settings.result_expires)
     )
-    if result.status != "succeeded":
+    if result.status == "failed":
         try:
-            write_result(store, spec, result)
+            write_result(store, spec, result)  # the runner wrote it for the other outcomes
         except StorageError:
             log.exception("could not write result.json for job %s", spec.job_id)
+    if letter_reason is not None:
+        letter = DeadLetter(
+            job_id=spec.job_id,
+            reason=letter_reason,
+            error=result.error,
+            worker=result.worker,
+            attempts=result.attempts,
+            spec=spec.to_dict(),
+        )
+        _dead_letter(rds, settings, letter)
     if spec.webhook_url:
         deliver(spec.webhook_url, encoded, job_id=spec.job_id, secret=settings.webhook_secret)
     if result.status == "failed":
         error = result.error or {}
-        raise JobFailed(f"{error.get('type', 'Error')}: {error.get('message', '')}")
+        message = f"{error.get('type', 'Error')}: {error.get('message', '')}"
+        raise JobFailed(message, job_id=spec.job_id, error=error)
     return body
+
+
+def _dead_letter(rds: redis.Redis, settings: Settings, letter: DeadLetter) -> None:
+    try:
+        push_dead_letter(rds, settings.key_prefix, letter)
+    except redis.RedisError:
+        log.exception("could not record dead letter for job %s", letter.job_id)
+    else:
+        log.error("job %s given up: %s", letter.job_id, letter.reason)
+
+
+def _unreadable_letter(
+    task: Task, binding: WorkerBinding, payload: object, exc: PayloadError
+) -> DeadLetter:
+    try:
+        raw = json.dumps(payload)
+    except (TypeError, ValueError):
+        raw = ""
+    kept = payload if isinstance(payload, dict) and len(raw) <= MAX_LETTER_PAYLOAD else None
+    return DeadLetter(
+        job_id=str(task.request.id or ""),
+        reason="unreadable payload",
+        error=exc.to_dict(),
+        worker=binding.worker_name,
+        attempts=task.request.retries + 1,
+        spec=kept,
+    )
 
 
 class _ProgressReporter:
@@ -178,9 +278,12 @@ class _ProgressReporter:
         self._last_key, self._last_sent = key, now
         meta = progress.to_dict()
         task_id = self._task.request.id
-        if task_id:
-            self._task.backend.store_result(task_id, meta, PROGRESS_STATE)
-        self._task.send_event(PROGRESS_EVENT, **meta)
+        try:
+            if task_id:
+                self._task.backend.store_result(task_id, meta, PROGRESS_STATE)
+            self._task.send_event(PROGRESS_EVENT, **meta)
+        except Exception as exc:  # progress is informative: a Redis blip must not fail the job
+            log.warning("could not report progress of job %s: %s", task_id, exc)
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:
