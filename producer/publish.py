@@ -59,10 +59,12 @@ class Publisher:
         sent: list[str] = []
         try:
             with self.app.producer_or_acquire() as producer:
-                self._declare(producer, queue)
                 for start in range(0, len(specs), max(1, chunk_size)):
                     chunk = specs[start : start + chunk_size]
+                    # The record first: a plain Redis call fails at once on a wrong password,
+                    # where kombu's connection would retry for seconds.
                     self._record(chunk, queue, priority)
+                    self._declare(producer, queue)
                     with _batch(producer, len(chunk)) as batching:
                         for spec in chunk:
                             self._send(producer, spec, queue, message_priority, retry=not batching)

@@ -31,6 +31,7 @@ class HealthMonitor:
     healthy: bool = False
     reason: str = "not checked yet"
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def check(self) -> bool:
@@ -63,8 +64,18 @@ class HealthMonitor:
         self._thread.start()
 
     def _run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if stop.is_set():
+                return
             self.check()
+
+    def poke(self) -> None:
+        """Check (and beat) now instead of at the next interval, e.g. when the running job
+        changed and the registry should say so."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()

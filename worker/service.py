@@ -1,4 +1,5 @@
-"""Starting a worker bound to one ComfyUI: queues, health gating, registry, the Celery worker.
+"""Starting a worker bound to one ComfyUI: queues, health gating, registry, published node
+schemas, the Celery worker.
 
 One worker process per ComfyUI instance (one GPU). It consumes its own queue first
 (``comfyfarm.worker.<name>``), then its capability queues, then the shared queue, with the prefork
@@ -10,9 +11,6 @@ in Redis for healthy workers) and adds them back when ComfyUI returns.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,21 +18,17 @@ from typing import Any
 import redis
 from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
-from celery.utils.nodenames import host_format
-from celery.worker import state as worker_state
 
 from tasks.app import make_app
-from tasks.keys import register_worker, unregister_worker
 from tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from tasks.settings import Settings
 from worker import task as job_task
 from worker.comfy.client import ComfyClient
 from worker.health import HealthMonitor
+from worker.registry import SchemaPublisher, WorkerRegistry
 from worker.runner import cancel_prompt
 
 log = logging.getLogger(__name__)
-
-REGISTRY_TTL = 30
 
 
 @dataclass
@@ -88,6 +82,8 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     def _apply_latest(self, consumer: Any) -> None:
         assert self.monitor is not None
         self._apply(consumer, self.monitor.healthy)
+        if self.registry is not None and self.registry.outdated():
+            self.monitor.poke()  # a job started or ended: tell the registry now
 
     def _apply(self, consumer: Any, healthy: bool) -> None:
         if healthy and not self.consuming:
@@ -114,49 +110,6 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
             self.registry.remove()
 
 
-class WorkerRegistry:
-    """This worker's entry in the farm registry (``tasks.keys.register_worker``).
-
-    Written by the health monitor's heartbeat in the main process, where Celery tracks the
-    running request (``celery.worker.state.active_requests``), so ``current_job`` is the job the
-    pool child is running now (at most a heartbeat late).
-    """
-
-    def __init__(self, rds: redis.Redis, settings: Settings, options: WorkerOptions) -> None:
-        self._rds = rds
-        self._prefix = settings.key_prefix
-        self._options = options
-        self._started_at = time.time()
-        self.node = host_format(f"{options.name}@%h")
-
-    def beat(self, healthy: bool) -> None:
-        options = self._options
-        register_worker(
-            self._rds, self._prefix, options.name,
-            {"node": self.node, "comfy_url": options.comfy_url, "healthy": healthy,
-             "queues": options.queues(), "capabilities": options.capabilities,
-             "current_job": current_job(), "started_at": self._started_at,
-             "host": socket.gethostname(), "pid": os.getpid()},
-            ttl=REGISTRY_TTL,
-        )  # fmt: skip
-
-    def remove(self) -> None:
-        try:
-            unregister_worker(self._rds, self._prefix, self._options.name)
-        except redis.RedisError as exc:  # the entry expires on its own
-            log.warning("could not remove the registry entry: %s", exc)
-
-
-def current_job() -> str | None:
-    """The id of the job this worker runs now (main process view), or None when idle."""
-    try:
-        requests = list(worker_state.active_requests)
-    except RuntimeError:  # the set changed under us (another thread); the next beat catches up
-        return None
-    ids = sorted(str(request.id) for request in requests if request.id)
-    return ids[0] if ids else None
-
-
 def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
@@ -169,12 +122,19 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
         )
     )
     job_task.register(app)
-    registry = WorkerRegistry(redis.Redis.from_url(settings.broker_url), settings, options)
-    HealthGate.monitor = HealthMonitor(
-        ComfyClient(options.comfy_url, timeout=5.0),
-        interval=options.health_interval,
-        on_beat=registry.beat,
-    )
+    rds = redis.Redis.from_url(settings.broker_url)
+    registry = WorkerRegistry(
+        rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
+        queues=options.queues(), capabilities=options.capabilities,
+    )  # fmt: skip
+    comfy = ComfyClient(options.comfy_url, timeout=5.0)
+    schemas = SchemaPublisher(comfy, rds, settings.key_prefix, options.name)
+
+    def on_check(healthy: bool) -> None:
+        schemas.update(healthy)  # first: the registry then shows a worker whose schemas exist
+        registry.beat(healthy)
+
+    HealthGate.monitor = HealthMonitor(comfy, interval=options.health_interval, on_beat=on_check)
     HealthGate.registry = registry
     HealthGate.queues = options.queues()
     app.steps["consumer"].add(HealthGate)

@@ -1,0 +1,79 @@
+"""Cancelling jobs: still queued (never runs) and running (only its own prompt is interrupted)."""
+
+from __future__ import annotations
+
+from celery.result import AsyncResult
+from farm_kit import WorkerFactory, executions, sim_stats, wait_until
+
+from producer import Farm
+from tasks.routing import worker_queue
+from worker.comfy.client import ComfyClient
+from workflows import SchemaSource, prepare_jobs
+
+
+def test_cancelled_queued_job_never_reaches_comfyui(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A job cancelled while it waits in the queue is reported cancelled and never executes."""
+    sim = start_sim("--step-ms", "50", "--load-ms", "0")
+    worker = workers.start(sim)
+    schema = SchemaSource.from_url(sim.url)
+    first, second = prepare_jobs(
+        "sd15_text2image", schema=schema, params=["steps=20"], sweeps=["seed=1,2"]
+    )
+    running = farm.submit(first)
+    wait_until(lambda: running.status() == "running", 10, "the first job to start")
+    queued = farm.submit(second)
+    assert queued.status() == "queued"
+
+    outcome = queued.cancel()
+
+    assert outcome.status_before == "queued" and outcome.flag_set
+    cancelled = queued.wait(10)
+    assert cancelled.status == "cancelled"
+    assert running.wait(30).status == "succeeded"
+    worker.wait_for_log(f"Discarding revoked task: comfyfarm.run_job[{queued.job_id}]")
+    assert executions(sim, queued.job_id) == 0
+    assert executions(sim, running.job_id) == 1
+    assert queued.status() == "cancelled"
+    assert queued.result() is not None and queued.result().status == "cancelled"
+    state = AsyncResult(queued.job_id, app=farm.app)
+    assert state.state == "REVOKED" and state.ready()
+    assert "revoked" in str(state.result).lower() or state.result is not None
+    assert farm.queue_depths()[0].total == 0
+
+
+def test_cancelled_running_job_interrupts_only_its_own_prompt(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """Cancelling a running job interrupts its prompt on its ComfyUI only; a job on another
+    ComfyUI finishes, and Celery's record of the cancelled job reads without errors."""
+    sims = [start_sim("--step-ms", "60", "--load-ms", "0") for _ in range(2)]
+    w0, w1 = workers.start_many(sims)
+    schema = SchemaSource.from_url(sims[0].url)
+    target, bystander = prepare_jobs(
+        "sd15_text2image", schema=schema, params=["steps=25"], sweeps=["seed=1,2"]
+    )
+    victim = farm.submit(target, queue=worker_queue(w0.name))
+    other = farm.submit(bystander, queue=worker_queue(w1.name))
+    wait_until(
+        lambda: (p := victim.progress()) is not None and p.phase == "running",
+        10,
+        "the job to run",
+    )
+
+    victim.cancel()
+
+    result = victim.wait(10)
+    assert result.status == "cancelled"
+    assert other.wait(30).status == "succeeded"
+    history = wait_until(lambda: ComfyClient(sims[0].url).get_history(victim.job_id), 10)
+    assert "execution_interrupted" in [name for name, _ in history.messages]
+    assert executions(sims[0], victim.job_id) == 1
+    assert executions(sims[1], other.job_id) == 1
+    assert victim.job_id not in sim_stats(sims[1])["executions"]
+    final = wait_until(lambda: victim.result() if victim.status() == "cancelled" else None, 10)
+    assert final.status == "cancelled"
+    state = AsyncResult(victim.job_id, app=farm.app)
+    assert state.state == "SUCCESS" and state.result["status"] == "cancelled"
+    assert state.info == state.result and state.traceback is None

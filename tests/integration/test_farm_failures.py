@@ -1,0 +1,102 @@
+"""Failures: permanent ones fail at once with the node's details, retryable ones are retried on
+the shared queue, and a job that runs out of retries becomes a dead letter."""
+
+from __future__ import annotations
+
+from celery.result import AsyncResult
+from farm_kit import WorkerFactory, executions, wait_until
+
+from producer import Farm
+from tasks.models import new_job_id
+from tasks.names import RUN_JOB
+from tasks.routing import SHARED_QUEUE, worker_queue
+from workflows import SchemaSource, prepare_jobs
+
+
+def test_node_error_fails_the_job_at_once_with_node_details(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A node that raises in ComfyUI fails the job on its first attempt; the result names the
+    node id, node type and exception message, and no dead letter is written."""
+    sim = start_sim(
+        "--step-ms", "1", "--load-ms", "0",
+        "--fault", "node_error:class_type=KSampler,message=CUDA out of memory (simulated)",
+    )  # fmt: skip
+    workers.start(sim)
+    [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))
+    job = farm.submit(prepared)
+
+    result = job.wait(20)
+
+    assert result.status == "failed" and result.attempts == 1
+    error = result.error or {}
+    assert error["type"] == "ExecutionFailed"
+    assert error["node_id"] == "3" and error["node_type"] == "KSampler"
+    assert "CUDA out of memory (simulated)" in error["exception_message"]
+    assert executions(sim, job.job_id) == 1
+    assert job.status() == "failed" and job.result() == result
+    state = AsyncResult(job.job_id, app=farm.app)
+    assert state.state == "FAILURE" and "KSampler" in str(state.result)
+    assert farm.dead_letters() == []
+
+
+def test_retryable_failure_is_retried_on_the_shared_queue_and_succeeds(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A 5xx from ComfyUI on submit is retried (after a backoff, via the shared queue) and the
+    second attempt succeeds."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0", "--fault", "prompt_5xx:times=1")
+    worker = workers.start(sim)
+    [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))
+    job = farm.submit(prepared, queue=worker_queue(worker.name))
+
+    result = job.wait(30)
+
+    assert result.status == "succeeded", result.error
+    assert result.attempts == 2 and result.outputs
+    assert executions(sim, job.job_id) == 1
+    meta = AsyncResult(job.job_id, app=farm.app)
+    assert meta.retries == 1 and meta.queue == SHARED_QUEUE
+    assert f"Task comfyfarm.run_job[{job.job_id}] retry" in worker.log()
+
+
+def test_job_that_runs_out_of_retries_fails_and_is_dead_lettered(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A job whose retryable failure persists fails after its last retry, with the error in its
+    result and a dead letter that keeps its spec."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0", "--fault", "prompt_5xx:status=503")
+    workers.start(sim)
+    [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))
+    job = farm.submit(prepared, max_retries=1)
+
+    result = job.wait(30)
+
+    assert result.status == "failed" and result.attempts == 2
+    assert (result.error or {})["type"] == "ComfyServerError"
+    assert (result.error or {})["status"] == 503
+    [letter] = farm.dead_letters()
+    assert letter.job_id == job.job_id and letter.attempts == 2
+    assert "retries exhausted" in letter.reason
+    assert letter.spec is not None and letter.spec["job_id"] == job.job_id
+    assert executions(sim, job.job_id) == 0
+
+
+def test_unreadable_payload_is_dead_lettered_and_fails_naming_the_field(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A message no worker can read fails at once with the bad field named, and is kept as a
+    dead letter."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0")
+    workers.start(sim)
+    task_id = new_job_id()
+    bad = {"version": 1, "job_id": task_id, "prompt": {"1": {"class_type": "X"}}}
+
+    farm.app.send_task(RUN_JOB, args=[bad], task_id=task_id, queue=SHARED_QUEUE)
+
+    [letter] = wait_until(farm.dead_letters, 20, "the dead letter")
+    assert letter.job_id == task_id and letter.reason == "unreadable payload"
+    assert (letter.error or {})["field"] == "prompt.1.inputs" and letter.spec == bad
+    state = AsyncResult(task_id, app=farm.app)
+    wait_until(lambda: state.state == "FAILURE", 10, "the task to fail")
+    assert "prompt.1.inputs" in str(state.result)

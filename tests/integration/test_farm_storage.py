@@ -1,0 +1,47 @@
+"""Outputs go to the storage the worker is configured with: here S3 (a moto server)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+from farm_kit import S3_ENV, WorkerFactory, sha256_of
+
+from producer import Farm
+from workflows import SchemaSource, prepare_jobs
+
+
+def test_outputs_land_in_s3_with_the_recorded_sha256(
+    farm: Farm, workers: WorkerFactory, start_sim, s3_endpoint: str
+) -> None:
+    """With an s3:// storage URL the worker uploads every output and result.json as objects
+    whose content matches the sha256 and size in the result."""
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **_creds())
+    bucket = f"farm-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    storage_url = f"s3://{bucket}/renders?endpoint_url={s3_endpoint}&region=us-east-1"
+    sim = start_sim("--step-ms", "1", "--load-ms", "0")
+    workers.start(sim, env={**S3_ENV, "COMFYFARM_STORAGE_URL": storage_url})
+    prepared = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim.url), sweeps=["seed=1,2"]
+    )
+
+    results = [job.wait(30) for job in farm.submit_many(prepared)]
+
+    for result in results:
+        assert result.status == "succeeded", result.error
+        [record] = result.outputs
+        assert record.uri is not None and record.uri.startswith(f"s3://{bucket}/renders/")
+        key = record.uri[len(f"s3://{bucket}/") :]
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert sha256_of(body) == record.sha256 and len(body) == record.bytes
+        summary = s3.get_object(Bucket=bucket, Key=f"renders/{result.job_id}/result.json")
+        assert json.loads(summary["Body"].read())["outputs"][0]["sha256"] == record.sha256
+
+
+def _creds() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+    }

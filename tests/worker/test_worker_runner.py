@@ -1,0 +1,64 @@
+"""run_job directly against a simulator (no Celery): the job sequence and its idempotence."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tasks.models import JobProgress, JobSpec, new_job_id
+from worker.comfy.client import ComfyClient
+from worker.runner import JobContext, run_job
+from worker.storage import MemoryStore
+from workflows import SchemaSource, prepare_jobs
+
+
+@pytest.fixture
+def store() -> Iterator[MemoryStore]:
+    memory = MemoryStore(f"runner-{uuid.uuid4().hex}")
+    yield memory
+    memory.clear()
+
+
+def spec_for(sim_url: str) -> JobSpec:
+    [prepared] = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim_url), params=["steps=4"]
+    )
+    return JobSpec(job_id=new_job_id(), prompt=prepared.prompt, params=prepared.params)
+
+
+def executions(sim_url: str, prompt_id: str) -> int:
+    stats = requests.get(sim_url + "/_sim/stats", timeout=5).json()
+    return int(stats["executions"].get(prompt_id, 0))
+
+
+def test_running_the_same_job_twice_executes_it_once(sim, store: MemoryStore) -> None:
+    """A second run of a finished job collects its outputs again without a second execution."""
+    spec = spec_for(sim.url)
+    client = ComfyClient(sim.url)
+    seen: list[JobProgress] = []
+    ctx = JobContext(client=client, store=store, client_id="c1", on_progress=seen.append)
+
+    first = run_job(spec, ctx)
+    second = run_job(spec, JobContext(client=client, store=store, client_id="c2"))
+
+    assert first.status == second.status == "succeeded"
+    assert executions(sim.url, spec.job_id) == 1
+    assert [o.sha256 for o in second.outputs] == [o.sha256 for o in first.outputs]
+    assert store.exists(f"{spec.job_id}/result.json")
+    assert [p.phase for p in seen][0] == "submitted" and seen[-1].phase == "collecting"
+
+
+def test_job_cancelled_before_it_starts_never_reaches_comfyui(sim, store: MemoryStore) -> None:
+    """A job whose cancel flag is already set ends cancelled without submitting anything."""
+    spec = spec_for(sim.url)
+    ctx = JobContext(
+        client=ComfyClient(sim.url), store=store, client_id="c1", cancel_requested=lambda: True
+    )
+
+    result = run_job(spec, ctx)
+
+    assert result.status == "cancelled" and result.outputs == []
+    assert executions(sim.url, spec.job_id) == 0

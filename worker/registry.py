@@ -1,0 +1,136 @@
+"""What a worker tells the farm about itself: its registry entry and its ComfyUI's node schemas.
+
+Both are written from the health monitor's thread in the worker's main process after every
+check: the registry entry (``tasks.keys.register_worker``: ComfyUI URL, health, queues, the job
+running now) as a TTL heartbeat, and the node schemas (``tasks.schemas.publish_schema``) whenever
+ComfyUI becomes healthy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+import redis
+import requests
+from celery.utils.nodenames import host_format
+from celery.worker import state as worker_state
+
+from tasks.keys import register_worker, unregister_worker
+from tasks.schemas import publish_schema
+from worker.comfy.client import ComfyClient
+from worker.comfy.errors import ComfyError
+
+log = logging.getLogger(__name__)
+
+REGISTRY_TTL = 30.0
+
+
+class WorkerRegistry:
+    """This worker's entry in the farm registry (``tasks.keys.register_worker``).
+
+    Written by the health monitor's heartbeat in the main process, where Celery tracks the
+    running request (``celery.worker.state.active_requests``), so ``current_job`` is the job the
+    pool child is running now; the health gate's timer asks for an early beat when it changes.
+    """
+
+    def __init__(
+        self,
+        rds: redis.Redis,
+        prefix: str,
+        name: str,
+        *,
+        comfy_url: str,
+        queues: list[str],
+        capabilities: list[str],
+        ttl: float = REGISTRY_TTL,
+    ) -> None:
+        self._rds = rds
+        self._prefix = prefix
+        self._name = name
+        self._ttl = ttl
+        self.node = host_format(f"{name}@%h")  # what Celery's ping answers with
+        self._static = {
+            "node": self.node, "comfy_url": comfy_url, "queues": queues,
+            "capabilities": capabilities, "started_at": time.time(),
+            "host": socket.gethostname(), "pid": os.getpid(),
+        }  # fmt: skip
+        self._written_job: str | None = None
+
+    def beat(self, healthy: bool) -> None:
+        job = self._written_job = current_job()  # even if the write fails: no poke storm
+        entry = {**self._static, "healthy": healthy, "current_job": job}
+        register_worker(self._rds, self._prefix, self._name, entry, ttl=self._ttl)
+
+    def outdated(self) -> bool:
+        """Whether the running job differs from the one the registry was last told about."""
+        return current_job() != self._written_job
+
+    def remove(self) -> None:
+        try:
+            unregister_worker(self._rds, self._prefix, self._name)
+        except redis.RedisError as exc:  # the entry expires on its own
+            log.warning("could not remove the registry entry: %s", exc)
+
+
+class SchemaPublisher:
+    """Publishes what this worker's ComfyUI serves (``/object_info`` and the model lists) with
+    ``tasks.schemas.publish_schema``, so producers validate jobs without reaching a ComfyUI.
+
+    Published on the first healthy check and again whenever ComfyUI comes back (it may have
+    restarted with other nodes or models); a failed attempt is retried at the next check.
+    """
+
+    def __init__(self, client: ComfyClient, rds: redis.Redis, prefix: str, name: str) -> None:
+        self._client = client
+        self._rds = rds
+        self._prefix = prefix
+        self._name = name
+        self._published = False
+
+    def update(self, healthy: bool) -> None:
+        if not healthy:
+            self._published = False
+            return
+        if self._published:
+            return
+        try:
+            object_info = self._client.object_info()
+            models = {
+                folder: self._client.list_models(folder)
+                for folder in model_folders(self._client.base_url)
+            }
+            publish_schema(
+                self._rds, self._prefix, self._name, comfy_url=self._client.base_url,
+                object_info=object_info, models=models,
+            )  # fmt: skip
+        except (ComfyError, redis.RedisError) as exc:
+            log.warning("could not publish the node schemas of %s: %s", self._client.base_url, exc)
+            return
+        self._published = True
+        log.info("published %d node schemas of %s", len(object_info), self._client.base_url)
+
+
+def model_folders(base_url: str, timeout: float = 5.0) -> list[str]:
+    """ComfyUI's model folder names (``GET /api/models``, else ``/models``); [] when unknown."""
+    for route in ("/api/models", "/models"):
+        try:
+            response = requests.get(base_url + route, timeout=timeout)
+            folders = response.json() if response.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return []
+        if isinstance(folders, list):
+            return [str(folder) for folder in folders]
+    return []
+
+
+def current_job() -> str | None:
+    """The id of the job this worker runs now (main process view), or None when idle."""
+    try:
+        running = list(worker_state.active_requests)
+    except RuntimeError:  # the set changed under us (another thread); the next beat catches up
+        return None
+    ids = sorted(str(request.id) for request in running if request.id)
+    return ids[0] if ids else None
