@@ -15,11 +15,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
 
 from tasks.app import make_app
+from tasks.connect import redis_client
 from tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from tasks.settings import Settings
 from worker import task as job_task
@@ -122,7 +122,7 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
         )
     )
     job_task.register(app)
-    rds = redis.Redis.from_url(settings.broker_url)
+    rds = redis_client(settings)
     registry = WorkerRegistry(
         rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
         queues=options.queues(), capabilities=options.capabilities,

@@ -14,8 +14,8 @@ webhook. Outcomes:
 - a payload no worker can read → a ``DeadLetter`` keeps it, the task fails naming the field;
 - cancelled → the task returns the ``JobResult`` dict with status ``cancelled`` (Celery
   ``SUCCESS``: a custom REVOKED state with our meta would break Celery's own result readers);
-- a redelivered copy that finds a live lease held by another worker ends with ``Ignore`` and runs
-  nothing.
+- a copy that finds the job's lease held watches it: renewed (the job runs elsewhere) or the job
+  finished meanwhile → ``Ignore``, nothing runs; expired (its holder died) → it takes over.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from tasks.errors import PayloadError
+from tasks.connect import redis_client
+from tasks.errors import JobSpecError, PayloadError
 from tasks.keys import (
     DeadLetter,
     Lease,
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Largest unreadable payload kept whole in a dead letter (JSON characters).
 MAX_LETTER_PAYLOAD = 256 * 1024
+#: How often a copy that found the job's lease taken looks at it again.
+LEASE_POLL_SECONDS = 0.25
 
 
 class JobFailed(Exception):
@@ -98,14 +101,20 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
     if getattr(_local, "client", None) is None:
         _local.client = ComfyClient(_binding.comfy_url)
         _local.store = open_store(_binding.settings.storage_url)
-        _local.redis = redis.Redis.from_url(_binding.settings.broker_url)
+        _local.redis = redis_client(_binding.settings)
     return _binding, _local.client, _local.store, _local.redis
 
 
 def register(app: Celery) -> Task:
     """Register the job task on ``app`` and return it."""
 
-    task_options = {"name": RUN_JOB, "bind": True, "acks_late": True, "reject_on_worker_lost": True}
+    task_options = {
+        "name": RUN_JOB,
+        "bind": True,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "throws": (JobFailed,),  # an expected outcome: logged without a traceback
+    }
 
     @app.task(**task_options)  # type: ignore[untyped-decorator]
     def run_comfy_job(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +129,10 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
     settings = binding.settings
     try:
         spec = JobSpec.from_dict(payload)
+        if task.request.id and spec.job_id != task.request.id:
+            # Results, progress and cancel are keyed by the task id, leases and outputs by the
+            # job id: a message where they differ could never be followed by its producer.
+            raise JobSpecError(field="job_id", reason="must equal the Celery task id")
     except PayloadError as exc:
         # No worker can run this message; keep it for a person to look at, then fail the task
         # with a message naming the field.
@@ -131,12 +144,18 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
         owner=f"{binding.worker_name}:{uuid.uuid4().hex}",
         ttl=settings.lease_seconds,
     )
-    if not lease.acquire():
+    acquired, waited = claim_lease(lease)
+    if not acquired:
         log.warning(
-            "job %s is running elsewhere (lease held by %s): not running it twice",
+            "job %s is running elsewhere (lease held by %s, renewed): not running it twice",
             spec.job_id,
             lease.holder(),
         )
+        raise Ignore()
+    if waited and rds.exists(job_result_key(settings.key_prefix, spec.job_id)):
+        lease.release()
+        log.warning("job %s finished elsewhere while this copy waited: not running it again",
+                    spec.job_id)  # fmt: skip
         raise Ignore()
     ctx = JobContext(
         client=client,
@@ -171,6 +190,30 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
             }
             result = build_result(spec, ctx, status="failed", outputs=[], error=error)
     return _conclude(task, spec, store, rds, settings, result, letter_reason=letter_reason)
+
+
+def claim_lease(lease: Lease, *, poll: float = LEASE_POLL_SECONDS) -> tuple[bool, bool]:
+    """Take the job's lease; returns ``(acquired, waited)``.
+
+    A lease held by someone else is either a live copy of the job (its holder renews the lease
+    every ttl/3) or one whose holder died: a pool child killed mid-job is re-queued at once
+    (``reject_on_worker_lost``) while its lease lives on for up to ttl. So we watch it: renewed
+    means alive (give up), released or expired means we take over.
+    """
+    if lease.acquire():
+        return True, False
+    last = lease.remaining()
+    deadline = time.monotonic() + max(lease.ttl, last or 0.0) + 1.0
+    while time.monotonic() < deadline:
+        time.sleep(poll)  # polling the lease's TTL: Redis sends no event for a renewal
+        if lease.acquire():
+            return True, True
+        remaining = lease.remaining()
+        if remaining is not None and last is not None and remaining > last + poll / 2:
+            return False, True
+        if remaining is not None:
+            last = remaining
+    return lease.acquire(), True
 
 
 def _cancel_requested(rds: redis.Redis, prefix: str, job_id: str) -> bool:
@@ -281,9 +324,16 @@ class _ProgressReporter:
         try:
             if task_id:
                 self._task.backend.store_result(task_id, meta, PROGRESS_STATE)
-            self._task.send_event(PROGRESS_EVENT, **meta)
+            # Not "worker": event fields become attributes of Flower's task record, and a string
+            # there replaces its Worker object (Flower's /api/tasks then fails with HTTP 500).
+            # The event's hostname already names the worker.
+            self._task.send_event(PROGRESS_EVENT, **_event_fields(meta))
         except Exception as exc:  # progress is informative: a Redis blip must not fail the job
             log.warning("could not report progress of job %s: %s", task_id, exc)
+
+
+def _event_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in meta.items() if key != "worker"}
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:

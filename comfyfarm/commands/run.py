@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from tasks.models import InputFile, JobProgress, JobSpec
     from worker.comfy.client import ComfyClient
     from worker.comfy.errors import ComfyError
+    from worker.inputs import InputFileError
     from worker.runner import JobContext, run_job
     from worker.storage import open_store
+    from worker.storage.base import StorageError
     from workflows import SchemaSource, SchemaUnavailable, WorkflowError, prepare_jobs
 
     client = ComfyClient(args.comfy_url.rstrip("/"))
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         ctx = JobContext(client=client, store=store, client_id=client_id, on_progress=show)
         try:
             result = run_job(spec, ctx)
-        except ComfyError as exc:
+        except (ComfyError, InputFileError, StorageError) as exc:
             failures += 1
             bars.finish(spec.job_id, "failed")
             _report(

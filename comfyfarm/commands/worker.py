@@ -25,6 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="consume comfyfarm.cap.CAP too (repeatable), e.g. sdxl",
     )
     parser.add_argument("--queues", default="", help="extra queues to consume, comma-separated")
+    parser.add_argument(
+        "--health-interval", type=float, default=2.0, help="seconds between ComfyUI health checks"
+    )
     parser.add_argument("--loglevel", default="INFO")
 
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         capabilities=args.capability,
         extra_queues=[q for q in args.queues.split(",") if q],
+        health_interval=args.health_interval,
         loglevel=args.loglevel,
     )
     run_worker(Settings.from_env(), options)

@@ -8,7 +8,6 @@ Workers are real ``python -m comfyfarm worker`` processes; readiness is Celery's
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import signal
@@ -130,14 +129,16 @@ class WorkerFactory:
         proc.start()
         return worker
 
-    def start_many(self, sims: list[SimulatorProcess]) -> list[WorkerProcess]:
+    def start_many(
+        self, sims: list[SimulatorProcess], *, env: dict[str, str] | None = None
+    ) -> list[WorkerProcess]:
         """One worker per simulator, started concurrently (each start waits for its ready line)."""
         workers: list[WorkerProcess | None] = [None] * len(sims)
         errors: list[BaseException] = []
 
         def start(index: int) -> None:
             try:
-                workers[index] = self.start(sims[index], f"w{index}")
+                workers[index] = self.start(sims[index], f"w{index}", env=env)
             except BaseException as exc:  # reported below, in the test's thread
                 errors.append(exc)
 
@@ -301,8 +302,3 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-
-
-def result_json(data: bytes) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(data)
-    return loaded

@@ -3,6 +3,7 @@ the shared queue, and a job that runs out of retries becomes a dead letter."""
 
 from __future__ import annotations
 
+import requests
 from celery.result import AsyncResult
 from farm_kit import WorkerFactory, executions, wait_until
 
@@ -16,8 +17,7 @@ from workflows import SchemaSource, prepare_jobs
 def test_node_error_fails_the_job_at_once_with_node_details(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A node that raises in ComfyUI fails the job on its first attempt; the result names the
-    node id, node type and exception message, and no dead letter is written."""
+    """A node error fails the job on attempt 1 with node id, node type and message in the result."""
     sim = start_sim(
         "--step-ms", "1", "--load-ms", "0",
         "--fault", "node_error:class_type=KSampler,message=CUDA out of memory (simulated)",
@@ -43,8 +43,7 @@ def test_node_error_fails_the_job_at_once_with_node_details(
 def test_retryable_failure_is_retried_on_the_shared_queue_and_succeeds(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A 5xx from ComfyUI on submit is retried (after a backoff, via the shared queue) and the
-    second attempt succeeds."""
+    """A 5xx on submit is retried after a backoff via the shared queue, and attempt 2 succeeds."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0", "--fault", "prompt_5xx:times=1")
     worker = workers.start(sim)
     [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))
@@ -63,8 +62,7 @@ def test_retryable_failure_is_retried_on_the_shared_queue_and_succeeds(
 def test_job_that_runs_out_of_retries_fails_and_is_dead_lettered(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A job whose retryable failure persists fails after its last retry, with the error in its
-    result and a dead letter that keeps its spec."""
+    """A job still failing after its last retry fails with the error and becomes a dead letter."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0", "--fault", "prompt_5xx:status=503")
     workers.start(sim)
     [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))
@@ -85,8 +83,7 @@ def test_job_that_runs_out_of_retries_fails_and_is_dead_lettered(
 def test_unreadable_payload_is_dead_lettered_and_fails_naming_the_field(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A message no worker can read fails at once with the bad field named, and is kept as a
-    dead letter."""
+    """A message no worker can read fails naming the bad field and is kept as a dead letter."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0")
     workers.start(sim)
     task_id = new_job_id()
@@ -100,3 +97,28 @@ def test_unreadable_payload_is_dead_lettered_and_fails_naming_the_field(
     state = AsyncResult(task_id, app=farm.app)
     wait_until(lambda: state.state == "FAILURE", 10, "the task to fail")
     assert "prompt.1.inputs" in str(state.result)
+
+
+def test_job_survives_a_comfyui_crash_by_running_again(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A job whose ComfyUI crashes and restarts empty mid-run succeeds on its second attempt."""
+    sim = start_sim("--step-ms", "20", "--load-ms", "0")
+    workers.start(sim)
+    [prepared] = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=20"]
+    )
+    armed = requests.post(
+        sim.url + "/_sim/faults", json={"crash": {"after_ms": 150, "nth": 1}}, timeout=5
+    )
+    assert armed.status_code == 200
+
+    job = farm.submit(prepared)
+    assert sim.proc is not None and sim.proc.process is not None
+    sim.proc.process.wait(timeout=20)  # the crash
+    sim.start()  # the same address, nothing remembered
+
+    result = job.wait(30)
+    assert result.status == "succeeded", result.error
+    assert result.attempts == 2 and result.outputs
+    assert executions(sim, job.job_id) == 1  # the restarted ComfyUI ran it once

@@ -13,8 +13,7 @@ from workflows import SchemaSource, prepare_jobs
 def test_worker_leaves_jobs_queued_while_comfyui_is_down_and_resumes_when_back(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """While its ComfyUI is down a worker takes no jobs (they stay in Redis, not started); when
-    ComfyUI is back on the same address the worker consumes again and the jobs complete."""
+    """While its ComfyUI is down a worker leaves jobs queued; when it is back they complete."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0")
     worker = workers.start(sim)
     prepared = prepare_jobs(

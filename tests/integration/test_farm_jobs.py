@@ -18,8 +18,7 @@ from workflows import SchemaSource, prepare_jobs
 def test_job_reports_progress_and_stores_verified_outputs(
     farm: Farm, workers: WorkerFactory, start_sim, out_dir: Path
 ) -> None:
-    """A job reports rising progress through its phases, then its files and result.json land in
-    storage with the sha256 the result claims."""
+    """A job reports rising progress by phase; its files and result.json match its sha256s."""
     sim = start_sim("--step-ms", "20", "--load-ms", "0")
     workers.start(sim)
     [prepared] = prepare_jobs(
@@ -52,8 +51,7 @@ def test_job_reports_progress_and_stores_verified_outputs(
 def test_image_to_image_job_uploads_its_input_into_a_job_folder(
     farm: Farm, workers: WorkerFactory, start_sim, tmp_path: Path
 ) -> None:
-    """An image-to-image job's local input file is uploaded into comfyfarm/<job_id>/ on the
-    worker's ComfyUI and the job succeeds."""
+    """An image-to-image job's local input goes into comfyfarm/<job_id>/ and the job succeeds."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0")
     workers.start(sim)
     image = tmp_path / "cat.png"
@@ -99,8 +97,7 @@ def test_registry_shows_the_job_a_worker_is_running(
 def test_worker_publishes_its_comfyui_schemas_for_producers(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A started worker has published its ComfyUI's node schemas and model lists, and a job
-    prepared against them validates."""
+    """A started worker publishes its ComfyUI's schemas; a job prepared against them runs."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0")
     workers.start(sim, "gpu3")
 
@@ -114,3 +111,16 @@ def test_worker_publishes_its_comfyui_schemas_for_producers(
     schema = SchemaSource.from_object_info(published.object_info, models=published.models)
     [prepared] = prepare_jobs("sd15_text2image", schema=schema, params=["steps=3"])
     assert farm.submit(prepared).wait(30).status == "succeeded"
+
+
+def test_worker_leaves_the_registry_when_it_shuts_down(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A worker stopped with SIGTERM removes its registry entry instead of waiting for the TTL."""
+    worker = workers.start(start_sim("--step-ms", "1", "--load-ms", "0"), "gpu5")
+    assert [w.info.name for w in farm.status(ping_timeout=None).workers] == ["gpu5"]
+
+    worker.terminate()
+    worker.reap()
+
+    assert farm.status(ping_timeout=None).workers == []

@@ -15,8 +15,7 @@ from workflows import SchemaSource, prepare_jobs
 def test_outputs_land_in_s3_with_the_recorded_sha256(
     farm: Farm, workers: WorkerFactory, start_sim, s3_endpoint: str
 ) -> None:
-    """With an s3:// storage URL the worker uploads every output and result.json as objects
-    whose content matches the sha256 and size in the result."""
+    """With s3:// storage, outputs and result.json land as objects with the recorded sha256."""
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **_creds())
     bucket = f"farm-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)

@@ -13,8 +13,7 @@ from workflows import SchemaSource, prepare_jobs
 def test_sweep_of_twenty_jobs_is_spread_over_three_workers(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A 20-job sweep over 3 workers / 3 simulators completes, every worker running some jobs
-    and every job executed exactly once on the ComfyUI of the worker that reports it."""
+    """A 20-job sweep over 3 workers completes, each worker running some, each job once."""
     sims = [start_sim("--step-ms", "20", "--load-ms", "0") for _ in range(3)]
     started = workers.start_many(sims)
     prepared = prepare_jobs(

@@ -14,8 +14,7 @@ SECRET = "s3cret-for-tests"
 
 
 def test_completion_webhook_arrives_signed(farm: Farm, workers: WorkerFactory, start_sim) -> None:
-    """When a job finishes the worker POSTs its result to the job's webhook URL, signed with
-    COMFYFARM_WEBHOOK_SECRET so the receiver can verify it."""
+    """A finished job's result is POSTed to its webhook, signed with COMFYFARM_WEBHOOK_SECRET."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0")
     workers.start(sim, env={"COMFYFARM_WEBHOOK_SECRET": SECRET})
     [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))

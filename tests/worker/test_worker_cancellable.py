@@ -46,8 +46,7 @@ def test_events_pass_through_until_a_cancel_is_requested() -> None:
 def test_long_waits_are_cut_into_slices_with_a_cancel_check_between(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A silent stream is polled in CHECK_INTERVAL slices, and the cancel check runs between
-    them, so a cancel is noticed without waiting for the whole timeout."""
+    """A silent stream is polled in short slices with a cancel check between them."""
     monkeypatch.setattr(cancellable, "CHECK_INTERVAL", 0.01)
     checks = []
 

@@ -43,8 +43,7 @@ def item(source: str, node: str = "1", filename: str = "in.png") -> InputFile:
 
 
 def test_inputs_go_to_the_job_folder_and_the_prompt_points_at_them(tmp_path: Path) -> None:
-    """Every input is uploaded (overwrite) into comfyfarm/<job_id>/ and referenced there; the
-    spec's own prompt is left untouched."""
+    """Inputs are uploaded into comfyfarm/<job_id>/ and the prompt copy points at them."""
     (tmp_path / "a.png").write_bytes(b"A")
     spec = JobSpec(
         job_id=new_job_id(),
@@ -65,8 +64,7 @@ def test_inputs_go_to_the_job_folder_and_the_prompt_points_at_them(tmp_path: Pat
 
 
 def test_same_name_from_different_sources_does_not_clobber(tmp_path: Path) -> None:
-    """Two different files with the same name get distinct upload names; one source used twice
-    is uploaded once."""
+    """Same-named files from two sources get distinct names; a repeated source uploads once."""
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
     (tmp_path / "x" / "img.png").write_bytes(b"X")
@@ -142,8 +140,7 @@ def http_source() -> Iterator[Any]:
 
 
 def test_http_sources_are_downloaded_and_5xx_is_retryable(http_source: Any) -> None:
-    """An http(s) source is downloaded; a 5xx answer is InputUnavailable (retryable), a 404 a
-    permanent InputFileError."""
+    """http sources are downloaded; 5xx is InputUnavailable (retryable), 404 a permanent error."""
     url, statuses = http_source
     assert read_input(item(url)) == b"img"
     statuses.append(503)
