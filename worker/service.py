@@ -3,9 +3,18 @@ schemas, the Celery worker.
 
 One worker process per ComfyUI instance (one GPU). It consumes its own queue first
 (``comfyfarm.worker.<name>``), then its capability queues, then the shared queue, with the prefork
-pool at concurrency 1 (the only pool where time limits, soft shutdown and terminate all work; see
-the research notes). While ComfyUI does not answer, the worker cancels its consumers (so jobs stay
-in Redis for healthy workers) and adds them back when ComfyUI returns.
+pool (the only pool where time limits, soft shutdown and terminate all work; see the research
+notes).
+
+Pipelining: ComfyUI runs one prompt at a time, so a worker that submits the next prompt only after
+the previous one was collected leaves the GPU idle in between. With ``depth`` D the pool has D + 1
+processes and prefetch 1, so while one prompt runs, D more are already in ComfyUI's own queue and
+start the moment it finishes; collecting a job's outputs overlaps the next job's execution. Each
+extra process holds one more job off the shared queue, which bounds how far a worker can get ahead
+of idle instances (D jobs).
+
+While ComfyUI does not answer, the worker cancels its consumers (so jobs stay in Redis for healthy
+workers) and adds them back when ComfyUI returns.
 """
 
 from __future__ import annotations
@@ -41,6 +50,11 @@ class WorkerOptions:
     extra_queues: list[str] = field(default_factory=list)
     health_interval: float = 2.0
     loglevel: str = "INFO"
+    depth: int = 1
+
+    def concurrency(self) -> int:
+        """Pool processes: the running prompt plus ``depth`` waiting in ComfyUI's queue."""
+        return max(0, self.depth) + 1
 
     def queues(self) -> list[str]:
         """Own queue first, capabilities next, shared last (the consume order)."""
@@ -166,7 +180,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
         [
             "worker",
             "--pool", "prefork",
-            "--concurrency", "1",
+            "--concurrency", str(options.concurrency()),
             "--hostname", f"{options.name}@%h",
             "--queues", ",".join(options.queues()),
             "--task-events",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -102,7 +103,14 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
         _local.client = ComfyClient(_binding.comfy_url)
         _local.store = open_store(_binding.settings.storage_url)
         _local.redis = redis_client(_binding.settings)
+        # One WebSocket identity per pool process: with pipelining several processes follow
+        # prompts on the same ComfyUI, and ComfyUI keeps only the newest socket of a client id.
+        _local.client_id = f"{_binding.client_id}-{os.getpid()}"
     return _binding, _local.client, _local.store, _local.redis
+
+
+def _client_id() -> str:
+    return str(_local.client_id)
 
 
 def register(app: Celery) -> Task:
@@ -160,7 +168,7 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
     ctx = JobContext(
         client=client,
         store=store,
-        client_id=binding.client_id,
+        client_id=_client_id(),
         worker_name=binding.worker_name,
         on_progress=_ProgressReporter(task),
         cancel_requested=lambda: _cancel_requested(rds, settings.key_prefix, spec.job_id),

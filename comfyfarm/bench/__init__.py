@@ -2,9 +2,9 @@
 
 - ``throughput`` — native vs naive vs farm on one fleet of simulators: ``fleet`` starts them,
   ``native`` / ``naive`` / ``farm`` (+ ``workers``) run the modes and keep a client-side
-  ``record``, ``timeline`` holds the pure math (idle gaps, utilisation, percentiles), ``figures``
-  turns a record and the timelines into numbers, ``report`` prints them.
+  ``record``; ``timeline`` holds the pure math (idle gaps, utilisation, percentiles), ``phases``
+  splits the farm's gaps at the worker's timestamps, ``figures`` turns a record and the timelines
+  into numbers, ``report`` prints them; ``cpu`` and ``memory`` read ``/proc``.
 - ``enqueue`` — ``producer.bench_enqueue`` (jobs/s of ``submit_many``).
-- ``outputs`` — a big output through ``iter_output`` → ``LocalStore`` vs a plain download;
-  ``memory`` reads RSS/PSS from ``/proc``.
+- ``outputs`` — a big output through ``iter_output`` → ``LocalStore`` vs a plain download.
 """

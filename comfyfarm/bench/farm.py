@@ -22,6 +22,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from comfyfarm.bench.cpu import CpuUse
 from comfyfarm.bench.memory import MemorySampler
 from comfyfarm.bench.record import JobTiming, ModeRun
 from comfyfarm.bench.timeline import Spread
@@ -72,7 +73,7 @@ def run_farm(
         for farm in farms:
             farm.redis.ping()
         farms[0].send([])  # producer connection and queue declaration outside the timing
-        with MemorySampler(workers.pids) as sampler:
+        with MemorySampler(workers.pids) as sampler, CpuUse() as cpu:
             record = ModeRun("farm", started_at=time.time(), requested=len(jobs))
             deadline = time.monotonic() + timeout
             if serial:
@@ -80,10 +81,13 @@ def run_farm(
             else:
                 _run_burst(farms, jobs, waiters, record, deadline)
             record.close()
+    record.extra["cpu"] = cpu.to_dict()
     peak = sampler.peak or idle
     record.extra["worker_memory"] = {"idle": idle.to_dict(), "peak": peak.to_dict()}
     runs = [job.worker_seconds for job in record.done if job.worker_seconds is not None]
-    record.extra["worker_run_ms"] = Spread.of_seconds(runs).to_dict()  # pick-up → result built
+    record.extra["worker_run_ms"] = Spread.of_seconds(
+        runs
+    ).to_dict()  # run_job start → result built
     return record
 
 
@@ -139,6 +143,8 @@ def _wait(handle: Job, submitted_at: float, record: ModeRun, deadline: float) ->
         result = handle.wait(max(0.001, deadline - time.monotonic()))
     except JobTimeout as exc:
         timing.error = str(exc)
+    except Exception as exc:  # a waiter thread must record, not lose, what went wrong
+        timing.error = f"{type(exc).__name__}: {exc}"
     else:
         timing.done_at = time.time()
         timing.ok = result.status == "succeeded"

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from comfyfarm.bench.prompts import deal
-from comfyfarm.bench.record import JobTiming, ModeRun
+from comfyfarm.bench.record import JobTiming, ModeRun, run_threads
 from worker.comfy.client import ComfyClient
 from worker.comfy.errors import ComfyError
 from worker.comfy.outputs import OutputFile, collect_outputs
@@ -45,12 +45,7 @@ def run_naive(
         )
         for index, (url, share) in enumerate(zip(urls, deal(jobs, len(urls)), strict=True))
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    record.close()
-    return record
+    return run_threads(record, threads)
 
 
 def _loop(

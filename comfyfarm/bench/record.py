@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from comfyfarm.bench.cpu import CpuUse
 
 
 @dataclass
@@ -69,3 +72,16 @@ class ModeRun:
     @property
     def wall_seconds(self) -> float:
         return max(0.0, self.finished_at - self.started_at)
+
+
+def run_threads(record: ModeRun, threads: Sequence[threading.Thread]) -> ModeRun:
+    """Start ``threads``, wait for all, close ``record``; the CPU used meanwhile goes to
+    ``record.extra["cpu"]``."""
+    with CpuUse() as cpu:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        record.close()
+    record.extra["cpu"] = cpu.to_dict()
+    return record

@@ -53,6 +53,12 @@ def throughput_table(figures: Sequence[ModeFigures]) -> str:
     ]
     lines = [format_table(THROUGHPUT_HEADERS, rows)]
     for f in figures:
+        cpu = f.extra.get("cpu")
+        if cpu and cpu.get("machine_busy") is not None:
+            lines.append(
+                f"{f.mode}: CPU: machine {cpu['machine_busy']:.0%} busy of {cpu['cores']} cores, "
+                f"this client process {cpu['client_seconds']:.1f} s"
+            )
         memory = f.extra.get("worker_memory")
         if memory:
             idle, peak = memory["idle"], memory["peak"]
@@ -64,7 +70,7 @@ def throughput_table(figures: Sequence[ModeFigures]) -> str:
         run_ms = f.extra.get("worker_run_ms")
         if run_ms and run_ms.get("count"):
             lines.append(
-                f"{f.mode}: worker run time per job (pick-up → result stored) "
+                f"{f.mode}: worker time per job (run_job start → result built) "
                 f"p50 {cell(run_ms['p50'])} ms, p99 {cell(run_ms['p99'])} ms"
             )
         phases = f.extra.get("gap_phases_ms")

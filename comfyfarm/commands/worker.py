@@ -28,6 +28,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--health-interval", type=float, default=2.0, help="seconds between ComfyUI health checks"
     )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=int(os.environ.get("COMFYFARM_DEPTH", "1")),
+        help="prompts kept waiting in ComfyUI's own queue behind the running one "
+        "(0 = submit only when idle; env COMFYFARM_DEPTH)",
+    )
     parser.add_argument("--loglevel", default="INFO")
 
 
@@ -42,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         extra_queues=[q for q in args.queues.split(",") if q],
         health_interval=args.health_interval,
         loglevel=args.loglevel,
+        depth=args.depth,
     )
     run_worker(Settings.from_env(), options)
     return 0

@@ -28,12 +28,15 @@ def test_throughput_runs_every_mode_and_reports_figures(capsys: pytest.CaptureFi
         assert row["idle_gap_ms"]["count"] == 6  # 2 instances x (4 jobs - 1)
         assert row["latency_ms"]["count"] == 8
         assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+        assert row["cpu"]["client_seconds"] >= 0
     native, naive, farm = rows
     assert native["ratio_to_native"] is None
     assert naive["ratio_to_native"] > 0 and farm["ratio_to_native"] > 0
     memory = farm["worker_memory"]
     assert memory["idle"]["processes"] >= 2 and memory["peak"]["rss_mb"] > 0
     assert farm["worker_run_ms"]["count"] == 8
+    assert set(farm["gap_phases_ms"]) == {"collect", "handoff", "submit"}
+    assert farm["gap_phases_ms"]["submit"]["count"] == 6
 
 
 def test_serial_farm_has_one_job_in_flight(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ def test_cancelled_queued_job_never_reaches_comfyui(
 ) -> None:
     """A job cancelled while it waits in the queue is reported cancelled and never executes."""
     sim = start_sim("--step-ms", "50", "--load-ms", "0")
-    worker = workers.start(sim)
+    worker = workers.start(sim, args=("--depth", "0"))  # the second job stays in Redis
     schema = SchemaSource.from_url(sim.url)
     first, second = prepare_jobs(
         "sd15_text2image", schema=schema, params=["steps=20"], sweeps=["seed=1,2"]
@@ -76,3 +76,31 @@ def test_cancelled_running_job_interrupts_only_its_own_prompt(
     state = AsyncResult(victim.job_id, app=farm.app)
     assert state.state == "SUCCESS" and state.result["status"] == "cancelled"
     assert state.info == state.result and state.traceback is None
+
+
+def test_cancelled_pipelined_job_is_removed_from_comfyui_queue(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A job already waiting in ComfyUI's own queue (pipelining) is deleted there when cancelled:
+    it never executes, and the running job is not disturbed."""
+    sim = start_sim("--step-ms", "50", "--load-ms", "0")
+    workers.start(sim, args=("--depth", "1"))
+    schema = SchemaSource.from_url(sim.url)
+    first, second = prepare_jobs(
+        "sd15_text2image", schema=schema, params=["steps=30"], sweeps=["seed=1,2"]
+    )
+    running = farm.submit(first)
+    waiting = farm.submit(second)
+    client = ComfyClient(sim.url)
+    wait_until(
+        lambda: waiting.job_id in client.get_queue().pending,
+        10,
+        "the second job to wait in ComfyUI's queue",
+    )
+
+    waiting.cancel()
+
+    assert waiting.wait(10).status == "cancelled"
+    assert running.wait(30).status == "succeeded"
+    assert executions(sim, waiting.job_id) == 0
+    assert waiting.job_id not in client.get_queue().pending
