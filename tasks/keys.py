@@ -16,6 +16,7 @@ from tasks.keyspace import (
     job_key,
     job_result_key,
     lease_key,
+    submission_key,
     worker_key,
     workers_index_key,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "job_key",
     "job_result_key",
     "lease_key",
+    "submission_key",
     "list_dead_letters",
     "list_workers",
     "push_dead_letter",

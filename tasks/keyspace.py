@@ -9,6 +9,8 @@
 ``<prefix>worker:<name>``              string: a worker's registry entry (JSON), TTL = heartbeat
 ``<prefix>workers``                    sorted set: worker name → last heartbeat (time.time())
 ``<prefix>dead-letter``                list: jobs that failed after their last retry (JSON)
+``<prefix>submitted:<job_id>``         string: base URL of the ComfyUI the job's prompt was POSTed
+                                       to (a re-delivered job looks for its prompt there), TTL
 ``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
                                        lists a worker's ComfyUI serves (producers validate
                                        against it without reaching ComfyUI), TTL
@@ -78,3 +80,7 @@ def _escape_glob(text: str) -> str:
 
 def schema_key(prefix: str, worker_name: str) -> str:
     return f"{prefix}schema:{worker_name}"
+
+
+def submission_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}submitted:{job_id}"

@@ -1,8 +1,9 @@
 """Cooperative cancellation for a job that is waiting on ComfyUI's WebSocket.
 
 ``CancellableStream`` wraps an event stream: while the tracker waits for the next event, the wait
-is cut into short slices and the cancel check runs between them, so a cancel request is noticed
-within ``CHECK_INTERVAL`` seconds even when ComfyUI is silent (a long node, a queued prompt).
+is cut into short slices and the cancel check runs between them (at most once per
+``CHECK_INTERVAL``), so a cancel request is noticed within about ``CHECK_INTERVAL`` seconds even
+when ComfyUI is silent (a long node, a queued prompt).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class CancellableStream:
         self._stream = stream
         self._cancel_requested = cancel_requested
         self._job_id = job_id
+        self._next_check = 0.0  # monotonic time of the next cancel check
 
     def connect(self, timeout: float = 10.0) -> None:
         self._stream.connect(timeout)
@@ -42,8 +44,13 @@ class CancellableStream:
     def receive(self, timeout: float) -> Any:
         end = time.monotonic() + timeout
         while True:
-            if self._cancel_requested():
-                raise JobCancelled(self._job_id)
+            # At most one check per interval: events can arrive hundreds of times a second and
+            # each check is a Redis round trip.
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + CHECK_INTERVAL
+                if self._cancel_requested():
+                    raise JobCancelled(self._job_id)
             remaining = end - time.monotonic()
             if remaining <= 0:
                 return None

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from worker.cancellable import CancellableStream, JobCancelled
@@ -34,7 +34,7 @@ from worker.comfy.errors import ComfyError, ComfyPermanent, ExecutionInterrupted
 from worker.comfy.events import Event
 from worker.comfy.history import HistoryEntry
 from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs
-from worker.comfy.state import PromptState
+from worker.comfy.state import PromptLookup, PromptState
 from worker.comfy.tracker import PromptOutcome, follow_prompt
 from worker.comfy.ws import EventStream
 from worker.inputs import upload_inputs
@@ -64,6 +64,17 @@ class MissingRequiredOutputs(ComfyPermanent):
         }
 
 
+class SubmissionLedger(Protocol):
+    """Where each job's prompt was POSTed (a ComfyUI base URL), kept outside any one worker.
+
+    It lets a job that is delivered again — after a worker crash, a retry, a deploy — find its
+    prompt on whichever ComfyUI has it, and lets a first delivery skip asking ComfyUI at all.
+    """
+
+    def where(self, job_id: str) -> str | None: ...
+    def record(self, job_id: str, comfy_url: str) -> None: ...
+
+
 @dataclass
 class JobContext:
     """Everything ``run_job`` needs from outside: where to run, where to store, whom to tell."""
@@ -76,6 +87,8 @@ class JobContext:
     cancel_requested: Callable[[], bool] = lambda: False
     attempts: int = 1
     started_at: float = field(default_factory=time.time)
+    #: None (direct mode): always ask this ComfyUI whether it knows the prompt before POSTing.
+    ledger: SubmissionLedger | None = None
 
 
 def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
@@ -88,17 +101,18 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
         log.info("job %s was cancelled before it started", spec.job_id)
         return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
     estimator = ProgressEstimator(spec, worker=ctx.worker_name)
+    client, known = locate_prompt(spec.job_id, ctx)
     try:
-        outcome = _submit_and_follow(spec, ctx, estimator)
+        outcome = _submit_and_follow(spec, ctx, client, known, estimator)
     except JobCancelled:
-        cancel_prompt(ctx.client, spec.job_id)
+        cancel_prompt(client, spec.job_id)
         return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
     except ExecutionInterrupted:
         if not ctx.cancel_requested():
             raise  # interrupted by someone else: a failure, not our cancel
         return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
     ctx.on_progress(estimator.phase("collecting"))
-    outputs = collect_into_store(spec, ctx, outcome.history)
+    outputs = collect_into_store(spec, ctx, outcome.history, client=client)
     missing = sorted(set(spec.required_outputs) - {record.node_id for record in outputs})
     if missing:
         raise MissingRequiredOutputs(prompt_id=spec.job_id, missing=missing)
@@ -115,24 +129,68 @@ def cancel_prompt(client: ComfyClient, prompt_id: str) -> None:
         log.warning("could not cancel prompt %s on %s: %s", prompt_id, client.base_url, exc)
 
 
+def locate_prompt(job_id: str, ctx: JobContext) -> tuple[ComfyClient, PromptLookup | None]:
+    """The ComfyUI to work with for ``job_id`` and what it knows of the prompt.
+
+    ``None`` for the lookup means the prompt was never submitted anywhere (nothing to ask). A
+    prompt that another ComfyUI still has queued is deleted there and runs here; one that another
+    ComfyUI is running or has finished is followed or collected there, never run twice.
+    """
+    if ctx.ledger is None:
+        return ctx.client, None
+    where = ctx.ledger.where(job_id)
+    if where is None or where == ctx.client.base_url:
+        return ctx.client, None if where is None else ctx.client.lookup(job_id)
+    other = ComfyClient(where, timeout=10.0)
+    try:
+        known = other.lookup(job_id)
+    except ComfyError as exc:
+        log.warning(
+            "job %s was submitted to %s, which does not answer (%s): running it here",
+            job_id,
+            where,
+            exc,
+        )
+        return ctx.client, ctx.client.lookup(job_id)
+    if known.state in (PromptState.RUNNING, PromptState.DONE):
+        log.info("job %s is %s on %s: following it there", job_id, known.state.name, where)
+        return other, known
+    if known.state is PromptState.PENDING:
+        log.info("job %s waits in the queue of %s: moving it here", job_id, where)
+        cancel_prompt(other, job_id)
+    return ctx.client, ctx.client.lookup(job_id)
+
+
 def _submit_and_follow(
-    spec: JobSpec, ctx: JobContext, estimator: ProgressEstimator
+    spec: JobSpec,
+    ctx: JobContext,
+    client: ComfyClient,
+    known: PromptLookup | None,
+    estimator: ProgressEstimator,
 ) -> PromptOutcome:
+    if known is not None and known.state is PromptState.DONE and known.history is not None:
+        log.info("job %s already finished on ComfyUI: collecting it", spec.job_id)
+        return PromptOutcome.from_history(known.history)
     stream = CancellableStream(
-        EventStream(ctx.client.base_url, ctx.client_id), ctx.cancel_requested, job_id=spec.job_id
+        EventStream(client.base_url, ctx.client_id), ctx.cancel_requested, job_id=spec.job_id
     )
     deadline = time.monotonic() + spec.deadline_seconds
     try:
         stream.connect(CONNECT_TIMEOUT)
-        known = ctx.client.lookup(spec.job_id)
-        if known.state is PromptState.UNKNOWN:
+        if ctx.ledger is None:
+            known = client.lookup(spec.job_id)  # no ledger: ComfyUI itself is the only record
+        elif known is not None:
+            known = client.lookup(spec.job_id)  # again, now that the socket listens
+        if known is None or known.state is PromptState.UNKNOWN:
             prompt = spec.prompt
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
-                prompt = upload_inputs(ctx.client, spec, storage_url=ctx.store.url)
+                prompt = upload_inputs(client, spec, storage_url=ctx.store.url)
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
-            ctx.client.queue_prompt(
+            if ctx.ledger is not None:
+                ctx.ledger.record(spec.job_id, client.base_url)
+            client.queue_prompt(
                 prompt,
                 prompt_id=spec.job_id,
                 client_id=ctx.client_id,
@@ -155,7 +213,7 @@ def _submit_and_follow(
                 ctx.on_progress(progress)
 
         return follow_prompt(
-            ctx.client,
+            client,
             stream,
             spec.job_id,
             deadline=deadline,
@@ -166,7 +224,9 @@ def _submit_and_follow(
         stream.close()
 
 
-def collect_into_store(spec: JobSpec, ctx: JobContext, history: HistoryEntry) -> list[OutputRecord]:
+def collect_into_store(
+    spec: JobSpec, ctx: JobContext, history: HistoryEntry, *, client: ComfyClient | None = None
+) -> list[OutputRecord]:
     """Stream every file output from ComfyUI into the store; keep non-file outputs as values.
 
     Re-collecting the same job writes the same keys again (idempotent), so a redelivered job that
@@ -194,7 +254,8 @@ def collect_into_store(spec: JobSpec, ctx: JobContext, history: HistoryEntry) ->
             spec.storage_prefix, spec.job_id, item.node_id, item.index, item.filename
         )
         mime = guess_mime(item.filename)
-        stored = ctx.store.write(key, ctx.client.iter_output(item), content_type=mime)
+        source = client or ctx.client
+        stored = ctx.store.write(key, source.iter_output(item), content_type=mime)
         records.append(
             OutputRecord(
                 node_id=item.node_id,

@@ -42,6 +42,7 @@ from tasks.keys import (
     job_result_key,
     lease_key,
     push_dead_letter,
+    submission_key,
 )
 from tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec
 from tasks.names import PROGRESS_EVENT, RUN_JOB
@@ -173,6 +174,7 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
         on_progress=_ProgressReporter(task),
         cancel_requested=lambda: _cancel_requested(rds, settings.key_prefix, spec.job_id),
         attempts=task.request.retries + 1,
+        ledger=RedisLedger(rds, settings.key_prefix, ttl=int(settings.result_expires)),
     )
     letter_reason: str | None = None
     with lease.keep_alive():
@@ -305,6 +307,20 @@ def _unreadable_letter(
         attempts=task.request.retries + 1,
         spec=kept,
     )
+
+
+class RedisLedger:
+    """Where each job's prompt was POSTed, in Redis (see ``worker.runner.SubmissionLedger``)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, *, ttl: int) -> None:
+        self._client, self._prefix, self._ttl = client, prefix, ttl
+
+    def where(self, job_id: str) -> str | None:
+        value = self._client.get(submission_key(self._prefix, job_id))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def record(self, job_id: str, comfy_url: str) -> None:
+        self._client.set(submission_key(self._prefix, job_id), comfy_url, ex=self._ttl)
 
 
 class _ProgressReporter:

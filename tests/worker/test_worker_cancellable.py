@@ -26,14 +26,18 @@ class FakeStream:
 
     def receive(self, timeout: float) -> Any:
         self.timeouts.append(timeout)
-        return self.script.pop(0) if self.script else None
+        event = self.script.pop(0) if self.script else None
+        if event is None:
+            time.sleep(timeout)  # a silent ComfyUI: the wait runs out
+        return event
 
     def close(self) -> None:
         self.closed = True
 
 
-def test_events_pass_through_until_a_cancel_is_requested() -> None:
+def test_events_pass_through_until_a_cancel_is_requested(monkeypatch: pytest.MonkeyPatch) -> None:
     """Events are returned as they come; once cancel is requested ``receive`` raises."""
+    monkeypatch.setattr(cancellable, "CHECK_INTERVAL", 0.0)  # check before every receive
     flag = {"cancel": False}
     stream = CancellableStream(FakeStream(["a", "b"]), lambda: flag["cancel"], job_id="j1")
     assert stream.receive(5) == "a"
@@ -77,3 +81,11 @@ def test_connect_close_and_other_attributes_reach_the_wrapped_stream() -> None:
     stream.connect(3.0)
     stream.close()
     assert inner.connected == 3.0 and inner.closed and stream.client_id == "abc"
+
+
+def test_cancel_is_checked_at_most_once_per_interval() -> None:
+    """A burst of events costs one cancel check per interval, not one per event."""
+    checks: list[float] = []
+    stream = CancellableStream(FakeStream(list(range(50))), lambda: bool(checks.append(1)))
+    assert [stream.receive(5) for _ in range(50)] == list(range(50))
+    assert len(checks) == 1
