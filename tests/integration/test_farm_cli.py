@@ -1,0 +1,105 @@
+"""The producer command line against a real farm: submit, status, result, cancel with --json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from farm_kit import WorkerFactory, executions, wait_until
+
+from producer import Farm
+
+
+def cli(
+    workers: WorkerFactory, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "comfyfarm", *args],
+        env=workers.env(), capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def lines(done: subprocess.CompletedProcess[str]) -> list[dict]:
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_submit_wait_json_validates_with_published_schemas_and_downloads(
+    workers: WorkerFactory, start_sim, tmp_path: Path
+) -> None:
+    """`submit --wait --json --out` (no --comfy-url: the worker's published schemas validate)
+    prints one result per job and copies every output; sha256 matches."""
+    sim = start_sim("--step-ms", "2", "--load-ms", "0")
+    workers.start(sim)
+    done = cli(
+        workers,
+        "submit",
+        "sd15_text2image",
+        "--param",
+        "prompt=a fox",
+        "--sweep",
+        "seed=1..3",
+        "--wait",
+        "--json",
+        "--out",
+        str(tmp_path / "dl"),
+    )
+    assert done.returncode == 0, done.stderr
+    results = lines(done)
+    assert sorted(r["params"]["seed"] for r in results) == [1, 2, 3]
+    for result in results:
+        assert result["status"] == "succeeded"
+        (output,) = result["outputs"]
+        (copied,) = result["downloaded"]
+        assert hashlib.sha256(Path(copied).read_bytes()).hexdigest() == output["sha256"]
+        stored = Path(unquote(urlparse(output["uri"]).path))
+        assert stored.read_bytes() == Path(copied).read_bytes()
+
+
+def test_submit_refuses_an_invalid_job_before_enqueueing(
+    workers: WorkerFactory, start_sim, farm: Farm
+) -> None:
+    """A bad value is refused with node and input named; nothing lands in the queue."""
+    sim = start_sim("--step-ms", "2", "--load-ms", "0")
+    workers.start(sim)
+    wait_until(lambda: cli(workers, "status", "--json").returncode == 0, 20)
+    done = cli(workers, "submit", "sd15_text2image", "--set", "KSampler.cfg=500")
+    assert done.returncode == 2
+    assert "node 3" in done.stderr and "cfg" in done.stderr
+    assert all(queue.total == 0 for queue in farm.queue_depths())
+
+
+def test_status_result_and_cancel_json(workers: WorkerFactory, start_sim, farm: Farm) -> None:
+    """`status --json` lists the worker with its ComfyUI; `result --json` gives the JobResult;
+    `cancel --json` of a queued job reports what it did and the job never runs."""
+    sim = start_sim("--step-ms", "40", "--load-ms", "0")
+    worker = workers.start(sim, args=("--depth", "0"))
+    done = cli(
+        workers, "submit", "sd15_text2image", "--sweep", "seed=1,2", "--param", "steps=25", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = (entry["job_id"] for entry in lines(done))
+    assert all(entry["status"] == "queued" for entry in lines(done))
+    wait_until(lambda: farm.job(first).status() == "running", 20, "the first job to run")
+
+    cancelled = json.loads(cli(workers, "cancel", second, "--json").stdout)
+    assert cancelled["job_id"] == second and cancelled["status_before"] == "queued"
+
+    status = json.loads(cli(workers, "status", "--json").stdout)
+    (listed,) = status["workers"]
+    assert listed["info"]["name"] == worker.name
+    assert listed["info"]["comfy_url"] == sim.url and listed["info"]["health"] == "ok"
+
+    done = cli(workers, "result", first, "--wait", "--timeout", "30", "--json")
+    assert done.returncode == 0
+    result = json.loads(done.stdout)
+    assert result["job_id"] == first and result["status"] == "succeeded"
+    assert result["worker"] == worker.name and result["comfy_url"] == sim.url
+
+    done = cli(workers, "result", second, "--wait", "--timeout", "30", "--json")
+    assert json.loads(done.stdout)["status"] == "cancelled" and done.returncode == 1
+    assert executions(sim, second) == 0
