@@ -3,8 +3,11 @@
 ``run_job`` takes a :class:`tasks.models.JobSpec` and a :class:`JobContext` (a ComfyUI client, an
 output store and callbacks) and does, in order:
 
-1. **lookup** — ask ComfyUI whether it already knows ``prompt_id == job_id``. A redelivered job
-   whose prompt is queued, running or finished is followed or collected, never POSTed a second time;
+1. **locate** — find out whether the prompt (``prompt_id == job_id``) was submitted before: the
+   submission ledger (Redis, in the farm) says to which ComfyUI, and that ComfyUI says whether it
+   is queued, running or finished. A redelivered job is followed or collected there, never POSTed
+   a second time; a first delivery asks nobody. Without a ledger (direct mode) this ComfyUI is
+   asked every time;
 2. **upload** input files into a per-job subfolder and point the prompt's inputs at them;
 3. **submit** — the WebSocket is connected *before* ``POST /prompt``;
 4. **follow** the prompt to ``executing {node: null}`` (reconnect + reconcile inside the tracker),
