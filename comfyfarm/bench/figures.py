@@ -19,7 +19,7 @@ from typing import Any
 
 from comfyfarm.bench.phases import gap_phases
 from comfyfarm.bench.record import ModeRun
-from comfyfarm.bench.timeline import Run, Spread, pooled_gaps, utilisation, window
+from comfyfarm.bench.timeline import Run, Spread, balance, pooled_gaps, utilisation, window
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ def figures_of(
     if record.mode != "native" and native_throughput:
         ratio = throughput / native_throughput
     extra = dict(record.extra)
+    extra["balance"] = balance(fleet_runs)
     spans = {job.job_id: job.worker_span for job in done if job.worker_span is not None}
     if spans:
         phases = gap_phases(fleet_runs, spans)

@@ -73,6 +73,13 @@ def throughput_table(figures: Sequence[ModeFigures]) -> str:
                 f"{f.mode}: worker time per job (run_job start → result built) "
                 f"p50 {cell(run_ms['p50'])} ms, p99 {cell(run_ms['p99'])} ms"
             )
+        spread = f.extra.get("balance")
+        if spread:
+            lines.append(
+                f"{f.mode}: jobs per instance {min(spread['jobs_per_instance'], default=0)}.."
+                f"{max(spread['jobs_per_instance'], default=0)}, tail idle mean "
+                f"{spread['tail_mean_s']:.3f} s, max {spread['tail_max_s']:.3f} s"
+            )
         phases = f.extra.get("gap_phases_ms")
         if phases:
             parts = ", ".join(

@@ -107,6 +107,25 @@ def utilisation(fleet_runs: Sequence[Sequence[Run]]) -> float | None:
     return busy / (len(fleet_runs) * (last - first))
 
 
+def balance(fleet_runs: Sequence[Sequence[Run]]) -> dict[str, Any]:
+    """How evenly the jobs spread: executed jobs per instance, their max - min, and the tail —
+    seconds each instance stood idle between its own last job and the fleet's last job (mean and
+    max). A farm that hoards (a worker holding queued jobs while other instances idle) shows it
+    as a long tail."""
+    span = window(fleet_runs)
+    counts = [sum(1 for run in runs if not run.cached) for runs in fleet_runs]
+    if span is None or not fleet_runs:
+        return {"jobs_per_instance": counts, "imbalance": 0, "tail_mean_s": 0.0, "tail_max_s": 0.0}
+    last = span[1]
+    tails = [last - max((run.end for run in runs), default=span[0]) for runs in fleet_runs]
+    return {
+        "jobs_per_instance": counts,
+        "imbalance": max(counts) - min(counts),
+        "tail_mean_s": round(sum(tails) / len(tails), 4),
+        "tail_max_s": round(max(tails), 4),
+    }
+
+
 @dataclass(frozen=True)
 class Spread:
     """p50 and p99 of a set of samples, in milliseconds (None when there were none)."""

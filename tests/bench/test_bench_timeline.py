@@ -103,3 +103,17 @@ def test_runs_are_read_from_sim_stats_in_start_order() -> None:
     assert [r.prompt_id for r in runs] == ["a", "b"]
     assert runs[1].cached and not runs[0].cached
     assert runs_from_stats({}) == []
+
+
+def test_balance_counts_jobs_per_instance_and_the_idle_tail() -> None:
+    """balance() gives executed jobs per instance, their spread, and each instance's idle tail."""
+    from comfyfarm.bench.timeline import balance
+
+    fleet = [
+        [Run("a", 0.0, 1.0), Run("b", 1.0, 2.0), Run("c", 2.0, 3.0)],
+        [Run("d", 0.0, 1.0), Run("e", 1.0, 2.0)],
+    ]
+    figures = balance(fleet)
+    assert figures["jobs_per_instance"] == [3, 2]
+    assert figures["imbalance"] == 1
+    assert figures["tail_max_s"] == 1.0 and figures["tail_mean_s"] == 0.5
