@@ -54,6 +54,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "queue_order_strategy": "priority",
         "socket_keepalive": True,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
+        # A job of a worker that died is re-queued by the next sweep after the visibility
+        # timeout; kombu sweeps every interval x throttle (10 x 10 s by default).
+        "unacked_restore_interval": settings.restore_interval,
+        "unacked_restore_throttle": 1,
         # Not retry_on_timeout: kombu then refuses batched publishing (a replayed pipeline could
         # enqueue a job twice), and submit_many relies on batches.
     }

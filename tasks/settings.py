@@ -25,6 +25,9 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_KEY_PREFIX = "comfyfarm:"
 DEFAULT_MAX_JOB_SECONDS = 1800.0
 VISIBILITY_MARGIN_SECONDS = 300.0
+#: Seconds between two sweeps that re-queue unacknowledged jobs older than the visibility timeout
+#: (kombu's default is a sweep every ~100 s).
+DEFAULT_RESTORE_INTERVAL = 10.0
 REDIS_SCHEMES = ("redis", "rediss")
 STORAGE_SCHEMES = ("file", "s3", "memory")
 
@@ -73,6 +76,7 @@ class Settings:
     result_expires: float = 7 * 24 * 3600.0
     stall_timeout: float = 120.0
     lease_seconds: float = 30.0
+    restore_interval: float = DEFAULT_RESTORE_INTERVAL
     max_retries: int = 3
     webhook_secret: str | None = field(default=None, compare=False)
     flower_basic_auth: str | None = field(default=None, compare=False)
@@ -149,7 +153,10 @@ class Settings:
         if prefix and prefix[-1] not in ":_-.":
             # Celery's result backend appends "_" otherwise; keep every key under the same prefix.
             _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
-        for name in ("max_job_seconds", "result_expires", "stall_timeout", "lease_seconds"):
+        for name in (
+            "max_job_seconds", "result_expires", "stall_timeout", "lease_seconds",
+            "restore_interval",
+        ):  # fmt: skip
             _check_positive(name, getattr(self, name))
         _check_positive("visibility_timeout", self.visibility_timeout)
         if self.visibility_timeout <= self.time_limit:
@@ -240,6 +247,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "result_expires": _parse_float,
     "stall_timeout": _parse_float,
     "lease_seconds": _parse_float,
+    "restore_interval": _parse_float,
     "max_retries": _parse_int,
     "webhook_secret": _parse_str,
     "flower_basic_auth": _parse_str,
@@ -268,6 +276,9 @@ def describe() -> list[tuple[str, str, str]]:
          "default seconds without any ComfyUI event before a job is checked and failed"),
         (p + "LEASE_SECONDS", "30",
          "TTL of a running job's lease (renewed while it runs; a second copy skips a live one)"),
+        (p + "RESTORE_INTERVAL", f"{DEFAULT_RESTORE_INTERVAL:g}",
+         "seconds between the sweeps that re-queue jobs of a worker that died (unacknowledged "
+         "for longer than VISIBILITY_TIMEOUT)"),
         (p + "MAX_RETRIES", "3", "default retries of a job after a retryable failure"),
         (p + "WEBHOOK_SECRET", "unset", "HMAC-SHA256 key for signing webhook calls (never logged)"),
         (p + "FLOWER_BASIC_AUTH", "unset", "user:password for Flower (never logged)"),

@@ -11,7 +11,8 @@ output store and callbacks) and does, in order:
 2. **upload** input files into a per-job subfolder and point the prompt's inputs at them;
 3. **submit** — the WebSocket is connected *before* ``POST /prompt``;
 4. **follow** the prompt to ``executing {node: null}`` (reconnect + reconcile inside the tracker),
-   reporting progress and honouring cancel requests;
+   reporting progress and honouring cancel requests; a prompt that stalls or outlives its
+   deadline is interrupted on ComfyUI before the timeout is raised;
 5. **collect** every output (files streamed from ``/view`` into the store, text kept as values) and
    write ``<prefix>/<job_id>/result.json`` beside them.
 
@@ -33,7 +34,7 @@ from typing import Any, Protocol
 from tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from worker.cancellable import CancellableStream, JobCancelled
 from worker.comfy.client import ComfyClient
-from worker.comfy.errors import ComfyError, ComfyPermanent, ExecutionInterrupted
+from worker.comfy.errors import ComfyError, ComfyPermanent, ExecutionInterrupted, PromptTimeout
 from worker.comfy.events import Event
 from worker.comfy.history import HistoryEntry
 from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs
@@ -114,6 +115,11 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
         if not ctx.cancel_requested():
             raise  # interrupted by someone else: a failure, not our cancel
         return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
+    except PromptTimeout:
+        # Stalled or past its deadline: stop it on ComfyUI, or it holds the GPU (and the queue
+        # behind it) for nobody.
+        cancel_prompt(client, spec.job_id)
+        raise
     ctx.on_progress(estimator.phase("collecting"))
     outputs = collect_into_store(spec, ctx, outcome.history, client=client)
     missing = sorted(set(spec.required_outputs) - {record.node_id for record in outputs})
