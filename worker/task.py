@@ -110,6 +110,17 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
     return _binding, _local.client, _local.store, _local.redis
 
 
+def warm_up() -> None:
+    """Make this pool process's clients now (at fork), not when its first job arrives: the route
+    probes and connections then cost nothing on the job's path. Best effort: a ComfyUI that is
+    down now is retried by the first job."""
+    try:
+        client = _resources()[1]
+        _ = client.has_jobs_api  # probes /api and the jobs API once, cached for every job
+    except Exception as exc:  # warm-up must never stop a pool process
+        log.info("warm-up of a pool process failed (%s); the first job will retry", exc)
+
+
 def _client_id() -> str:
     return str(_local.client_id)
 
