@@ -1,9 +1,11 @@
-"""``comfyfarm bench [throughput|enqueue|outputs]``: benchmarks on this machine (simulated GPUs).
+"""``comfyfarm bench [throughput|enqueue|outputs|soak]``: benchmarks on this machine.
 
 ``throughput`` (the default) compares native, naive and farm on one fleet; ``enqueue`` times
-``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage. A table
-goes to stdout, or with ``--json`` one JSON object per mode/benchmark per line; progress goes to
-stderr. Exit status 1 when any job of a throughput run did not finish.
+``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage; ``soak``
+runs many jobs through the farm while simulators crash and hang and workers are killed
+(``comfyfarm.bench.soak``). A table goes to stdout, or with ``--json`` one JSON object per
+mode/benchmark per line; progress goes to stderr. Exit status 1 when any job of a throughput run
+did not finish, or when a soak lost a job or executed a prompt twice.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-BENCHMARKS = ("throughput", "enqueue", "outputs")
+BENCHMARKS = ("throughput", "enqueue", "outputs", "soak")
+THROUGHPUT_JOBS, SOAK_JOBS = 64, 2000
+THROUGHPUT_JOB_MS, SOAK_JOB_MS = 1000.0, 20.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     throughput = parser.add_argument_group("throughput")
     throughput.add_argument("--instances", type=int, default=8, help="simulated GPUs (8)")
-    throughput.add_argument("--job-ms", type=float, default=1000.0, help="GPU ms per job (1000)")
-    throughput.add_argument("--jobs", type=int, default=64, help="jobs per mode (64)")
+    throughput.add_argument(
+        "--job-ms", type=float, default=None, help="GPU ms per job (1000; soak 20)"
+    )
+    throughput.add_argument("--jobs", type=int, default=None, help="jobs per mode (64; soak 2000)")
     throughput.add_argument(
         "--modes", default="native,naive,farm", help="comma-separated subset of native,naive,farm"
     )
@@ -33,7 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="closed loop: at most one job in flight per instance (latency = per-job overhead)",
     )
-    throughput.add_argument("--timeout", type=float, default=900.0, help="seconds per mode")
+    throughput.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds per mode (soak: the whole run)"
+    )
     enqueue = parser.add_argument_group("enqueue")
     enqueue.add_argument("--count", type=int, default=20_000, help="jobs to enqueue (20000)")
     enqueue.add_argument("--chunk", type=int, default=500, help="jobs per Redis pipeline (500)")
@@ -45,6 +54,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--size-mb", type=float, default=200.0, help="output size in MiB (200)")
     outputs.add_argument("--repeats", type=int, default=3, help="runs of each path (3)")
+    soak = parser.add_argument_group("soak")
+    soak.add_argument("--workers", type=int, default=4, help="simulators, one worker each (4)")
+    soak.add_argument(
+        "--faults", choices=("random", "none"), default="random",
+        help="random simulator faults and worker kills (default), or none",
+    )  # fmt: skip
+    soak.add_argument(
+        "--fault-rate", type=float, default=0.02, help="chance of each fault kind per prompt (0.02)"
+    )
+    soak.add_argument(
+        "--fault-kinds", default="crash,hang,drop_ws", help="simulator faults (crash,hang,drop_ws)"
+    )
+    soak.add_argument(
+        "--kill-every", type=float, default=30.0,
+        help="SIGKILL a random worker every N seconds and restart it (30; 0 = never)",
+    )  # fmt: skip
+    soak.add_argument("--seed", type=int, default=1, help="seed of prompts, faults and kills (1)")
+    soak.add_argument(
+        "--settle", type=float, default=10.0,
+        help="seconds to keep watching after the last result, for late re-runs (10)",
+    )  # fmt: skip
+    soak.add_argument("--depth", type=int, default=1, help="worker pipelining depth (1)")
+    soak.add_argument(
+        "--workdir", type=Path, default=None,
+        help="keep store and worker logs here (default: a temp dir, kept only if jobs went wrong)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         return _enqueue(args)
     if args.benchmark == "outputs":
         return _outputs(args)
+    if args.benchmark == "soak":
+        return _soak(args)
     return _throughput(args)
 
 
@@ -59,6 +96,8 @@ def _throughput(args: argparse.Namespace) -> int:
     from comfyfarm.bench.report import print_json_lines, throughput_table
     from comfyfarm.bench.throughput import ThroughputOptions, parse_modes, run_throughput
 
+    args.jobs = THROUGHPUT_JOBS if args.jobs is None else args.jobs
+    args.job_ms = THROUGHPUT_JOB_MS if args.job_ms is None else args.job_ms
     try:
         modes = parse_modes(args.modes)
     except ValueError as exc:
@@ -116,3 +155,37 @@ def _outputs(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(figures.to_dict()) if args.json else figures)
     return 0
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from comfyfarm.bench.soak import SoakError, SoakOptions, run_soak, summary_json
+
+    try:
+        options = SoakOptions(
+            jobs=SOAK_JOBS if args.jobs is None else args.jobs,
+            workers=args.workers,
+            faults=args.faults == "random",
+            fault_rate=args.fault_rate,
+            fault_kinds=tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip()),
+            job_ms=SOAK_JOB_MS if args.job_ms is None else args.job_ms,
+            kill_every=args.kill_every,
+            seed=args.seed,
+            timeout=args.timeout,
+            settle=args.settle,
+            depth=args.depth,
+            workdir=args.workdir,
+        )
+        options.check()
+    except SoakError as exc:
+        print(f"comfyfarm bench soak: {exc}", file=sys.stderr)
+        return 2
+    summary = run_soak(options)
+    if args.json:
+        print(summary_json(summary))
+    else:
+        data = summary.to_dict()
+        for key in ("submitted", "succeeded", "failed_permanent", "failed_by_error", "cancelled",
+                    "lost", "duplicate_executions", "retried", "faults_injected", "seconds",
+                    "workdir"):  # fmt: skip
+            print(f"{key:22} {data[key]}")
+    return 0 if summary.healthy else 1
