@@ -34,7 +34,14 @@ from typing import Any, Protocol
 from tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from worker.cancellable import CancellableStream, JobCancelled
 from worker.comfy.client import ComfyClient
-from worker.comfy.errors import ComfyError, ComfyPermanent, ExecutionInterrupted, PromptTimeout
+from worker.comfy.errors import (
+    ComfyError,
+    ComfyPermanent,
+    ComfyRequestError,
+    ExecutionInterrupted,
+    PromptLost,
+    PromptTimeout,
+)
 from worker.comfy.events import Event
 from worker.comfy.history import HistoryEntry
 from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs
@@ -264,7 +271,10 @@ def collect_into_store(
         )
         mime = guess_mime(item.filename)
         source = client or ctx.client
-        stored = ctx.store.write(key, source.iter_output(item), content_type=mime)
+        try:
+            stored = ctx.store.write(key, source.iter_output(item), content_type=mime)
+        except ComfyRequestError as exc:
+            raise _vanished_output(source, spec.job_id, exc) from exc
         records.append(
             OutputRecord(
                 node_id=item.node_id,
@@ -278,6 +288,21 @@ def collect_into_store(
             )  # fmt: skip
         )
     return records
+
+
+def _vanished_output(client: ComfyClient, prompt_id: str, error: ComfyRequestError) -> ComfyError:
+    """A file the history listed is gone (404 on /view). If ComfyUI no longer knows the prompt
+    either, it restarted between the history read and the download: the prompt is lost, which is
+    retryable. Otherwise the 404 stands as it is."""
+    if error.status != 404:
+        return error
+    try:
+        known = client.lookup(prompt_id)
+    except ComfyError as exc:
+        return exc
+    if known.state is PromptState.UNKNOWN:
+        return PromptLost(prompt_id=prompt_id)
+    return error
 
 
 def _finish(

@@ -62,3 +62,24 @@ def test_job_cancelled_before_it_starts_never_reaches_comfyui(sim, store: Memory
 
     assert result.status == "cancelled" and result.outputs == []
     assert executions(sim.url, spec.job_id) == 0
+
+
+def test_a_vanished_output_of_a_forgotten_prompt_is_a_lost_prompt() -> None:
+    """/view 404 for a listed file, and ComfyUI no longer knows the prompt (it restarted between
+    history and download): PromptLost, which is retried, not a permanent failure."""
+    from worker.comfy.errors import ComfyRequestError, PromptLost
+    from worker.comfy.state import PromptLookup, PromptState
+    from worker.runner import _vanished_output
+
+    class Forgetful:
+        def __init__(self, state: PromptState) -> None:
+            self.state = state
+
+        def lookup(self, prompt_id: str) -> PromptLookup:
+            return PromptLookup(state=self.state, history=None)
+
+    missing = ComfyRequestError(url="http://x/view", status=404, body="")
+    lost = _vanished_output(Forgetful(PromptState.UNKNOWN), "p1", missing)  # type: ignore[arg-type]
+    assert isinstance(lost, PromptLost) and lost.prompt_id == "p1"
+    kept = _vanished_output(Forgetful(PromptState.DONE), "p1", missing)  # type: ignore[arg-type]
+    assert kept is missing
