@@ -86,8 +86,10 @@ def test_cancelled_pipelined_job_is_removed_from_comfyui_queue(
     sim = start_sim("--step-ms", "50", "--load-ms", "0")
     workers.start(sim, args=("--depth", "1"))
     schema = SchemaSource.from_url(sim.url)
+    # 200 steps x 50 ms: the first job runs for 10 s, so the second one waits in ComfyUI's queue
+    # long enough to be seen there however loaded the machine is.
     first, second = prepare_jobs(
-        "sd15_text2image", schema=schema, params=["steps=30"], sweeps=["seed=1,2"]
+        "sd15_text2image", schema=schema, params=["steps=200"], sweeps=["seed=1,2"]
     )
     running = farm.submit(first)
     waiting = farm.submit(second)
@@ -101,6 +103,6 @@ def test_cancelled_pipelined_job_is_removed_from_comfyui_queue(
     waiting.cancel()
 
     assert waiting.wait(10).status == "cancelled"
-    assert running.wait(30).status == "succeeded"
+    assert running.wait(60).status == "succeeded"
     assert executions(sim, waiting.job_id) == 0
     assert waiting.job_id not in client.get_queue().pending
