@@ -96,7 +96,7 @@ def test_cancelled_pipelined_job_is_removed_from_comfyui_queue(
     client = ComfyClient(sim.url)
     wait_until(
         lambda: waiting.job_id in client.get_queue().pending,
-        10,
+        20,
         "the second job to wait in ComfyUI's queue",
     )
 
