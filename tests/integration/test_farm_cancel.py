@@ -86,19 +86,21 @@ def test_cancelled_pipelined_job_is_removed_from_comfyui_queue(
     sim = start_sim("--step-ms", "50", "--load-ms", "0")
     workers.start(sim, args=("--depth", "1"))
     schema = SchemaSource.from_url(sim.url)
-    # 200 steps x 50 ms: the first job runs for 10 s, so the second one waits in ComfyUI's queue
-    # long enough to be seen there however loaded the machine is.
+    # 200 steps x 50 ms: a job runs for 10 s, so the other one waits in ComfyUI's queue long
+    # enough to be seen there however loaded the machine is.
     first, second = prepare_jobs(
         "sd15_text2image", schema=schema, params=["steps=200"], sweeps=["seed=1,2"]
     )
-    running = farm.submit(first)
-    waiting = farm.submit(second)
+    jobs = {job.job_id: job for job in (farm.submit(first), farm.submit(second))}
     client = ComfyClient(sim.url)
-    wait_until(
-        lambda: waiting.job_id in client.get_queue().pending,
+    # Both jobs are taken at once (depth 1); whichever POSTs second waits in ComfyUI's queue.
+    queued_id = wait_until(
+        lambda: next((pid for pid in client.get_queue().pending if pid in jobs), None),
         20,
-        "the second job to wait in ComfyUI's queue",
+        "one of the jobs to wait in ComfyUI's queue",
     )
+    waiting = jobs.pop(queued_id)
+    (running,) = jobs.values()
 
     waiting.cancel()
 
