@@ -24,6 +24,7 @@ from comfyfarm.services import (
 )
 
 FLOWER_READY = "Visit me at"
+DEMO_WORKFLOW = "sd15_text2image"
 
 
 @dataclass
@@ -80,19 +81,27 @@ def run_demo(args: argparse.Namespace) -> int:
     from producer import Farm
     from producer.cli import wait_all
     from tasks.settings import Settings
-    from workflows import SchemaSource, prepare_jobs
+    from workflows import SchemaSource, WorkflowError, prepare_jobs
 
     with local_farm(
         sims=args.sims, comfy_urls=args.comfy_url, step_ms=args.step_ms, flower=not args.no_flower
     ) as local:
         settings = Settings.from_env(local.env)
-        schema = SchemaSource.from_url(local.comfy_urls[0])
-        jobs = prepare_jobs(
-            args.workflow,
-            schema=schema,
-            sweeps=[f"seed=1..{args.jobs}"],
-            params=[f"prompt={args.prompt}"],
-        )
+        try:
+            schema = SchemaSource.from_url(local.comfy_urls[0])
+            if args.workflow == DEMO_WORKFLOW:
+                jobs = prepare_jobs(args.workflow, schema=schema,
+                                    sweeps=[f"seed=1..{args.jobs}"],
+                                    params=[f"prompt={args.prompt}"])  # fmt: skip
+            else:
+                jobs = prepare_jobs(args.workflow, schema=schema, count=args.jobs)
+        except WorkflowError as exc:
+            print(
+                f"error: {args.workflow} cannot run on {local.comfy_urls[0]}:\n{exc}\n"
+                "(a ComfyUI without the SD1.5 model files can run --workflow empty_invert)",
+                file=sys.stderr,
+            )
+            return 2
         with Farm(settings) as farm:
             handles = farm.submit_many(jobs)
             print(f"submitted {len(handles)} jobs of {args.workflow}; following them:")
@@ -102,7 +111,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"Flower: {local.flower_url}")
         if sys.stdin.isatty() and not args.exit:
             print("everything keeps running; press Ctrl-C to stop it all")
-            with contextlib.suppress(KeyboardInterrupt):
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
                 while True:
                     input()
         print("stopping the farm")

@@ -14,7 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="use this real ComfyUI instead of simulators (repeatable)",
     )
     parser.add_argument("--jobs", type=int, default=6, help="jobs in the sweep (seeds 1..N)")
-    parser.add_argument("--workflow", default="sd15_text2image")
+    parser.add_argument(
+        "--workflow",
+        default="sd15_text2image",
+        help="another library workflow or file runs --jobs times as it is",
+    )
     parser.add_argument("--prompt", default="a lighthouse on a cliff at dusk, oil painting")
     parser.add_argument("--step-ms", type=int, default=40, help="simulated time per step")
     parser.add_argument("--no-flower", action="store_true")
