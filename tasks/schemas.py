@@ -53,7 +53,11 @@ def publish_schema(
 
 
 def load_schemas(client: redis.Redis, prefix: str) -> list[PublishedSchema]:
-    """Every published schema, newest first. Unreadable entries are skipped."""
+    """Every published schema, newest first. Unreadable entries are skipped.
+
+    ``client`` must return bytes (``decode_responses=False``): the bodies are compressed, and a
+    decoding client (``tasks.connect.redis_client``) fails on them before we see them.
+    """
     found: list[PublishedSchema] = []
     for key in client.scan_iter(match=schema_key(prefix, "*"), count=500):
         raw = client.get(key)
