@@ -105,7 +105,7 @@ def run_demo(args: argparse.Namespace) -> int:
         with Farm(settings) as farm:
             handles = farm.submit_many(jobs)
             print(f"submitted {len(handles)} jobs of {args.workflow}; following them:")
-            code = wait_all(handles, argparse.Namespace(json=False, timeout=600, out=None))
+            code = wait_all(farm, handles, argparse.Namespace(json=False, timeout=600, out=None))
         print(f"\noutputs are under {settings.storage_url}")
         if local.flower_url:
             print(f"Flower: {local.flower_url}")

@@ -1,6 +1,7 @@
 """Producers: the Python API that enqueues jobs into the farm and follows them.
 
-``Farm`` submits (``submit``, ``submit_many``) and looks at the farm (``status``, ``dead_letters``);
+``Farm`` submits (``submit``, ``submit_many``), follows many jobs at once (``as_completed``) and
+looks at the farm (``status``, ``dead_letters``);
 ``Job`` follows one job (``status``, ``progress``, ``wait``, ``result``, ``cancel``).
 Never imports worker or WebSocket code: a producer machine needs only Celery and Redis.
 """
@@ -8,7 +9,7 @@ Never imports worker or WebSocket code: a producer machine needs only Celery and
 from __future__ import annotations
 
 from producer.build import build_spec
-from producer.errors import JobTimeout, ProducerError, SubmitError
+from producer.errors import JobTimeout, ProducerError, SubmitError, WaitTimeout
 from producer.farm import Farm
 from producer.job import CancelOutcome, Job
 from producer.status import FarmStatus, QueueDepth, RunningJob, WorkerStatus
@@ -23,6 +24,7 @@ __all__ = [
     "QueueDepth",
     "RunningJob",
     "SubmitError",
+    "WaitTimeout",
     "WorkerStatus",
     "build_spec",
 ]

@@ -11,21 +11,17 @@ import argparse
 import json
 import shutil
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from producer.errors import JobTimeout, ProducerError
+from producer.errors import JobTimeout, ProducerError, WaitTimeout
 from producer.farm import Farm
 from producer.job import Job
 from producer.schema_lookup import NoSchemaSource, find_schema
 from tasks.errors import ContractError
 from tasks.models import JobProgress, JobResult
 from tasks.routing import capability_queue, check_queue, worker_queue
-
-WAITERS = 16  # jobs followed at once by --wait (each holds one Redis subscription)
 
 
 def submit_command(args: argparse.Namespace) -> int:
@@ -68,7 +64,7 @@ def submit_command(args: argparse.Namespace) -> int:
                 text=f"queued {job.job_id} {_short(prepared.params)}",
             )
         return 0
-    return wait_all(handles, args)
+    return wait_all(farm, handles, args)
 
 
 def _queue(args: argparse.Namespace) -> str | None:
@@ -79,36 +75,31 @@ def _queue(args: argparse.Namespace) -> str | None:
     return check_queue(args.queue) if args.queue else None
 
 
-def wait_all(handles: list[Job], args: argparse.Namespace) -> int:
-    """Follow ``handles`` with progress bars (``args``: json, timeout, out); report each result."""
+def wait_all(farm: Farm, handles: list[Job], args: argparse.Namespace) -> int:
+    """Follow ``handles`` with progress bars (``args``: json, timeout, out); report each result
+    in submission order. One Redis subscription follows them all (``Farm.as_completed``)."""
     from comfyfarm.progressbar import ProgressBars
 
     bars = ProgressBars(enabled=not args.json)
-    lock = threading.Lock()
     out_dir = Path(args.out).resolve() if args.out else None
+    finished: dict[str, JobResult] = {}
+    for job in handles:
+        bars.update(job.job_id, {"phase": "queued"})
 
-    def follow(job: Job) -> JobResult | None:
-        def show(progress: JobProgress) -> None:
-            with lock:
-                bars.update(job.job_id, progress.to_dict())
+    def show(job_id: str, progress: JobProgress) -> None:
+        bars.update(job_id, progress.to_dict())
 
-        with lock:
-            bars.update(job.job_id, {"phase": "queued"})
-        try:
-            result = job.wait(args.timeout, on_progress=show)
-        except JobTimeout as exc:
-            with lock:
-                bars.finish(job.job_id, "timeout")
-            print(f"error: {exc}", file=sys.stderr)
-            return None
-        with lock:
-            bars.finish(job.job_id, result.status)
-        return result
-
-    with ThreadPoolExecutor(max_workers=min(WAITERS, max(1, len(handles)))) as pool:
-        results = list(pool.map(follow, handles))
+    try:
+        for done in farm.as_completed(handles, args.timeout, on_progress=show):
+            bars.finish(done.job_id, done.status)
+            finished[done.job_id] = done
+    except WaitTimeout as exc:
+        for job_id in exc.pending:
+            bars.finish(job_id, "timeout")
+        print(f"error: {exc}", file=sys.stderr)
     failures = 0
-    for result in results:
+    for job in handles:
+        result = finished.get(job.job_id)
         if result is None:
             failures += 1
             continue

@@ -3,7 +3,8 @@
 ```
 ProducerError
 ├── SubmitError(job_ids_sent, job_ids_not_sent, reason)   publishing failed part-way
-└── JobTimeout(job_id, seconds, status)                   Job.wait() ran out of time (TimeoutError)
+├── JobTimeout(job_id, seconds, status)                   Job.wait() ran out of time (TimeoutError)
+└── WaitTimeout(pending, seconds)                         Farm.as_completed() ran out of time
 ```
 Invalid jobs are refused before anything is sent, with ``tasks.errors.JobSpecError``.
 """
@@ -44,3 +45,14 @@ class JobTimeout(ProducerError, TimeoutError):
         self.seconds = seconds
         self.status = status
         super().__init__(f"job {job_id} not finished after {seconds:g} s (status: {status})")
+
+
+class WaitTimeout(ProducerError, TimeoutError):
+    """Raised when ``Farm.as_completed()`` runs out of time; ``pending`` jobs go on."""
+
+    def __init__(self, *, pending: list[str], seconds: float) -> None:
+        self.pending = pending
+        self.seconds = seconds
+        more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+        shown = ", ".join(pending[:3]) + more
+        super().__init__(f"{len(pending)} job(s) not finished after {seconds:g} s: {shown}")

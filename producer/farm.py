@@ -5,6 +5,8 @@ farm = Farm.from_env()
 job = farm.submit(prompt, params={"seed": 1}, workflow_name="sd15")
 result = job.wait(600, on_progress=print)
 jobs = farm.submit_many(prepared_jobs, priority=7)
+for result in farm.as_completed(jobs, timeout=3600):
+    print(result.job_id, result.status)
 ```
 
 A Farm holds a Celery app (never started as a worker) and Redis clients; it is safe to share
@@ -13,7 +15,7 @@ between threads for submitting. Close it (or use ``with``) to release connection
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -23,12 +25,13 @@ from producer.build import InputLike, Submittable, build_spec
 from producer.job import CancelOutcome, Job, JobContext
 from producer.publish import DEFAULT_CHUNK, Publisher
 from producer.status import FarmStatus, QueueDepth, collect_status, queue_depths
+from producer.waiting import ProgressListener, ResultWaiter
 from tasks.app import make_app
 from tasks.connect import redis_client
 from tasks.errors import JobSpecError
 from tasks.fields import uuid_text
 from tasks.keys import DeadLetter, list_dead_letters
-from tasks.models import JobSpec
+from tasks.models import JobResult, JobSpec
 from tasks.routing import SHARED_QUEUE, check_queue
 from tasks.settings import Settings
 
@@ -164,6 +167,27 @@ class Farm:
         """A handle on an existing job (raises JobSpecError for a malformed id)."""
         uuid_text(JobSpecError, "job_id", job_id)
         return Job(self._ctx, job_id)
+
+    def as_completed(
+        self,
+        jobs: Iterable[Job | str],
+        timeout: float | None = None,
+        *,
+        on_progress: ProgressListener | None = None,
+    ) -> Iterator[JobResult]:
+        """Yield the JobResult of each of ``jobs`` (handles or ids) as it finishes.
+
+        One Redis subscription follows all of them, however many (``producer.waiting``).
+        ``timeout`` bounds the whole wait: ``WaitTimeout`` then lists the jobs still pending.
+        ``on_progress(job_id, progress)`` is called (from the iterating thread) on new progress.
+        """
+        ids = [job.job_id if isinstance(job, Job) else job for job in jobs]
+        for job_id in ids:
+            uuid_text(JobSpecError, "job_id", job_id)
+        waiter = ResultWaiter(
+            self.redis, self.results, self.settings.key_prefix, ids, on_progress=on_progress
+        )
+        return waiter.results(timeout)
 
     def cancel(self, job_id: str, *, reason: str = "cancelled by request") -> CancelOutcome:
         return self.job(job_id).cancel(reason=reason)

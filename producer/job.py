@@ -1,42 +1,32 @@
 """Job: a handle on one submitted job — status, progress, result, wait, cancel.
 
-``wait`` subscribes to the job's Celery result channel (every state change, PROGRESS included, is
-published there) and also re-reads the state every couple of seconds, so a missed message or a
-reconnect costs at most that long. It returns a JobResult for succeeded, failed and cancelled
-jobs alike and raises ``JobTimeout`` when time runs out.
+``wait`` follows the job's Celery result channel (``producer.waiting``: a missed message or a
+reconnect costs at most a couple of seconds). It returns a JobResult for succeeded, failed and
+cancelled jobs alike and raises ``JobTimeout`` when time runs out. To follow many jobs, use
+``Farm.as_completed`` (one subscription for all of them) rather than a thread per ``wait``.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from celery import Celery
-from redis.client import PubSub
 
-from producer.errors import JobTimeout
+from producer.errors import JobTimeout, WaitTimeout
 from producer.outcome import (
     FINAL_STATUSES,
     JobState,
-    parse_meta,
     progress_from,
     read_state,
     result_from,
     status_word,
 )
+from producer.waiting import ResultWaiter
 from tasks.control import request_cancel
-from tasks.keyspace import celery_result_key
 from tasks.models import JobProgress, JobResult, JobSpec
 from tasks.settings import Settings
-
-log = logging.getLogger(__name__)
-
-POLL_SECONDS = 2.0
-RECONNECT_PAUSE = 1.0
 
 ProgressCallback = Callable[[JobProgress], None]
 
@@ -120,67 +110,21 @@ class Job:
         JobProgress (from this thread). Raises ``JobTimeout`` naming the job. Redis outages are
         ridden out (reconnecting every second) until the timeout.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def remaining() -> float:
-            if deadline is None:
-                return POLL_SECONDS
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise JobTimeout(
-                    job_id=self.job_id, seconds=timeout or 0.0, status=self._safe_status()
-                )
-            return left
-
-        channel = celery_result_key(self._ctx.settings.key_prefix, self.job_id)
-        last: JobProgress | None = None
-        pubsub: PubSub | None = None
-        state: JobState | None = None
-        polled = 0.0
+        waiter = ResultWaiter(
+            self._ctx.client,
+            self._ctx.results,
+            self._ctx.settings.key_prefix,
+            [self.job_id],
+            on_progress=None if on_progress is None else lambda _, progress: on_progress(progress),
+        )
         try:
-            while True:
-                try:
-                    if pubsub is None:
-                        pubsub = self._ctx.results.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                        pubsub.subscribe(channel)
-                        state, polled = self._state(), time.monotonic()  # nothing missed
-                    if state is not None:
-                        result = self._finished(state)
-                        if result is not None:
-                            return result
-                        progress = progress_from(state)
-                        if progress is not None and progress != last:
-                            last = progress
-                            if on_progress is not None:
-                                on_progress(progress)
-                    message = pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=min(remaining(), POLL_SECONDS)
-                    )
-                    state = self._from_message(message)
-                    if state is None and time.monotonic() - polled >= POLL_SECONDS:
-                        state, polled = self._state(), time.monotonic()
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    log.warning("job %s: Redis unreachable (%s); retrying", self.job_id, exc)
-                    if pubsub is not None:
-                        _close_quietly(pubsub)
-                    pubsub, state = None, None
-                    time.sleep(min(RECONNECT_PAUSE, remaining()))
-        finally:
-            if pubsub is not None:
-                _close_quietly(pubsub)
-
-    def _finished(self, state: JobState) -> JobResult | None:
-        if not state.ready:
-            return None
-        return result_from(self._ctx.client, self._ctx.settings.key_prefix, state)
-
-    def _from_message(self, message: dict[str, Any] | None) -> JobState | None:
-        if not message or message.get("type") != "message":
-            return None
-        meta = parse_meta(message.get("data"))
-        if meta is None:
-            return None
-        return JobState(self.job_id, meta, submitted=True, cancel_requested=False)
+            for result in waiter.results(timeout):
+                return result
+        except WaitTimeout:
+            raise JobTimeout(
+                job_id=self.job_id, seconds=timeout or 0.0, status=self._safe_status()
+            ) from None
+        raise AssertionError("ResultWaiter ended without a result or a timeout")
 
     def _safe_status(self) -> str:
         try:
@@ -208,10 +152,3 @@ class Job:
             ctx.app.backend.mark_as_revoked(self.job_id, reason=reason)
             marked = True
         return CancelOutcome(self.job_id, before, flag_set, True, marked)
-
-
-def _close_quietly(pubsub: PubSub) -> None:
-    try:
-        pubsub.close()
-    except redis.RedisError:
-        pass

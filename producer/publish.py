@@ -32,6 +32,8 @@ from tasks.routing import celery_priority, check_queue
 from tasks.settings import Settings, time_limit_grace
 
 DEFAULT_CHUNK = 500
+# The first chunk is small, so idle workers start on it while the rest is still being built.
+FIRST_CHUNK = 16
 REPR_LIMIT = 240
 
 
@@ -59,8 +61,7 @@ class Publisher:
         sent: list[str] = []
         try:
             with self.app.producer_or_acquire() as producer:
-                for start in range(0, len(specs), max(1, chunk_size)):
-                    chunk = specs[start : start + chunk_size]
+                for chunk in _chunks(specs, max(1, chunk_size)):
                     # The record first: a plain Redis call fails at once on a wrong password,
                     # where kombu's connection would retry for seconds.
                     self._record(chunk, queue, priority)
@@ -160,3 +161,13 @@ def job_header(spec: JobSpec) -> dict[str, Any]:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _chunks(specs: Sequence[JobSpec], size: int) -> Iterator[Sequence[JobSpec]]:
+    """``specs`` in slices: the first of at most ``FIRST_CHUNK``, the others of ``size``."""
+    start = 0
+    step = min(size, FIRST_CHUNK)
+    while start < len(specs):
+        yield specs[start : start + step]
+        start += step
+        step = size

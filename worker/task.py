@@ -20,6 +20,7 @@ webhook. Outcomes:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ from tasks.settings import Settings
 from worker.comfy.client import ComfyClient
 from worker.comfy.errors import ComfyPermanent, ComfyRetryable
 from worker.inputs import InputFileError, InputUnavailable
+from worker.progress_sender import ProgressSender
 from worker.runner import JobContext, build_result, cancel_prompt, run_job, write_result
 from worker.storage import OutputStore, open_store
 from worker.storage.base import StorageError, StorageUnavailable
@@ -177,18 +179,19 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
         log.warning("job %s finished elsewhere while this copy waited: not running it again",
                     spec.job_id)  # fmt: skip
         raise Ignore()
+    progress = ProgressSender(_ProgressWriter(task))
     ctx = JobContext(
         client=client,
         store=store,
         client_id=_client_id(),
         worker_name=binding.worker_name,
-        on_progress=_ProgressReporter(task),
+        on_progress=progress.offer,
         cancel_requested=lambda: _cancel_requested(rds, settings.key_prefix, spec.job_id),
         attempts=task.request.retries + 1,
         ledger=RedisLedger(rds, settings.key_prefix, ttl=int(settings.result_expires)),
     )
     letter_reason: str | None = None
-    with lease.keep_alive():
+    with lease.keep_alive(), contextlib.closing(progress):
         try:
             result = run_job(spec, ctx)
         except (ComfyRetryable, StorageUnavailable, InputUnavailable) as exc:
@@ -334,37 +337,38 @@ class RedisLedger:
         self._client.set(submission_key(self._prefix, job_id), comfy_url, ex=self._ttl)
 
 
-class _ProgressReporter:
-    """Progress to the result backend (producers) and as task events (Flower).
+class _ProgressWriter:
+    """Progress to the result backend (producers) and as task events (Flower); called from the
+    job's ``ProgressSender`` thread, which decides how often.
 
-    Backend writes go through ``store_result`` without the request, so the prompt in the task's
-    args is not written and published again with every update (``result_extended``). Writes are
-    throttled to one per ``min_interval`` except when the phase or node changes.
+    The task's request is thread-local, so its id and hostname are taken here, on the job's
+    thread. Backend writes go through ``store_result`` without the request, so the prompt in the
+    task's args is not written and published again with every update (``result_extended``).
     """
 
-    def __init__(self, task: Task, *, min_interval: float = 1.0) -> None:
-        self._task = task
-        self._min_interval = min_interval
-        self._last_key: tuple[str, str | None] | None = None
-        self._last_sent = 0.0
+    def __init__(self, task: Task) -> None:
+        self._app = task.app
+        self._backend = task.backend
+        self._task_id = task.request.id
+        self._hostname = task.request.hostname
+        self._retry_policy = task.app.conf.task_publish_retry_policy
 
     def __call__(self, progress: JobProgress) -> None:
-        key = (progress.phase, progress.node)
-        now = time.monotonic()
-        if key == self._last_key and now - self._last_sent < self._min_interval:
-            return
-        self._last_key, self._last_sent = key, now
         meta = progress.to_dict()
-        task_id = self._task.request.id
-        try:
-            if task_id:
-                self._task.backend.store_result(task_id, meta, PROGRESS_STATE)
-            # Not "worker": event fields become attributes of Flower's task record, and a string
-            # there replaces its Worker object (Flower's /api/tasks then fails with HTTP 500).
-            # The event's hostname already names the worker.
-            self._task.send_event(PROGRESS_EVENT, **_event_fields(meta))
-        except Exception as exc:  # progress is informative: a Redis blip must not fail the job
-            log.warning("could not report progress of job %s: %s", task_id, exc)
+        if not self._task_id:
+            return
+        self._backend.store_result(self._task_id, meta, PROGRESS_STATE)
+        # Not "worker": event fields become attributes of Flower's task record, and a string
+        # there replaces its Worker object (Flower's /api/tasks then fails with HTTP 500).
+        # The event's hostname already names the worker.
+        with self._app.events.default_dispatcher(hostname=self._hostname) as dispatcher:
+            dispatcher.send(
+                PROGRESS_EVENT,
+                uuid=self._task_id,
+                retry=True,
+                retry_policy=self._retry_policy,
+                **_event_fields(meta),
+            )
 
 
 def _event_fields(meta: dict[str, Any]) -> dict[str, Any]:

@@ -25,5 +25,5 @@ def test_public_names() -> None:
     """The package exports exactly its documented API."""
     assert sorted(producer.__all__) == sorted(
         ["CancelOutcome", "Farm", "FarmStatus", "Job", "JobTimeout", "ProducerError",
-         "QueueDepth", "RunningJob", "SubmitError", "WorkerStatus", "build_spec"]
+         "QueueDepth", "RunningJob", "SubmitError", "WaitTimeout", "WorkerStatus", "build_spec"]
     )  # fmt: skip

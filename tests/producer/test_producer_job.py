@@ -5,39 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 import redis
-from producer_helpers import PROMPT, body_of
+from producer_helpers import PROMPT, body_of, progress, result, write_state
 
-import producer.job
-from producer import Farm, Job, JobTimeout
+import producer.waiting
+from producer import Farm, JobTimeout
 from tasks.keys import cancel_requested
 from tasks.keyspace import job_result_key
-from tasks.models import PROGRESS_STATE, JobProgress, JobResult, OutputRecord, Timings
-
-
-def progress(job: Job, percent: float) -> JobProgress:
-    return JobProgress(job_id=job.job_id, phase="running", node="3", node_type="KSampler",
-                       value=percent / 5, max=20, percent=percent, nodes_done=1, nodes_total=4,
-                       worker="gpu0")  # fmt: skip
-
-
-def result(job: Job, status: str = "succeeded", error: dict[str, Any] | None = None) -> JobResult:
-    outputs = [] if status != "succeeded" else [
-        OutputRecord(node_id="9", kind="images", index=0, filename="x.png",
-                     uri=f"file:///out/{job.job_id}/9_0_x.png", bytes=10, sha256="0" * 64,
-                     mime="image/png")
-    ]  # fmt: skip
-    return JobResult(job_id=job.job_id, status=status, outputs=outputs, error=error,
-                     timings=Timings.measure(enqueued_at=1.0, started_at=2.0, finished_at=3.0),
-                     worker="gpu0", params={"seed": 1})  # fmt: skip
-
-
-def write_state(farm: Farm, job: Job, state: str, meta: Any) -> None:
-    """What a worker's update_state/return does: SET the meta and PUBLISH it."""
-    farm.app.backend.store_result(job.job_id, meta, state)
+from tasks.models import PROGRESS_STATE, JobProgress
 
 
 def test_wait_streams_progress_and_returns_the_result(farm: Farm) -> None:
@@ -75,7 +52,7 @@ def test_wait_times_out_cleanly(farm: Farm) -> None:
 
 def test_wait_falls_back_to_polling(farm: Farm, monkeypatch: pytest.MonkeyPatch) -> None:
     """A state change whose message was missed is still seen by the periodic re-read."""
-    monkeypatch.setattr(producer.job, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr(producer.waiting, "POLL_SECONDS", 0.1)
     job = farm.submit(PROMPT)
     write_state(farm, job, PROGRESS_STATE, progress(job, 5).to_dict())
     key = farm.app.backend.get_key_for_task(job.job_id)
