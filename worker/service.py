@@ -136,7 +136,7 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
         )
     )
     job_task.register(app)
-    signals.worker_process_init.connect(lambda **_: job_task.warm_up(), weak=False)
+    signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
     rds = redis_client(settings)
     registry = WorkerRegistry(
         rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,

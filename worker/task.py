@@ -112,13 +112,19 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
     return _binding, _local.client, _local.store, _local.redis
 
 
-def warm_up() -> None:
-    """Make this pool process's clients now (at fork), not when its first job arrives: the route
-    probes and connections then cost nothing on the job's path. Best effort: a ComfyUI that is
-    down now is retried by the first job."""
+def warm_up(app: Celery) -> None:
+    """Open, in this pool process at fork, every connection its first job would open: the
+    ComfyUI client (route probes), our Redis, the result backend (the STARTED state) and the
+    event producer (Flower's task events). Otherwise each first job pays for them while its GPU
+    waits, all pool processes of all workers at once when a burst of jobs arrives. Best effort:
+    what is down now is retried by the first job."""
     try:
-        client = _resources()[1]
+        _, client, _, rds = _resources()
         _ = client.has_jobs_api  # probes /api and the jobs API once, cached for every job
+        rds.ping()
+        app.backend.client.ping()
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)
     except Exception as exc:  # warm-up must never stop a pool process
         log.info("warm-up of a pool process failed (%s); the first job will retry", exc)
 
