@@ -32,6 +32,7 @@ from tasks.connect import redis_client
 from tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from tasks.settings import Settings
 from worker import task as job_task
+from worker import webhook_task
 from worker.comfy.client import ComfyClient
 from worker.health import HealthMonitor
 from worker.registry import SchemaPublisher, WorkerRegistry
@@ -136,6 +137,7 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
         )
     )
     job_task.register(app)
+    webhook_task.register(app, secret=settings.webhook_secret)
     signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
     rds = redis_client(settings)
     registry = WorkerRegistry(

@@ -1,8 +1,9 @@
 """The Celery task: a thin shell around :func:`worker.runner.run_job`.
 
 It handles only what Celery must: decoding the payload, the job lease, progress as Celery state and
-task events, cancel checks, retries of retryable failures with backoff, the final record and the
-webhook. Outcomes:
+task events, cancel checks, retries of retryable failures with backoff, the final record, and
+handing the completion webhook to ``worker.webhook_task`` (never delivered here: a receiver that
+is down must not hold this GPU's pipeline slot). Outcomes:
 
 - succeeded → the task returns the ``JobResult`` dict (Celery ``SUCCESS``);
 - retryable failure (ComfyUI unreachable or restarted, 5xx, storage or input source
@@ -49,6 +50,7 @@ from tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec
 from tasks.names import PROGRESS_EVENT, RUN_JOB
 from tasks.routing import SHARED_QUEUE
 from tasks.settings import Settings
+from worker import webhook_task
 from worker.comfy.client import ComfyClient
 from worker.comfy.errors import ComfyPermanent, ComfyRetryable
 from worker.inputs import InputFileError, InputUnavailable
@@ -56,7 +58,6 @@ from worker.progress_sender import ProgressSender
 from worker.runner import JobContext, build_result, cancel_prompt, run_job, write_result
 from worker.storage import OutputStore, open_store
 from worker.storage.base import StorageError, StorageUnavailable
-from worker.webhook import deliver
 
 log = logging.getLogger(__name__)
 
@@ -294,12 +295,21 @@ def _conclude(
         )
         _dead_letter(rds, settings, letter)
     if spec.webhook_url:
-        deliver(spec.webhook_url, encoded, job_id=spec.job_id, secret=settings.webhook_secret)
+        _enqueue_webhook(task, spec, body)
     if result.status == "failed":
         error = result.error or {}
         message = f"{error.get('type', 'Error')}: {error.get('message', '')}"
         raise JobFailed(message, job_id=spec.job_id, error=error)
     return body
+
+
+def _enqueue_webhook(task: Task, spec: JobSpec, body: dict[str, Any]) -> None:
+    """Hand the webhook to ``worker.webhook_task``; the job is done either way."""
+    assert spec.webhook_url is not None
+    try:
+        webhook_task.enqueue(task.app, spec.webhook_url, body, job_id=spec.job_id)
+    except Exception:  # the result is stored; a lost webhook must not fail the job
+        log.exception("could not enqueue the webhook of job %s", spec.job_id)
 
 
 def _dead_letter(rds: redis.Redis, settings: Settings, letter: DeadLetter) -> None:

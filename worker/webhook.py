@@ -10,6 +10,7 @@ logged.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import logging
@@ -19,8 +20,7 @@ import requests
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 4
-TIMEOUT = 10.0
+TIMEOUT = 5.0  # per attempt: a hanging receiver holds a worker's pool process this long
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -44,36 +44,33 @@ def verify(
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def deliver(
-    url: str,
-    body: bytes,
-    *,
-    job_id: str,
-    secret: str | None,
-    attempts: int = ATTEMPTS,
-    backoff: float = 1.0,
-) -> bool:
-    """POST ``body`` to ``url``, retrying 5xx and connection errors with backoff. True on 2xx."""
-    for attempt in range(1, attempts + 1):
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "Comfyfarm-Webhook-Id": job_id,
-            "Comfyfarm-Webhook-Timestamp": str(timestamp),
-        }
-        if secret:
-            headers["Comfyfarm-Webhook-Signature"] = sign(secret, timestamp, body)
-        try:
-            response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT)
-            if response.ok:
-                return True
-            if response.status_code < 500 and response.status_code != 429:
-                log.warning("webhook for job %s refused with HTTP %s", job_id, response.status_code)
-                return False
-            reason = f"HTTP {response.status_code}"
-        except requests.RequestException as exc:
-            reason = type(exc).__name__
-        log.info("webhook for job %s failed (%s), attempt %d/%d", job_id, reason, attempt, attempts)
-        if attempt < attempts:
-            time.sleep(backoff * 2 ** (attempt - 1))  # backoff between deliveries, not a test sync
-    return False
+class Attempt(enum.Enum):
+    """How one POST of a webhook ended."""
+
+    DELIVERED = "delivered"  # 2xx
+    REFUSED = "refused"  # 4xx other than 429: the receiver will not take it; do not retry
+    FAILED = "failed"  # 5xx, 429, connection error or timeout: try again later
+
+
+def post_once(url: str, body: bytes, *, job_id: str, secret: str | None) -> Attempt:
+    """POST ``body`` to ``url`` once, signed with a fresh timestamp."""
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "Comfyfarm-Webhook-Id": job_id,
+        "Comfyfarm-Webhook-Timestamp": str(timestamp),
+    }
+    if secret:
+        headers["Comfyfarm-Webhook-Signature"] = sign(secret, timestamp, body)
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT)
+    except requests.RequestException as exc:
+        log.info("webhook for job %s failed (%s)", job_id, type(exc).__name__)
+        return Attempt.FAILED
+    if response.ok:
+        return Attempt.DELIVERED
+    if response.status_code < 500 and response.status_code != 429:
+        log.warning("webhook for job %s refused with HTTP %s", job_id, response.status_code)
+        return Attempt.REFUSED
+    log.info("webhook for job %s failed (HTTP %s)", job_id, response.status_code)
+    return Attempt.FAILED

@@ -1,4 +1,4 @@
-"""Completion webhooks: signatures, and delivery retries against a local HTTP server."""
+"""Completion webhooks: signatures, single attempts against a local HTTP server, backoff."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from worker.webhook import deliver, sign, verify
+from worker.webhook import Attempt, post_once, sign, verify
+from worker.webhook_task import MAX_BACKOFF, backoff
 
 SECRET = "top-secret"
 BODY = b'{"job_id": "x", "status": "succeeded"}'
@@ -71,36 +72,49 @@ def receiver_factory() -> Iterator[Any]:
         receiver.server.server_close()
 
 
-def test_5xx_answers_are_retried_until_delivered(receiver_factory: Any) -> None:
-    """500/503 answers are retried until a 2xx; every attempt is signed and carries the job id."""
-    receiver = receiver_factory([500, 503, 200])
-    assert deliver(receiver.url, BODY, job_id="job-1", secret=SECRET, backoff=0.01)
-    assert len(receiver.calls) == 3
-    for call in receiver.calls:
-        headers = call["headers"]
-        assert call["body"] == BODY and headers["Comfyfarm-Webhook-Id"] == "job-1"
-        timestamp = int(headers["Comfyfarm-Webhook-Timestamp"])
-        assert verify(SECRET, timestamp, BODY, headers["Comfyfarm-Webhook-Signature"])
+def test_an_attempt_is_signed_and_carries_the_job_id(receiver_factory: Any) -> None:
+    """One POST of the body, with the job id, a timestamp and a signature that verifies."""
+    receiver = receiver_factory([200])
+    assert post_once(receiver.url, BODY, job_id="job-1", secret=SECRET) is Attempt.DELIVERED
+    [call] = receiver.calls
+    headers = call["headers"]
+    assert call["body"] == BODY and headers["Comfyfarm-Webhook-Id"] == "job-1"
+    timestamp = int(headers["Comfyfarm-Webhook-Timestamp"])
+    assert verify(SECRET, timestamp, BODY, headers["Comfyfarm-Webhook-Signature"])
 
 
-def test_a_4xx_answer_is_not_retried(receiver_factory: Any) -> None:
-    """A receiver that refuses (404) is not asked again."""
-    receiver = receiver_factory([404, 200])
-    assert not deliver(receiver.url, BODY, job_id="job-1", secret=SECRET, backoff=0.01)
-    assert len(receiver.calls) == 1
-
-
-def test_delivery_gives_up_after_its_attempts(receiver_factory: Any) -> None:
-    """A receiver that keeps failing gets ``attempts`` tries, then deliver returns False."""
-    receiver = receiver_factory([502] * 10)
-    assert not deliver(receiver.url, BODY, job_id="j", secret=None, attempts=3, backoff=0.01)
-    assert len(receiver.calls) == 3
+def test_without_a_secret_no_signature_is_sent(receiver_factory: Any) -> None:
+    """A farm without COMFYFARM_WEBHOOK_SECRET sends unsigned calls."""
+    receiver = receiver_factory([200])
+    assert post_once(receiver.url, BODY, job_id="j", secret=None) is Attempt.DELIVERED
     assert "Comfyfarm-Webhook-Signature" not in receiver.calls[0]["headers"]
 
 
-def test_unreachable_receiver_is_retried_then_reported() -> None:
-    """Connection errors count as failed attempts, not exceptions."""
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_server_errors_and_throttling_are_failures_to_retry(
+    receiver_factory: Any, status: int
+) -> None:
+    """5xx and 429 answers mean "try again later"."""
+    receiver = receiver_factory([status])
+    assert post_once(receiver.url, BODY, job_id="j", secret=SECRET) is Attempt.FAILED
+
+
+@pytest.mark.parametrize("status", [400, 404, 410])
+def test_a_4xx_answer_is_a_refusal(receiver_factory: Any, status: int) -> None:
+    """A receiver that refuses is not asked again."""
+    receiver = receiver_factory([status])
+    assert post_once(receiver.url, BODY, job_id="j", secret=SECRET) is Attempt.REFUSED
+
+
+def test_an_unreachable_receiver_is_a_failure_not_an_exception() -> None:
+    """Connection errors come back as FAILED."""
     from comfyfarm.services import free_port
 
     url = f"http://127.0.0.1:{free_port()}/hook"
-    assert not deliver(url, BODY, job_id="j", secret=SECRET, attempts=2, backoff=0.01)
+    assert post_once(url, BODY, job_id="j", secret=SECRET) is Attempt.FAILED
+
+
+def test_retries_back_off_exponentially_up_to_a_cap() -> None:
+    """Attempts are spaced 2, 4, 8 ... seconds apart, never more than MAX_BACKOFF."""
+    assert [backoff(n) for n in range(7)] == [2, 4, 8, 16, 32, 64, 64]
+    assert MAX_BACKOFF == 64
