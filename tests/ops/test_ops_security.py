@@ -114,12 +114,12 @@ def test_worker_with_a_wrong_password_says_why(
         COMFYFARM_BROKER_URL=secure_redis.url.replace(REDIS_PASSWORD, "wrong-password"),
     )
     worker = worker_process(
-        env, secure_farm.sim.url, "ops-sec-wrong", ready_mark="invalid username-password pair"
+        env, secure_farm.sim.url, "ops-sec-wrong", ready_mark="Cannot connect to redis://:**@"
     )
     with worker.start(START_TIMEOUT):
         pass
     text = output_of(worker)
-    assert "Cannot connect to redis://:**@" in text
+    assert "invalid username-password pair" in text
     assert "wrong-password" not in text
 
 
