@@ -11,6 +11,8 @@
 ``<prefix>dead-letter``                list: jobs that failed after their last retry (JSON)
 ``<prefix>submitted:<job_id>``         string: base URL of the ComfyUI the job's prompt was POSTed
                                        to (a re-delivered job looks for its prompt there), TTL
+``<prefix>submitted:<job_id>:count``   string: how many times it was POSTed (the retry limit
+                                       counts these, not deliveries that never reached one), TTL
 ``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
                                        lists a worker's ComfyUI serves (producers validate
                                        against it without reaching ComfyUI), TTL
@@ -84,3 +86,8 @@ def schema_key(prefix: str, worker_name: str) -> str:
 
 def submission_key(prefix: str, job_id: str) -> str:
     return f"{prefix}submitted:{job_id}"
+
+
+def submission_count_key(prefix: str, job_id: str) -> str:
+    """How many times the job's prompt was POSTed (a retry limit counts only these)."""
+    return f"{prefix}submitted:{job_id}:count"

@@ -44,6 +44,7 @@ from tasks.keys import (
     job_result_key,
     lease_key,
     push_dead_letter,
+    submission_count_key,
     submission_key,
 )
 from tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec
@@ -134,6 +135,12 @@ def _client_id() -> str:
     return str(_local.client_id)
 
 
+#: Tries of one job that fail before its prompt reached any ComfyUI (refused connections while
+#: ComfyUI restarts, an input source that is down) do not use up its ``max_retries``; this many
+#: more deliveries bound them.
+MAX_UNSUBMITTED_RETRIES = 20
+
+
 def register(app: Celery) -> Task:
     """Register the job task on ``app`` and return it."""
 
@@ -187,6 +194,7 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
                     spec.job_id)  # fmt: skip
         raise Ignore()
     progress = ProgressSender(_ProgressWriter(task))
+    ledger = RedisLedger(rds, settings.key_prefix, ttl=int(settings.result_expires))
     ctx = JobContext(
         client=client,
         store=store,
@@ -195,7 +203,7 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
         on_progress=progress.offer,
         cancel_requested=lambda: _cancel_requested(rds, settings.key_prefix, spec.job_id),
         attempts=task.request.retries + 1,
-        ledger=RedisLedger(rds, settings.key_prefix, ttl=int(settings.result_expires)),
+        ledger=ledger,
     )
     letter_reason: str | None = None
     with lease.keep_alive(), contextlib.closing(progress):
@@ -203,13 +211,22 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
             result = run_job(spec, ctx)
         except (ComfyRetryable, StorageUnavailable, InputUnavailable) as exc:
             retries = task.request.retries
-            if retries < spec.max_retries:
+            submitted = ledger.submissions(spec.job_id, unknown=retries + 1)
+            limit = spec.max_retries + MAX_UNSUBMITTED_RETRIES
+            if submitted <= spec.max_retries and retries < limit:
                 countdown = retry_countdown(retries)
-                log.warning("job %s: %s; retrying in %.0f s", spec.job_id, exc, countdown)
+                used = f"{submitted} of {spec.max_retries + 1} tries used"
+                log.warning("job %s: %s; retry in %.0f s (%s)", spec.job_id, exc, countdown, used)
                 # The shared queue: any healthy worker may take it, not only this one.
-                raise task.retry(exc=exc, countdown=countdown, queue=SHARED_QUEUE) from exc
+                raise task.retry(
+                    exc=exc, countdown=countdown, queue=SHARED_QUEUE, max_retries=limit
+                ) from exc
             result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
-            letter_reason = f"retries exhausted ({spec.max_retries})"
+            letter_reason = (
+                f"retries exhausted ({spec.max_retries})"
+                if submitted > spec.max_retries
+                else f"gave up after {retries + 1} deliveries that never reached a ComfyUI"
+            )
         except (ComfyPermanent, InputFileError, StorageError) as exc:
             result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
         except SoftTimeLimitExceeded:
@@ -340,7 +357,9 @@ def _unreadable_letter(
 
 
 class RedisLedger:
-    """Where each job's prompt was POSTed, in Redis (see ``worker.runner.SubmissionLedger``)."""
+    """Where each job's prompt was POSTed, and how many times, in Redis (see
+    ``worker.runner.SubmissionLedger``). A POST is counted before it is sent: one whose answer
+    was lost still counts."""
 
     def __init__(self, client: redis.Redis, prefix: str, *, ttl: int) -> None:
         self._client, self._prefix, self._ttl = client, prefix, ttl
@@ -350,7 +369,22 @@ class RedisLedger:
         return value.decode() if isinstance(value, bytes) else value
 
     def record(self, job_id: str, comfy_url: str) -> None:
-        self._client.set(submission_key(self._prefix, job_id), comfy_url, ex=self._ttl)
+        count_key = submission_count_key(self._prefix, job_id)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(submission_key(self._prefix, job_id), comfy_url, ex=self._ttl)
+            pipe.incr(count_key)
+            pipe.expire(count_key, self._ttl)
+            pipe.execute()
+
+    def submissions(self, job_id: str, *, unknown: int) -> int:
+        """How many times the job's prompt was POSTed to a ComfyUI; ``unknown`` if Redis
+        cannot say."""
+        try:
+            value = self._client.get(submission_count_key(self._prefix, job_id))
+        except redis.RedisError as exc:
+            log.warning("could not read the submissions of job %s: %s", job_id, exc)
+            return unknown
+        return int(value or 0)
 
 
 class _ProgressWriter:

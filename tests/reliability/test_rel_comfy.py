@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from farm_kit import WorkerFactory, executions
+from farm_kit import WorkerFactory, executions, wait_until
 from rel_kit import Supervisor, arm, running_on, text2image
 
 from producer import Farm
@@ -111,3 +111,25 @@ def test_comfyui_crashing_on_every_job_fails_it_after_the_retries_and_parks_it(
     assert json.loads(as_json.stdout)["dead_letters"] == 1
     as_text = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
     assert result.job_id in as_text.stdout and "retries exhausted" in as_text.stdout
+
+
+def test_tries_that_never_reach_comfyui_do_not_use_up_the_retries(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """A job with no retries to spend, taken while its worker's ComfyUI is down and before the
+    health check noticed, is put back (not failed); when ComfyUI is back it runs, once."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0")
+    worker = workers.start(sim, args=("--health-interval", "3600"))  # never notices the outage
+    prepared = text2image(sim)
+    sim.stop()
+
+    job = farm.submit(prepared, max_retries=0)
+    worker.wait_for_log(f"job {job.job_id}: ")  # refused connection: a retry, nothing used
+    wait_until(lambda: job.status() == "retrying", 10, "the job to wait for its retry")
+    sim.start()  # the same address, like a restarted ComfyUI
+
+    result = job.wait(40)
+    assert result.status == "succeeded", result.error
+    assert result.attempts >= 2 and result.worker == worker.name
+    assert executions(sim, job.job_id) == 1
+    assert "0 of 1 tries used" in worker.log()
