@@ -128,12 +128,19 @@ def _download(result: JobResult, out_dir: Path) -> list[str]:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    """Print the farm's state; exit 0 when at least one worker can take a job now, else 1
+    (usable as a health check)."""
     farm = Farm.from_env()
     status = farm.status()
+    letters = farm.dead_letters(limit=10) if status.dead_letters else []
+    code = 0 if status.serving else 1
     if args.json:
-        print(json.dumps(_status_dict(status), sort_keys=True, default=str))
-        return 0
-    print(f"workers ({len(status.workers)}):")
+        body = _status_dict(status)
+        body["serving"] = len(status.serving)
+        body["recent_dead_letters"] = [letter.to_dict() for letter in letters]
+        print(json.dumps(body, sort_keys=True, default=str))
+        return code
+    print(f"workers ({len(status.workers)}, {len(status.serving)} can take jobs):")
     for worker in status.workers:
         info = worker.info
         online = {True: "online", False: "no ping", None: "?"}[worker.online]
@@ -149,10 +156,11 @@ def status_command(args: argparse.Namespace) -> int:
     for running in status.running:
         print(f"  {running.job_id}  held by {running.holder}")
     print(f"dead letters: {status.dead_letters}")
-    if status.dead_letters:
-        for entry in farm.dead_letters(limit=10):
-            print(f"  {entry}")
-    return 0
+    for entry in letters:
+        print(f"  {entry}")
+    if not status.serving:
+        print("no worker can take a job now (none registered, or none with a healthy ComfyUI)")
+    return code
 
 
 def _status_dict(status: Any) -> dict[str, Any]:

@@ -62,6 +62,12 @@ class FarmStatus:
     def queued(self) -> int:
         return sum(queue.total for queue in self.queues)
 
+    @property
+    def serving(self) -> list[WorkerStatus]:
+        """Workers that can take a job now: their ComfyUI is healthy and they did not fail to
+        answer the ping (not pinged counts as answering)."""
+        return [w for w in self.workers if w.info.health == "ok" and w.online is not False]
+
 
 def queue_depths(client: redis.Redis, prefix: str, names: set[str]) -> list[QueueDepth]:
     """Depths of ``names`` plus every other non-empty farm queue found in Redis."""

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlparse
 from farm_kit import WorkerFactory, executions, wait_until
 
 from producer import Farm
+from tasks.keys import DeadLetter, push_dead_letter
 
 
 def cli(
@@ -103,3 +104,21 @@ def test_status_result_and_cancel_json(workers: WorkerFactory, start_sim, farm: 
     done = cli(workers, "result", second, "--wait", "--timeout", "30", "--json")
     assert json.loads(done.stdout)["status"] == "cancelled" and done.returncode == 1
     assert executions(sim, second) == 0
+
+
+def test_status_is_a_health_check(workers: WorkerFactory, start_sim, farm: Farm) -> None:
+    """`status` exits 1 while no worker can take a job and 0 once one can; `--json` counts the
+    workers that can and carries the newest dead letters."""
+    push_dead_letter(farm.redis, farm.settings.key_prefix,
+                     DeadLetter(job_id="an-old-job", reason="retries exhausted (3)"))  # fmt: skip
+    alone = cli(workers, "status", "--json")
+    assert alone.returncode == 1
+    body = json.loads(alone.stdout)
+    assert body["serving"] == 0 and body["dead_letters"] == 1
+    assert [letter["job_id"] for letter in body["recent_dead_letters"]] == ["an-old-job"]
+
+    workers.start(start_sim("--step-ms", "1", "--load-ms", "0"))
+    served = wait_until(
+        lambda: (done := cli(workers, "status")).returncode == 0 and done, 20, "a serving worker"
+    )
+    assert "1 can take jobs" in served.stdout and "an-old-job" in served.stdout
