@@ -11,8 +11,11 @@ Configured for minutes-long GPU jobs on a Redis broker (see the research notes, 
 - ``global_keyprefix`` isolates the broker and result keys (and pub/sub channels) of this farm.
 - Ten Redis priority lists per queue (``priority_steps``), and ``queue_order_strategy =
   "priority"``: a worker drains the queues in the order it lists them (its own queue first).
-- Events for Flower (``worker_send_task_events``, ``task_send_sent_event``), STARTED state,
-  extended results, results kept ``result_expires`` seconds.
+- Events for Flower (``worker_send_task_events``, ``task_send_sent_event``), extended results,
+  results kept ``result_expires`` seconds. No STARTED state in the backend
+  (``task_track_started``): it would cost a write before every prompt is submitted, and the
+  worker's first progress update ("submitted", sent right after the POST) says more. Flower still
+  shows STARTED, from the task-started event.
 - Soft shutdown: on SIGTERM (with ``REMAP_SIGTERM=SIGQUIT``) a worker re-queues its job before
   exiting instead of leaving it to the visibility timeout.
 
@@ -81,7 +84,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redis_backend_health_check_interval": HEALTH_CHECK_INTERVAL,
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,
-        "task_track_started": True,
+        "task_track_started": False,
         "result_extended": True,
         "result_expires": int(settings.result_expires),
         "worker_send_task_events": True,

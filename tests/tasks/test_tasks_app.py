@@ -33,13 +33,14 @@ def test_config_for_long_jobs() -> None:
 
 
 def test_json_only_and_monitoring_on() -> None:
-    """Only JSON is produced or accepted; events, STARTED and extended results are on."""
+    """Only JSON is produced or accepted; events and extended results are on; the STARTED
+    state is left to the worker's first progress update."""
     app = make_app(Settings())
     conf = app.conf
     assert (conf.task_serializer, conf.result_serializer, conf.event_serializer) == ("json",) * 3
     assert conf.accept_content == ["json"] and conf.result_accept_content == ["json"]
     assert conf.worker_send_task_events and conf.task_send_sent_event
-    assert conf.task_track_started and conf.result_extended
+    assert not conf.task_track_started and conf.result_extended
     assert conf.result_expires == 7 * 24 * 3600
     assert conf.broker_connection_retry_on_startup
     assert conf.worker_soft_shutdown_timeout > 0 and conf.worker_enable_soft_shutdown_on_idle
