@@ -50,8 +50,9 @@ class OutputRecord:
         f.text(E, "mime", self.mime, max_len=256, empty=True)
         if self.uri is not None:
             f.text(E, "uri", self.uri, max_len=4096)
-            if not _SHA256.fullmatch(self.sha256):
-                f.fail(E, "sha256", "must be 64 lowercase hex digits for a stored file")
+            if self.sha256 and not _SHA256.fullmatch(self.sha256):
+                f.fail(E, "sha256", "must be 64 lowercase hex digits, or empty from a store "
+                                    "kept without digests")  # fmt: skip
         else:
             f.text(E, "sha256", self.sha256, max_len=64, empty=True)
             f.json_size(E, "value", self.value, max_bytes=MAX_ERROR_BYTES)

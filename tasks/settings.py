@@ -263,7 +263,8 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "RESULT_BACKEND", "= BROKER_URL", "Redis for job states, progress and results"),
         (p + "STORAGE_URL", "file://<cwd>/comfyfarm-output",
          "where outputs go: file:///dir, a path, s3://bucket/prefix?endpoint_url=..&region=.., "
-         "memory://name"),
+         "memory://name; file:///dir?digest=none keeps no SHA-256 of outputs (faster copies "
+         "of large files)"),
         (p + "KEY_PREFIX", DEFAULT_KEY_PREFIX,
          "prefix of every Redis key (queues, results, leases): several farms can share one Redis"),
         (p + "MAX_JOB_SECONDS", f"{DEFAULT_MAX_JOB_SECONDS:g}",

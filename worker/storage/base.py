@@ -50,7 +50,8 @@ class StorageUnavailable(StorageError):
 @dataclass(frozen=True)
 class StoredObject:
     """What a write produced: ``bytes`` written and their ``sha256`` (hex), computed while
-    streaming; ``uri`` names the object for readers (``file://``, ``s3://``, ``memory://``)."""
+    streaming (empty from a store configured without digests); ``uri`` names the object for
+    readers (``file://``, ``s3://``, ``memory://``)."""
 
     key: str
     uri: str
@@ -110,18 +111,24 @@ class StoreBase:
 
 
 class Digest:
-    """Counts bytes and hashes them (SHA-256) as chunks stream past."""
+    """Counts bytes and hashes them (SHA-256) as chunks stream past; with ``enabled=False``
+    (a store configured without digests) it only counts, and ``sha256`` is empty."""
 
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._hash = hashlib.sha256() if enabled else None
         self.bytes = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._hash is not None
 
     def update(self, chunk: bytes) -> None:
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise TypeError(f"chunks must be bytes, not {type(chunk).__name__}")
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         self.bytes += len(chunk)
 
     @property
     def sha256(self) -> str:
-        return self._hash.hexdigest()
+        return self._hash.hexdigest() if self._hash is not None else ""

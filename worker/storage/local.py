@@ -1,18 +1,27 @@
 """``file://`` store: outputs as files under a root directory (a local disk or a shared mount).
 
 A write streams into a temporary file in the destination directory, fsyncs it, renames it over
-the final name (``os.replace``, atomic on POSIX) and fsyncs the directory. Directories are created
-one level at a time and each is resolved and checked: a symlink that leads out of the root is
-refused (``UnsafeKey``) before anything is written through it.
+the final name (``os.replace``, atomic on POSIX) and fsyncs the directory: the object is durable
+when ``write`` returns. Directories are created one level at a time and each is resolved and
+checked: a symlink that leads out of the root is refused (``UnsafeKey``) before anything is
+written through it.
+
+Speed of a large write: SHA-256 (~1.4 GB/s with SHA-NI) is the slowest step, well behind a
+loopback socket read or a page-cache write (~3-4 GB/s each), so it runs in a helper thread of its
+own while the calling thread reads the next chunk and writes it (``_copy``); and the file is
+written back to disk while it grows (``_WriteBehind``), so the final fsync waits for the last few
+MiB instead of the whole file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -34,13 +43,19 @@ RETRYABLE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN,
      errno.ENOMEM, errno.EBUSY}
 )  # fmt: skip
+# Chunks written but not yet hashed, at most: bounds memory when the source outruns the hash.
+HASH_BACKLOG = 4
+# Start writing the file back to disk after every this many bytes. Measured on a 200 MiB write:
+# the final fsync drops from ~100 ms to ~3 ms; windows of 4-32 MiB gave the same speed.
+WRITE_BEHIND = 8 << 20
 
 
 class LocalStore(StoreBase):
     """Files under ``root`` (created on first write)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, digest: bool = True) -> None:
         self.root = Path(os.path.abspath(root))
+        self.digest = digest
         self.url = self.root.as_uri()
 
     # -- writing ----------------------------------------------------------------------------
@@ -50,14 +65,13 @@ class LocalStore(StoreBase):
         """Stream ``chunks`` to ``key`` atomically. ``content_type`` is not recorded on disk."""
         path = self.root / check_key(key)
         parent = self._make_parents(key, path.parent)
-        digest = Digest()
+        digest = Digest(enabled=self.digest)
         with _mapped(key):
             fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                _drain(chunks, lambda chunk: _absorb(key, handle, digest, chunk))
+            with open(fd, "wb", buffering=0) as handle:  # unbuffered: chunks go straight to the fd
+                _copy(key, chunks, _WriteBehind(handle.fileno()), digest)
                 with _mapped(key):
-                    handle.flush()
                     os.fsync(handle.fileno())
             with _mapped(key):
                 os.chmod(tmp_name, FILE_MODE)
@@ -156,24 +170,72 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _absorb(key: str, handle: BinaryIO, digest: Digest, chunk: bytes) -> None:
-    digest.update(chunk)
-    with _mapped(key):
-        handle.write(chunk)
+def _copy(key: str, chunks: Iterable[bytes], sink: _WriteBehind, digest: Digest) -> None:
+    """Write every chunk to ``sink`` here while a helper thread feeds it to ``digest``.
 
-
-def _drain(chunks: Iterable[bytes], consume: Callable[[bytes], None]) -> None:
-    """Feed every chunk to ``consume`` in a helper thread while the next chunk is being read.
-
-    Reading (a socket), hashing and writing all release the GIL, so overlapping them roughly
-    halves the time of a large copy; at most two chunks are in memory at once. Errors of the
-    source propagate unchanged; errors of ``consume`` stop the copy.
+    hashlib releases the GIL for large buffers, so hashing overlaps reading the next chunk (a
+    socket) and writing this one, and a copy takes little longer than hashing alone. A source of
+    one chunk (most images, every ``write_bytes``) is hashed right here, since starting a thread
+    would cost more than it saves; so is everything when the store keeps no digests. Chunks must
+    not change after they are yielded (bytes cannot). Errors of the source propagate unchanged,
+    write errors become StorageErrors; either stops the copy, and the helper thread has ended
+    when this returns or raises.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-write") as pool:
-        pending: Future[None] | None = None
-        for chunk in chunks:
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(consume, chunk)
-        if pending is not None:
-            pending.result()
+    source = iter(chunks)
+    first = next(source, None)
+    if first is None:
+        return
+    second = next(source, None)
+    if second is None or not digest.enabled:
+        for chunk in itertools.chain((first,), () if second is None else (second,), source):
+            digest.update(chunk)
+            with _mapped(key):
+                sink.write(chunk)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-hash") as hasher:
+        backlog: deque[Future[None]] = deque()
+        for chunk in itertools.chain((first, second), source):
+            backlog.append(hasher.submit(digest.update, chunk))
+            with _mapped(key):
+                sink.write(chunk)
+            if len(backlog) >= HASH_BACKLOG:
+                backlog.popleft().result()
+        for hashed in backlog:
+            hashed.result()
+
+
+class _WriteBehind:
+    """Writes to ``fd`` and has the kernel start writing each new ``WRITE_BEHIND`` bytes to disk.
+
+    Without it the whole file sits in the page cache until the final fsync, which then waits
+    for all of it (~100 ms for 200 MiB on the benchmark disk, while nothing else progresses).
+    Where the kernel offers no way to start writeback (no ``posix_fadvise``, e.g. macOS) the
+    final fsync does all the work, as before. Durability never depends on this.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._written = 0
+        self._started = 0  # bytes before this offset are already being written back
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk).cast("B")
+        self._written += view.nbytes
+        while view:  # os.write may write less than asked
+            view = view[os.write(self.fd, view) :]
+        if self._written - self._started >= WRITE_BEHIND:
+            _start_writeback(self.fd, self._started, self._written - self._started)
+            self._started = self._written
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to write a range of ``fd`` to disk now, without waiting for it.
+
+    On Linux, ``POSIX_FADV_DONTNEED`` starts asynchronous writeback of the range's dirty pages
+    (and drops those already clean from the cache, which a render output does not need). It is
+    only advice: where it is missing or fails, the final fsync writes the range instead.
+    """
+    if not hasattr(os, "posix_fadvise"):
+        return
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
