@@ -1,11 +1,12 @@
-"""``comfyfarm bench [throughput|enqueue|outputs|soak]``: benchmarks on this machine.
+"""``comfyfarm bench [throughput|enqueue|outputs|soak|results]``: benchmarks on this machine.
 
 ``throughput`` (the default) compares native, naive and farm on one fleet; ``enqueue`` times
 ``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage; ``soak``
 runs many jobs through the farm while simulators crash and hang and workers are killed
-(``comfyfarm.bench.soak``). A table goes to stdout, or with ``--json`` one JSON object per
-mode/benchmark per line; progress goes to stderr. Exit status 1 when any job of a throughput run
-did not finish, or when a soak lost a job or executed a prompt twice.
+(``comfyfarm.bench.soak``); ``results`` runs the standard set and renders the README's results
+table (``--write README.md`` updates it in place). A table goes to stdout, or with ``--json``
+one JSON object per mode/benchmark per line; progress goes to stderr. Exit status 1 when any
+job of a throughput run did not finish, or when a soak lost a job or executed a prompt twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "enqueue", "outputs", "soak")
+BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results")
 THROUGHPUT_JOBS, SOAK_JOBS = 64, 2000
 THROUGHPUT_JOB_MS, SOAK_JOB_MS = 1000.0, 20.0
 
@@ -54,6 +55,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--size-mb", type=float, default=200.0, help="output size in MiB (200)")
     outputs.add_argument("--repeats", type=int, default=3, help="runs of each path (3)")
+    results = parser.add_argument_group("results")
+    results.add_argument(
+        "--write", metavar="FILE", help="put the table between the bench-results markers of FILE"
+    )
+    results.add_argument(
+        "--quick", action="store_true", help="tiny sizes (a smoke test; figures meaningless)"
+    )
     soak = parser.add_argument_group("soak")
     soak.add_argument("--workers", type=int, default=4, help="simulators, one worker each (4)")
     soak.add_argument(
@@ -89,7 +97,28 @@ def run(args: argparse.Namespace) -> int:
         return _outputs(args)
     if args.benchmark == "soak":
         return _soak(args)
+    if args.benchmark == "results":
+        return _results(args)
     return _throughput(args)
+
+
+def _results(args: argparse.Namespace) -> int:
+    from comfyfarm.bench.results import QUICK, Plan, machine_line, measure, render, replace_section
+
+    path = Path(args.write) if args.write else None
+    if path is not None:  # before minutes of measuring, not after
+        try:
+            replace_section(path.read_text(encoding="utf-8"), "")
+        except (OSError, ValueError) as exc:
+            print(f"comfyfarm bench results: {path}: {exc}", file=sys.stderr)
+            return 2
+    block = render(measure(QUICK if args.quick else Plan()), measured_on=machine_line())
+    if path is None:
+        print(block)
+        return 0
+    path.write_text(replace_section(path.read_text(encoding="utf-8"), block), encoding="utf-8")
+    print(f"wrote the results table into {path}", file=sys.stderr)
+    return 0
 
 
 def _throughput(args: argparse.Namespace) -> int:
