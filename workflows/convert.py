@@ -3,10 +3,12 @@
 ``convert_ui_to_api(ui, schema)`` flattens the graph (subgraph instances from
 ``definitions.subgraphs`` and legacy group nodes from ``extra.groupNodes`` expanded, with ids
 ``"<instance>:<inner>"``), then emits every real node that is neither muted (mode 2) nor bypassed
-(mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote):
+(mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote, and the organising nodes
+of popular packs: KJNodes' SetNode/GetNode, rgthree's reroute, muters, bypassers, labels):
 
 - widget values by schema input order (``workflows.widgets``),
-- each input socket resolved backwards (``workflows.execgraph``): through reroutes, bypassed nodes
+- each input socket resolved backwards (``workflows.execgraph``): through reroutes, GetNode →
+  SetNode of the same name (own graph first, then the graphs around it), bypassed nodes
   (to their first input of a matching type), subgraph boundaries and promoted widgets; a
   PrimitiveNode source becomes a literal value; a muted source drops the input,
 - ``_meta.title`` = the node's title, else the schema's display name,
@@ -36,7 +38,15 @@ from workflows.execgraph import (
 )
 from workflows.problems import Problem
 from workflows.schema import SchemaSource
-from workflows.uigraph import MODE_BYPASS, MODE_NEVER, UIGraph, UINode
+from workflows.uigraph import (
+    GET_NODE,
+    MODE_BYPASS,
+    MODE_NEVER,
+    PASS_THROUGH_TYPES,
+    SET_NODE,
+    UIGraph,
+    UINode,
+)
 from workflows.widgets import widget_inputs, wrap_value
 
 MAX_DEPTH = 32  # subgraphs inside subgraphs; deeper means a definition that contains itself
@@ -60,6 +70,7 @@ class Converter:
         groups = extra.get("groupNodes") if isinstance(extra, Mapping) else None
         self.group_raw: Mapping[str, Any] = groups if isinstance(groups, Mapping) else {}
         self.group_defs: dict[str, GroupNodeDef] = {}
+        self.unset_getters: set[str] = set()
 
     # -- flattening -------------------------------------------------------------------------
 
@@ -156,13 +167,34 @@ class Converter:
             return None
         if en.inner is not None:
             return en.inner.output_source(self, slot, type_, visited)
-        if en.node.type == "Reroute":
+        if en.node.type in PASS_THROUGH_TYPES:
             return self.resolve_input(en, 0, visited, type_)
+        if en.node.type == GET_NODE:
+            setter = self._setter(en)
+            return None if setter is None else self.resolve_input(setter, 0, visited, type_)
         if en.node.type == "PrimitiveNode":
             return primitive_value(en.node, en.widget_overrides)
         if en.node.is_virtual or en.node.is_group_node:
             return None
         return LinkRef(en.exec_id, slot)
+
+    def _setter(self, getter: ExecNode) -> ExecNode | None:
+        """The SetNode a GetNode reads: same name, in its own graph or else the nearest one
+        around it (KJNodes' rule); reported as a problem when there is none."""
+        name = getter.node.wire_name
+        scope: Scope | None = getter.scope
+        while name is not None and scope is not None:
+            for candidate in self.nodes.values():
+                node = candidate.node
+                if candidate.scope is scope and node.type == SET_NODE and node.wire_name == name:
+                    return candidate
+            scope = scope.instance.scope if scope.instance is not None else None
+        if getter.exec_id not in self.unset_getters:  # one report however many inputs it feeds
+            self.unset_getters.add(getter.exec_id)
+            message = f"GetNode reads {name!r}, but no SetNode sets it" if name else "no name"
+            fix = "add the SetNode, or pick a name that a SetNode sets"
+            self.problems.append(_problem(getter, "conversion", message, fix))
+        return None
 
     def instance_input(self, instance: ExecNode, slot: int, visited: set[str]) -> Resolved | None:
         """Input ``slot`` of a subgraph instance: its link, else its promoted widget value."""

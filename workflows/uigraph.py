@@ -23,8 +23,22 @@ MODE_BYPASS = 4
 SUBGRAPH_INPUT_ID = "-10"
 SUBGRAPH_OUTPUT_ID = "-20"
 
-# Frontend-only nodes: never sent to the server (PrimitiveNode and Reroute are resolved away).
-VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
+# Frontend-only nodes: never sent to the server. Reroutes pass their input through, a
+# PrimitiveNode becomes a literal value and a GetNode the source of the SetNode of its name;
+# the rest (notes, and popular packs' organising nodes: KJNodes, rgthree) simply vanish.
+PASS_THROUGH_TYPES = frozenset({"Reroute", "Reroute (rgthree)"})
+SET_NODE, GET_NODE = "SetNode", "GetNode"  # KJNodes: a named wire, set once, read anywhere
+VIRTUAL_TYPES = frozenset(
+    {"PrimitiveNode", "Note", "MarkdownNote", SET_NODE, GET_NODE, *PASS_THROUGH_TYPES}
+    | {
+        f"{name} (rgthree)"
+        for name in (
+            "Fast Muter", "Fast Bypasser", "Fast Groups Muter", "Fast Groups Bypasser",
+            "Fast Actions Button", "Mute / Bypass Relay", "Mute / Bypass Repeater",
+            "Node Collector", "Random Unmuter", "Label", "Bookmark",
+        )
+    }
+)  # fmt: skip
 GROUP_NODE_PREFIXES = ("workflow>", "workflow/")
 
 
@@ -92,6 +106,13 @@ class UINode:
     @property
     def is_virtual(self) -> bool:
         return self.type in VIRTUAL_TYPES
+
+    @property
+    def wire_name(self) -> str | None:
+        """The name a SetNode sets or a GetNode reads (its first widget value)."""
+        values = self.widgets_values
+        first = values[0] if isinstance(values, list) and values else None
+        return first if isinstance(first, str) and first else None
 
     @property
     def is_group_node(self) -> bool:
