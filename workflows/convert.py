@@ -1,7 +1,8 @@
 """UI format → API format, the way the editor's "Export (API)" does it, driven by node schemas.
 
 ``convert_ui_to_api(ui, schema)`` flattens the graph (subgraph instances from
-``definitions.subgraphs`` and legacy group nodes from ``extra.groupNodes`` expanded, with ids
+``definitions.subgraphs`` — with the widget values they promote, by input or through
+``properties.proxyWidgets`` — and legacy group nodes from ``extra.groupNodes`` expanded, with ids
 ``"<instance>:<inner>"``), then emits every real node that is neither muted (mode 2) nor bypassed
 (mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote, and the organising nodes
 of popular packs: KJNodes' SetNode/GetNode, rgthree's reroute, muters, bypassers, labels):
@@ -46,6 +47,7 @@ from workflows.uigraph import (
     SET_NODE,
     UIGraph,
     UINode,
+    node_key,
 )
 from workflows.widgets import widget_inputs, wrap_value
 
@@ -71,6 +73,9 @@ class Converter:
         self.group_raw: Mapping[str, Any] = groups if isinstance(groups, Mapping) else {}
         self.group_defs: dict[str, GroupNodeDef] = {}
         self.unset_getters: set[str] = set()
+        # Widget values a subgraph instance promotes (proxyWidgets) onto its inner nodes, by the
+        # inner node's exec id; taken when that node is added.
+        self.proxied: dict[str, dict[str, Any]] = {}
 
     # -- flattening -------------------------------------------------------------------------
 
@@ -88,6 +93,7 @@ class Converter:
     ) -> None:
         exec_id = scope.prefix + node.id
         en = ExecNode(exec_id=exec_id, node=node, scope=scope, mode=mode)
+        en.widget_overrides.update(self.proxied.pop(exec_id, {}))
         self.nodes[exec_id] = en
         inner_mode = MODE_NEVER if mode in (MODE_NEVER, MODE_BYPASS) else None
         if node.type in self.subgraphs:
@@ -107,7 +113,11 @@ class Converter:
         definition = self.subgraphs[node.type]
         scope = GraphScope(UIGraph.parse(definition), prefix=en.exec_id + ":", instance=en)
         en.inner = scope
-        en.promoted = _promoted_values(node)
+        proxies = _proxy_widgets(node, en.widget_overrides)
+        en.promoted = _promoted_values(node) if proxies is None else _proxied_inputs(node, proxies)
+        for target, name, value in proxies or ():
+            if target != SUBGRAPH_INPUT_TARGET:
+                self.proxied.setdefault(scope.prefix + target, {})[name] = value
         if en.node.title is None and isinstance(definition.get("name"), str):
             en.node = _titled(node, definition["name"])
         for inner in scope.graph.nodes.values():
@@ -281,6 +291,41 @@ def _promoted_values(node: UINode) -> dict[int, Any]:
         elif isinstance(values, list) and position < len(values) and values[position] is not None:
             promoted[index] = values[position]
     return promoted
+
+
+# A proxyWidgets entry whose target is the subgraph's own input (by name), not an inner node.
+SUBGRAPH_INPUT_TARGET = "-1"
+
+
+def _proxy_widgets(node: UINode, inherited: Mapping[str, Any]) -> list[tuple[str, str, Any]] | None:
+    """``(target node id, widget name, value)`` for each widget a subgraph instance promotes in
+    ``properties.proxyWidgets`` (the editor's newer way), its value at the same position of
+    ``widgets_values``; an enclosing instance's promotion of the same name (``inherited``) wins.
+    None when the instance has no proxyWidgets."""
+    raw = node.properties.get("proxyWidgets")
+    if not isinstance(raw, list):
+        return None
+    values = node.widgets_values if isinstance(node.widgets_values, list) else []
+    found = []
+    for position, entry in enumerate(raw):
+        if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str)):
+            continue
+        target, name = node_key(entry[0]), entry[1]
+        if name in inherited:
+            found.append((target, name, inherited[name]))
+        elif position < len(values) and values[position] is not None:
+            found.append((target, name, values[position]))
+    return found
+
+
+def _proxied_inputs(node: UINode, proxies: list[tuple[str, str, Any]]) -> dict[int, Any]:
+    """Promoted values of the instance's own inputs (target ``-1``), by input slot."""
+    slots = {slot.input_name: index for index, slot in enumerate(node.inputs)}
+    return {
+        slots[name]: value
+        for target, name, value in proxies
+        if target == SUBGRAPH_INPUT_TARGET and name in slots
+    }
 
 
 def _titled(node: UINode, title: str) -> UINode:

@@ -292,3 +292,36 @@ def test_library_ui_workflows_match_their_api_twins(schema):
         api = load_workflow(f"{name}.api.json")
         assert ui.format == "ui" and api.format == "api"
         assert ui.to_api(schema) == api.data, name
+
+
+def test_proxy_widgets_promote_inner_widget_values(schema, data):
+    """properties.proxyWidgets [[inner id, widget]] sets that inner widget from the instance's
+    widgets_values at the same position (the editor's newer promotion)."""
+    ui = data("subgraph_ui.json")
+    instance = ui["nodes"][1]
+    instance["inputs"] = [slot for slot in instance["inputs"] if slot["name"] != "text"]
+    instance["properties"] = {"proxyWidgets": [["10", "text"]]}
+    instance["widgets_values"] = ["a proxied castle"]
+    assert convert_ui_to_api(ui, schema)["2:10"]["inputs"]["text"] == "a proxied castle"
+
+
+def test_proxy_widget_of_the_subgraph_input_fills_the_unlinked_input(schema, data):
+    """A proxyWidgets entry with target -1 names the instance's own input: its value feeds it."""
+    ui = data("subgraph_ui.json")
+    instance = ui["nodes"][1]
+    instance["properties"] = {"proxyWidgets": [["-1", "text"]]}
+    instance["widgets_values"] = ["through the input"]
+    assert convert_ui_to_api(ui, schema)["2:10"]["inputs"]["text"] == "through the input"
+
+
+def test_an_outer_instance_promotion_wins_over_the_inner_one(schema, data):
+    """Nested subgraphs: the enclosing instance's proxied value reaches the innermost widget."""
+    ui = data("subgraph_ui.json")
+    nested = ui["definitions"]["subgraphs"][1]["nodes"][0]  # node 20, inside "Negative"
+    nested["properties"] = {"proxyWidgets": [["10", "text"]]}
+    nested["widgets_values"] = ["inner choice"]
+    assert convert_ui_to_api(ui, schema)["3:20:10"]["inputs"]["text"] == "inner choice"
+    outer = ui["nodes"][2]
+    outer["properties"] = {"proxyWidgets": [["20", "text"]]}
+    outer["widgets_values"] = ["outer choice"]
+    assert convert_ui_to_api(ui, schema)["3:20:10"]["inputs"]["text"] == "outer choice"
