@@ -280,7 +280,9 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "RESTORE_INTERVAL", f"{DEFAULT_RESTORE_INTERVAL:g}",
          "seconds between the sweeps that re-queue jobs of a worker that died (unacknowledged "
          "for longer than VISIBILITY_TIMEOUT)"),
-        (p + "MAX_RETRIES", "3", "default retries of a job after a retryable failure"),
+        (p + "MAX_RETRIES", "3",
+         "default retries of a job after a retryable failure; only tries that POSTed its prompt "
+         "count (failures before that, e.g. ComfyUI restarting, are retried up to 20 more times)"),
         (p + "WEBHOOK_SECRET", "unset", "HMAC-SHA256 key for signing webhook calls (never logged)"),
         (p + "FLOWER_BASIC_AUTH", "unset", "user:password for Flower (never logged)"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",

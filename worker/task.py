@@ -116,7 +116,7 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
 
 def warm_up(app: Celery) -> None:
     """Open, in this pool process at fork, every connection its first job would open: the
-    ComfyUI client (route probes), our Redis, the result backend (the STARTED state) and the
+    ComfyUI client (route probes), our Redis, the result backend (progress, results) and the
     event producer (Flower's task events). Otherwise each first job pays for them while its GPU
     waits, all pool processes of all workers at once when a burst of jobs arrives. Best effort:
     what is down now is retried by the first job."""
@@ -225,7 +225,7 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
             letter_reason = (
                 f"retries exhausted ({spec.max_retries})"
                 if submitted > spec.max_retries
-                else f"gave up after {retries + 1} deliveries that never reached a ComfyUI"
+                else f"gave up after {retries + 1} deliveries, {submitted} reached a ComfyUI"
             )
         except (ComfyPermanent, InputFileError, StorageError) as exc:
             result = build_result(spec, ctx, status="failed", outputs=[], error=_error_dict(exc))
