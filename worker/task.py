@@ -16,7 +16,9 @@ is down must not hold this GPU's pipeline slot). Outcomes:
 - cancelled → the task returns the ``JobResult`` dict with status ``cancelled`` (Celery
   ``SUCCESS``: a custom REVOKED state with our meta would break Celery's own result readers);
 - a copy that finds the job's lease held watches it: renewed (the job runs elsewhere) or the job
-  finished meanwhile → ``Ignore``, nothing runs; expired (its holder died) → it takes over.
+  finished meanwhile → ``Ignore``, nothing runs (a renewed lease also sends a delayed *watch*
+  copy, ``worker.copies``, so the job survives its worker dying later); expired (its holder
+  died) → it takes over.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import json
 import logging
 import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ from tasks.settings import Settings
 from worker import webhook_task
 from worker.comfy.client import ComfyClient
 from worker.comfy.errors import ComfyPermanent, ComfyRetryable
+from worker.copies import claim_lease, is_watch, send_watch
 from worker.inputs import InputFileError, InputUnavailable
 from worker.progress_sender import ProgressSender
 from worker.runner import JobContext, build_result, cancel_prompt, run_job, write_result
@@ -64,8 +66,6 @@ log = logging.getLogger(__name__)
 
 #: Largest unreadable payload kept whole in a dead letter (JSON characters).
 MAX_LETTER_PAYLOAD = 256 * 1024
-#: How often a copy that found the job's lease taken looks at it again.
-LEASE_POLL_SECONDS = 0.25
 
 
 class JobFailed(Exception):
@@ -174,6 +174,9 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
         # with a message naming the field.
         _dead_letter(rds, settings, _unreadable_letter(task, binding, payload, exc))
         raise
+    if is_watch(task) and rds.exists(job_result_key(settings.key_prefix, spec.job_id)):
+        log.info("job %s has finished: its watch ends", spec.job_id)
+        raise Ignore()
     lease = Lease(
         rds,
         lease_key(settings.key_prefix, spec.job_id),
@@ -182,10 +185,13 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
     )
     acquired, waited = claim_lease(lease)
     if not acquired:
+        countdown = send_watch(task, payload, settings)
         log.warning(
-            "job %s is running elsewhere (lease held by %s, renewed): not running it twice",
+            "job %s is running elsewhere (lease held by %s, renewed): not running it twice; "
+            "watching it again in %.0f s",
             spec.job_id,
             lease.holder(),
+            countdown,
         )
         raise Ignore()
     if waited and rds.exists(job_result_key(settings.key_prefix, spec.job_id)):
@@ -238,30 +244,6 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
             }
             result = build_result(spec, ctx, status="failed", outputs=[], error=error)
     return _conclude(task, spec, store, rds, settings, result, letter_reason=letter_reason)
-
-
-def claim_lease(lease: Lease, *, poll: float = LEASE_POLL_SECONDS) -> tuple[bool, bool]:
-    """Take the job's lease; returns ``(acquired, waited)``.
-
-    A lease held by someone else is either a live copy of the job (its holder renews the lease
-    every ttl/3) or one whose holder died: a pool child killed mid-job is re-queued at once
-    (``reject_on_worker_lost``) while its lease lives on for up to ttl. So we watch it: renewed
-    means alive (give up), released or expired means we take over.
-    """
-    if lease.acquire():
-        return True, False
-    last = lease.remaining()
-    deadline = time.monotonic() + max(lease.ttl, last or 0.0) + 1.0
-    while time.monotonic() < deadline:
-        time.sleep(poll)  # polling the lease's TTL: Redis sends no event for a renewal
-        if lease.acquire():
-            return True, True
-        remaining = lease.remaining()
-        if remaining is not None and last is not None and remaining > last + poll / 2:
-            return False, True
-        if remaining is not None:
-            last = remaining
-    return lease.acquire(), True
 
 
 def _cancel_requested(rds: redis.Redis, prefix: str, job_id: str) -> bool:

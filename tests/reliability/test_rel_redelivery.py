@@ -1,5 +1,6 @@
 """Guarantees 1 and 2: a job whose worker dies is run again and completes once; a job that
-outlives the visibility timeout while its worker lives is not run a second time."""
+outlives the visibility timeout while its worker lives is not run a second time, and is not lost
+either when that worker dies afterwards."""
 
 from __future__ import annotations
 
@@ -65,5 +66,34 @@ def test_job_outliving_the_visibility_timeout_is_not_run_twice(
 
     assert result.status == "succeeded", result.error
     assert result.worker == runner.name
+    assert executions(sims[0], job.job_id) == 1
+    assert job.job_id not in sim_stats(sims[1])["executions"]
+
+
+def test_job_whose_worker_dies_after_its_copy_was_skipped_is_completed_by_the_watch(
+    settings: Settings, workers: WorkerFactory, start_sim
+) -> None:
+    """The re-delivered copy of a long job is skipped (lease renewed) but leaves a watch; the
+    job's worker is then killed: the watch finds the lease gone, follows the prompt on the
+    ComfyUI it went to, and the job completes — executed once."""
+    sims = [start_sim("--step-ms", "100", "--load-ms", "0") for _ in range(2)]
+    long_jobs = {"COMFYFARM_MAX_JOB_SECONDS": "60", "COMFYFARM_VISIBILITY_TIMEOUT": "200"}
+    with Farm(settings.with_overrides(max_job_seconds=60.0, visibility_timeout=200.0)) as farm:
+        runner = workers.start(sims[0], "long", env=long_jobs)
+        job = farm.submit(text2image(sims[0], steps=150))  # 15 s of GPU time
+        assert running_on(job) == "long"
+        sweeper = workers.start(sims[1], "sweeper")  # VISIBILITY_TIMEOUT=8: re-delivers the job
+        skipped = f"job {job.job_id} is running elsewhere"
+        wait_until(
+            lambda: skipped in runner.log() or skipped in sweeper.log(),
+            30,
+            f"a worker to log {skipped!r}",
+        )
+        kill_group(runner)
+
+        result = job.wait(60)
+
+    assert result.status == "succeeded", result.error
+    assert result.worker == sweeper.name
     assert executions(sims[0], job.job_id) == 1
     assert job.job_id not in sim_stats(sims[1])["executions"]
