@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import redis
 from farm_kit import WorkerFactory, executions, wait_until
 
 from producer import Farm
 from tasks.keys import DeadLetter, push_dead_letter
+from tasks.schemas import load_schemas
 
 
 def cli(
@@ -122,3 +124,39 @@ def test_status_is_a_health_check(workers: WorkerFactory, start_sim, farm: Farm)
         lambda: (done := cli(workers, "status")).returncode == 0 and done, 20, "a serving worker"
     )
     assert "1 can take jobs" in served.stdout and "an-old-job" in served.stdout
+
+
+def test_submit_sends_jobs_to_the_workers_that_have_their_model(
+    workers: WorkerFactory, start_sim, farm: Farm
+) -> None:
+    """Two ComfyUIs, a checkpoint only one has: `submit` checks every worker's published
+    schema, sends those jobs to that worker, and refuses a checkpoint neither has."""
+    sd15 = "v1-5-pruned-emaonly-fp16.safetensors"
+    plain = start_sim("--step-ms", "1", "--load-ms", "0")
+    rich = start_sim("--step-ms", "1", "--load-ms", "0",
+                     "--models", f"checkpoints={sd15},xl.safetensors")  # fmt: skip
+    workers.start(plain, "plain")
+    workers.start(rich, "rich")
+    wait_until(lambda: len(_published(farm)) == 2, 20, "both workers' schemas")
+
+    done = cli(workers, "submit", "sd15_text2image", "--count", "3", "--wait", "--json",
+               "--set", "CheckpointLoaderSimple.ckpt_name=xl.safetensors")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3 of 3 job(s) need nodes or models that only some workers have" in done.stderr
+    results = lines(done)
+    assert [r["worker"] for r in results] == ["rich"] * 3
+    assert all(r["status"] == "succeeded" for r in results)
+
+    refused = cli(workers, "submit", "sd15_text2image",
+                  "--set", "CheckpointLoaderSimple.ckpt_name=nowhere.safetensors")  # fmt: skip
+    assert refused.returncode == 2
+    assert "ckpt_name" in refused.stderr and "nowhere.safetensors" in refused.stderr
+    assert all(queue.total == 0 for queue in farm.queue_depths())
+
+
+def _published(farm: Farm) -> list[str]:
+    client = redis.Redis.from_url(farm.settings.broker_url)
+    try:
+        return [entry.worker for entry in load_schemas(client, farm.settings.key_prefix)]
+    finally:
+        client.close()
