@@ -13,7 +13,7 @@ import shutil
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from producer.errors import JobTimeout, ProducerError, WaitTimeout
@@ -22,16 +22,11 @@ from producer.job import Job
 from producer.schema_lookup import NoSchemaSource, find_schema, published_schemas
 from tasks.errors import ContractError
 from tasks.models import JobProgress, JobResult
-from tasks.registry import list_workers
-from tasks.routing import capability_queue, check_queue, worker_queue
+from tasks.routing import SHARED_QUEUE, capability_queue, check_queue, worker_queue
 from tasks.schemas import PublishedSchema
-
-if TYPE_CHECKING:
-    from workflows import PreparedJob
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from producer.placement import place_jobs
     from workflows import SchemaSource, WorkflowError, prepare_jobs
 
     farm = Farm.from_env()
@@ -48,7 +43,7 @@ def submit_command(args: argparse.Namespace) -> int:
             )
         elif not args.no_validate:
             # Every worker's schema is checked per job, and the job routed to those that can run it.
-            published = published_schemas(farm.settings)
+            published = published_schemas(farm.settings)  # (submit_routed reads them again)
             newest = published[0]
             schema = SchemaSource.from_object_info(newest.object_info, models=newest.models)
         jobs = prepare_jobs(
@@ -61,12 +56,17 @@ def submit_command(args: argparse.Namespace) -> int:
             count=args.count,
             validate=schema is not None and not published,
         )
-        queues = [queue] * len(jobs)
+        options: dict[str, Any] = {
+            "priority": args.priority,
+            "labels": dict(_pairs(args.label)),
+            "webhook_url": args.webhook,
+            "deadline_seconds": args.deadline,
+        }
         if published:
-            live = {worker.name for worker in list_workers(farm.redis, farm.settings.key_prefix)}
-            queues = [placement.queue for placement in place_jobs(jobs, published, live)]
-            _say_routing(queues)
-        handles = _submit_by_queue(farm, jobs, queues, args)
+            handles = farm.submit_routed(jobs, **options)
+            _say_routing(handles)
+        else:
+            handles = farm.submit_many(jobs, queue=queue, **options)
     except (NoSchemaSource, WorkflowError, ContractError, ProducerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -81,33 +81,13 @@ def submit_command(args: argparse.Namespace) -> int:
     return wait_all(farm, handles, args)
 
 
-def _submit_by_queue(
-    farm: Farm, jobs: list[PreparedJob], queues: list[str | None], args: argparse.Namespace
-) -> list[Job]:
-    """``submit_many`` once per queue; the handles come back in the order of ``jobs``."""
-    handles: list[Job | None] = [None] * len(jobs)
-    for queue in dict.fromkeys(queues):
-        indices = [i for i, q in enumerate(queues) if q == queue]
-        sent = farm.submit_many(
-            [jobs[i] for i in indices],
-            queue=queue,
-            priority=args.priority,
-            labels=dict(_pairs(args.label)),
-            webhook_url=args.webhook,
-            deadline_seconds=args.deadline,
-        )
-        for index, handle in zip(indices, sent, strict=True):
-            handles[index] = handle
-    return [handle for handle in handles if handle is not None]
-
-
-def _say_routing(queues: list[str | None]) -> None:
+def _say_routing(handles: list[Job]) -> None:
     """Tell (on stderr) where jobs went when not every worker can run them."""
-    routed = Counter(queue for queue in queues if queue is not None)
+    routed = Counter(handle.queue for handle in handles if handle.queue not in (None, SHARED_QUEUE))
     if routed:
         where = ", ".join(f"{queue} ({count})" for queue, count in sorted(routed.items()))
         print(
-            f"{sum(routed.values())} of {len(queues)} job(s) need nodes or models that only some "
+            f"{sum(routed.values())} of {len(handles)} job(s) need nodes or models that only some "
             f"workers have; sent to: {where}",
             file=sys.stderr,
         )

@@ -5,6 +5,7 @@ farm = Farm.from_env()
 job = farm.submit(prompt, params={"seed": 1}, workflow_name="sd15")
 result = job.wait(600, on_progress=print)
 jobs = farm.submit_many(prepared_jobs, priority=7)
+jobs = farm.submit_routed(prepared_jobs)   # each where its models are (mixed fleets)
 for result in farm.as_completed(jobs, timeout=3600):
     print(result.job_id, result.status)
 ```
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
@@ -34,6 +35,9 @@ from tasks.keys import DeadLetter, list_dead_letters
 from tasks.models import JobResult, JobSpec
 from tasks.routing import SHARED_QUEUE, check_queue
 from tasks.settings import Settings
+
+if TYPE_CHECKING:
+    from workflows import PreparedJob
 
 DEFAULT_PING_TIMEOUT = 0.5
 
@@ -145,6 +149,28 @@ class Farm:
                 raise JobSpecError(field=f"items[{index}].{exc.field}", reason=exc.reason) from None
         return self.send(specs, queue=queue, priority=priority, chunk_size=chunk_size)
 
+    def submit_routed(self, jobs: Sequence[PreparedJob], **options: Any) -> list[Job]:
+        """``submit_many`` with each job sent where it can run (``producer.placement``): the
+        shared queue when every live worker's published schema accepts it, else the queues of
+        the workers whose do. ``options`` are those of ``submit_many`` but ``queue``. Raises
+        ``workflows.PromptInvalid`` (nothing sent) when no worker can run a job, and
+        ``NoSchemaSource`` when no worker has published its schema yet. Handles come back in
+        the order of ``jobs``."""
+        from producer.placement import place_jobs
+        from producer.schema_lookup import published_schemas
+        from tasks.registry import list_workers
+
+        live = {worker.name for worker in list_workers(self.redis, self.settings.key_prefix)}
+        placements = place_jobs(jobs, published_schemas(self.settings), live)
+        handles: list[Job | None] = [None] * len(jobs)
+        queues = [placement.queue for placement in placements]
+        for queue in dict.fromkeys(queues):
+            indices = [index for index, q in enumerate(queues) if q == queue]
+            sent = self.submit_many([jobs[index] for index in indices], queue=queue, **options)
+            for index, handle in zip(indices, sent, strict=True):
+                handles[index] = handle
+        return [handle for handle in handles if handle is not None]
+
     def send(
         self,
         specs: Sequence[JobSpec],
@@ -157,10 +183,9 @@ class Farm:
         ids = [spec.job_id for spec in specs]
         if len(set(ids)) != len(ids):
             raise JobSpecError(field="job_id", reason="the same job id appears twice")
-        self._publisher.publish(
-            specs, queue=queue or SHARED_QUEUE, priority=priority, chunk_size=chunk_size
-        )
-        return [Job(self._ctx, spec.job_id, spec=spec) for spec in specs]
+        queue = queue or SHARED_QUEUE
+        self._publisher.publish(specs, queue=queue, priority=priority, chunk_size=chunk_size)
+        return [Job(self._ctx, spec.job_id, spec=spec, queue=queue) for spec in specs]
 
     # -- following -----------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:

@@ -65,10 +65,18 @@ class CancelOutcome:
 class Job:
     """A submitted job, by id. Cheap to create; every method asks Redis afresh."""
 
-    def __init__(self, ctx: JobContext, job_id: str, *, spec: JobSpec | None = None) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        job_id: str,
+        *,
+        spec: JobSpec | None = None,
+        queue: str | None = None,
+    ) -> None:
         self._ctx = ctx
         self.job_id = job_id
         self.spec = spec
+        self.queue = queue  # where it was sent, when this handle came from a submit
 
     def __repr__(self) -> str:
         return f"Job({self.job_id!r})"

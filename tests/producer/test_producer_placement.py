@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from producer_helpers import all_messages
 
 from producer.placement import place_jobs
-from tasks.schemas import PublishedSchema
+from tasks.registry import register_worker
+from tasks.schemas import PublishedSchema, publish_schema
 from workflows import PreparedJob, PromptInvalid, prepare_jobs
 
 OBJECT_INFO = Path(__file__).resolve().parents[1] / "protocol" / "object_info.json"
@@ -76,3 +79,23 @@ def test_workers_that_are_not_live_do_not_count(object_info) -> None:
     fleet = [worker("gpu0", object_info, SD15), worker("old", object_info, "xl.safetensors")]
     [placement] = place_jobs(sweep(SD15), fleet, live={"gpu0"})
     assert placement.queue is None and placement.capable == ("gpu0",)
+
+
+def test_submit_routed_queues_each_job_where_it_can_run(farm, object_info) -> None:
+    """Farm.submit_routed reads the published schemas and the live workers from Redis, sends
+    each job to its queue, and returns the handles in the order of the jobs."""
+    raw = redis.Redis.from_url(farm.settings.broker_url)
+    prefix = farm.settings.key_prefix
+    for name, checkpoints in (("gpu0", [SD15]), ("gpu1", [SD15, "xl.safetensors"])):
+        publish_schema(raw, prefix, name, comfy_url=f"http://{name}:8188", object_info=object_info,
+                       models={"checkpoints": checkpoints, "vae": [VAE]})  # fmt: skip
+        register_worker(farm.redis, prefix, name, {"comfy_url": f"http://{name}:8188"})
+    raw.close()
+
+    handles = farm.submit_routed(sweep(SD15, "xl.safetensors", SD15), priority=7)
+
+    assert [h.queue for h in handles] == ["comfyfarm", "comfyfarm.worker.gpu1", "comfyfarm"]
+    shared = all_messages(farm.redis, prefix, "comfyfarm")
+    own = all_messages(farm.redis, prefix, "comfyfarm.worker.gpu1")
+    assert [m["headers"]["id"] for m in shared] == [handles[0].job_id, handles[2].job_id]
+    assert [m["headers"]["id"] for m in own] == [handles[1].job_id]
