@@ -73,7 +73,12 @@ def submit_command(args: argparse.Namespace) -> int:
     if not args.wait:
         for job, prepared in zip(handles, jobs, strict=True):
             _emit(
-                {"job_id": job.job_id, "status": "queued", "params": prepared.params},
+                {
+                    "job_id": job.job_id,
+                    "status": "queued",
+                    "queue": job.queue,
+                    "params": prepared.params,
+                },
                 args.json,
                 text=f"queued {job.job_id} {_short(prepared.params)}",
             )

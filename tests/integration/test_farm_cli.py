@@ -87,6 +87,7 @@ def test_status_result_and_cancel_json(workers: WorkerFactory, start_sim, farm: 
     assert done.returncode == 0, done.stderr
     first, second = (entry["job_id"] for entry in lines(done))
     assert all(entry["status"] == "queued" for entry in lines(done))
+    assert all(entry["queue"] == "comfyfarm" for entry in lines(done))  # one worker: shared
     wait_until(lambda: farm.job(first).status() == "running", 20, "the first job to run")
 
     cancelled = json.loads(cli(workers, "cancel", second, "--json").stdout)
