@@ -182,19 +182,17 @@ def _copy(key: str, chunks: Iterable[bytes], sink: _WriteBehind, digest: Digest)
     when this returns or raises.
     """
     source = iter(chunks)
-    first = next(source, None)
-    if first is None:
-        return
-    second = next(source, None)
-    if second is None or not digest.enabled:
-        for chunk in itertools.chain((first,), () if second is None else (second,), source):
+    head = list(itertools.islice(source, 2))  # one chunk or less: no thread
+    every = itertools.chain(head, source)
+    if len(head) < 2 or not digest.enabled:
+        for chunk in every:
             digest.update(chunk)
             with _mapped(key):
                 sink.write(chunk)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-hash") as hasher:
         backlog: deque[Future[None]] = deque()
-        for chunk in itertools.chain((first, second), source):
+        for chunk in every:
             backlog.append(hasher.submit(digest.update, chunk))
             with _mapped(key):
                 sink.write(chunk)
