@@ -43,7 +43,7 @@ def submit_command(args: argparse.Namespace) -> int:
             )
         elif not args.no_validate:
             # Every worker's schema is checked per job, and the job routed to those that can run it.
-            published = published_schemas(farm.settings)  # (submit_routed reads them again)
+            published = published_schemas(farm.settings)
             newest = published[0]
             schema = SchemaSource.from_object_info(newest.object_info, models=newest.models)
         jobs = prepare_jobs(
@@ -63,7 +63,7 @@ def submit_command(args: argparse.Namespace) -> int:
             "deadline_seconds": args.deadline,
         }
         if published:
-            handles = farm.submit_routed(jobs, **options)
+            handles = farm.submit_routed(jobs, schemas=published, **options)
             _say_routing(handles)
         else:
             handles = farm.submit_many(jobs, queue=queue, **options)

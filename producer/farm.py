@@ -37,6 +37,7 @@ from tasks.routing import SHARED_QUEUE, check_queue
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
+    from tasks.schemas import PublishedSchema
     from workflows import PreparedJob
 
 DEFAULT_PING_TIMEOUT = 0.5
@@ -149,10 +150,17 @@ class Farm:
                 raise JobSpecError(field=f"items[{index}].{exc.field}", reason=exc.reason) from None
         return self.send(specs, queue=queue, priority=priority, chunk_size=chunk_size)
 
-    def submit_routed(self, jobs: Sequence[PreparedJob], **options: Any) -> list[Job]:
+    def submit_routed(
+        self,
+        jobs: Sequence[PreparedJob],
+        *,
+        schemas: Sequence[PublishedSchema] | None = None,
+        **options: Any,
+    ) -> list[Job]:
         """``submit_many`` with each job sent where it can run (``producer.placement``): the
         shared queue when every live worker's published schema accepts it, else the queues of
-        the workers whose do. ``options`` are those of ``submit_many`` but ``queue``. Raises
+        the workers whose do. ``schemas``: the published schemas if already read, else they are
+        read here. ``options`` are those of ``submit_many`` but ``queue``. Raises
         ``workflows.PromptInvalid`` (nothing sent) when no worker can run a job, and
         ``NoSchemaSource`` when no worker has published its schema yet. Handles come back in
         the order of ``jobs``."""
@@ -160,8 +168,10 @@ class Farm:
         from producer.schema_lookup import published_schemas
         from tasks.registry import list_workers
 
+        if schemas is None:
+            schemas = published_schemas(self.settings)
         live = {worker.name for worker in list_workers(self.redis, self.settings.key_prefix)}
-        placements = place_jobs(jobs, published_schemas(self.settings), live)
+        placements = place_jobs(jobs, schemas, live)
         handles: list[Job | None] = [None] * len(jobs)
         queues = [placement.queue for placement in placements]
         for queue in dict.fromkeys(queues):
