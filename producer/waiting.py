@@ -80,7 +80,7 @@ class ResultWaiter:
                 try:
                     if pubsub is None:
                         pubsub = self._subscribe()
-                        polled = -POLL_SECONDS  # read every state now: nothing missed
+                        polled = float("-inf")  # read every state now: nothing missed
                     if time.monotonic() - polled >= POLL_SECONDS:
                         polled = time.monotonic()
                         yield from self._poll()
@@ -98,7 +98,6 @@ class ResultWaiter:
                         _close_quietly(pubsub)
                     pubsub = None
                     time.sleep(min(RECONNECT_PAUSE, remaining()))
-            remaining()  # nothing pending: only raises if the deadline had already passed
         finally:
             if pubsub is not None:
                 _close_quietly(pubsub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from producer_helpers import PROMPT, progress, result, write_state
@@ -128,3 +129,18 @@ def test_unknown_job_ids_are_refused_before_waiting(farm: Farm) -> None:
     with pytest.raises(ValueError, match="job_id"):
         farm.as_completed(["not-a-uuid"], timeout=1)
 
+
+
+def test_no_timeout_once_every_job_has_finished(farm: Farm) -> None:
+    """A caller that holds the last result past the deadline gets the end of the results, not
+    a timeout: nothing is pending any more."""
+    [job] = farm.submit_many([PROMPT])
+    write_state(farm, job, PROGRESS_STATE, progress(job, 5).to_dict())
+
+    def finish(job_id: str, update: JobProgress) -> None:  # subscribed by now: a message
+        write_state(farm, job, "SUCCESS", result(job).to_dict())
+
+    finals = farm.as_completed([job], timeout=1.0, on_progress=finish)
+    first = next(finals)
+    time.sleep(1.1)  # the deadline passes while the caller holds the last result
+    assert first.job_id == job.job_id and list(finals) == []
