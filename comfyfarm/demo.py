@@ -66,7 +66,7 @@ def local_farm(
             port = free_port()
             stack.enter_context(
                 ManagedProcess(
-                    [sys.executable, "-m", "comfyfarm", "flower", "--port", str(port)],
+                    [sys.executable, "-P", "-m", "comfyfarm", "flower", "--port", str(port)],
                     ready=lambda line: FLOWER_READY in line,
                     name="flower",
                     env=env,
@@ -78,10 +78,10 @@ def local_farm(
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from producer import Farm
-    from producer.cli import wait_all
-    from tasks.settings import Settings
-    from workflows import SchemaSource, WorkflowError, prepare_jobs
+    from comfyfarm.producer import Farm
+    from comfyfarm.producer.cli import wait_all
+    from comfyfarm.tasks.settings import Settings
+    from comfyfarm.workflows import SchemaSource, WorkflowError, prepare_jobs
 
     with local_farm(
         sims=args.sims, comfy_urls=args.comfy_url, step_ms=args.step_ms, flower=not args.no_flower

@@ -214,7 +214,16 @@ class SimulatorProcess(_Service):
     def start(self) -> SimulatorProcess:
         if not self.port:
             self.port = free_port(self.host)
-        argv = [sys.executable, "-m", "simulator", "--host", self.host, "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-P",
+            "-m",
+            "comfyfarm.simulator",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = ManagedProcess(
             [*argv, *self.args],
@@ -238,7 +247,7 @@ def worker_process(
 ) -> ManagedProcess:
     """A ``comfyfarm worker`` for one ComfyUI, ready when Celery logs ``<name>@<host> ready.``
     (printed at INFO level). Not started: use ``start()`` or ``with``."""
-    argv = [sys.executable, "-m", "comfyfarm", "worker", "--comfy-url", comfy_url,
+    argv = [sys.executable, "-P", "-m", "comfyfarm", "worker", "--comfy-url", comfy_url,
             "--name", name, "--loglevel", loglevel, *args]  # fmt: skip
     return ManagedProcess(
         argv,

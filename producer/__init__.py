@@ -8,11 +8,11 @@ Never imports worker or WebSocket code: a producer machine needs only Celery and
 
 from __future__ import annotations
 
-from producer.build import build_spec
-from producer.errors import JobTimeout, ProducerError, SubmitError, WaitTimeout
-from producer.farm import Farm
-from producer.job import CancelOutcome, Job
-from producer.status import FarmStatus, QueueDepth, RunningJob, WorkerStatus
+from comfyfarm.producer.build import build_spec
+from comfyfarm.producer.errors import JobTimeout, ProducerError, SubmitError, WaitTimeout
+from comfyfarm.producer.farm import Farm
+from comfyfarm.producer.job import CancelOutcome, Job
+from comfyfarm.producer.status import FarmStatus, QueueDepth, RunningJob, WorkerStatus
 
 __all__ = [
     "CancelOutcome",

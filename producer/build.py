@@ -1,6 +1,6 @@
 """Turning what a caller has (an API prompt, a prepared workflow job, a JobSpec) into a JobSpec.
 
-``PreparedLike`` is duck-typed on ``workflows.PreparedJob`` (prompt, params, inputs,
+``PreparedLike`` is duck-typed on ``comfyfarm.workflows.PreparedJob`` (prompt, params, inputs,
 workflow_name) so this module needs no import of the workflows package.
 """
 
@@ -13,9 +13,9 @@ from pathlib import PurePosixPath
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlsplit
 
-from tasks.errors import JobSpecError
-from tasks.models import InputFile, JobSpec, new_job_id
-from tasks.settings import Settings
+from comfyfarm.tasks.errors import JobSpecError
+from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
+from comfyfarm.tasks.settings import Settings
 
 
 @runtime_checkable

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from producer.errors import JobTimeout, ProducerError, WaitTimeout
-from producer.farm import Farm
-from producer.job import Job
-from producer.schema_lookup import NoSchemaSource, find_schema, published_schemas
-from tasks.errors import ContractError
-from tasks.models import JobProgress, JobResult
-from tasks.routing import SHARED_QUEUE, capability_queue, check_queue, worker_queue
-from tasks.schemas import PublishedSchema
+from comfyfarm.producer.errors import JobTimeout, ProducerError, WaitTimeout
+from comfyfarm.producer.farm import Farm
+from comfyfarm.producer.job import Job
+from comfyfarm.producer.schema_lookup import NoSchemaSource, find_schema, published_schemas
+from comfyfarm.tasks.errors import ContractError
+from comfyfarm.tasks.models import JobProgress, JobResult
+from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, check_queue, worker_queue
+from comfyfarm.tasks.schemas import PublishedSchema
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from workflows import SchemaSource, WorkflowError, prepare_jobs
+    from comfyfarm.workflows import SchemaSource, WorkflowError, prepare_jobs
 
     farm = Farm.from_env()
     try:

@@ -6,7 +6,7 @@ ProducerError
 ├── JobTimeout(job_id, seconds, status)                   Job.wait() ran out of time (TimeoutError)
 └── WaitTimeout(pending, seconds)                         Farm.as_completed() ran out of time
 ```
-Invalid jobs are refused before anything is sent, with ``tasks.errors.JobSpecError``.
+Invalid jobs are refused before anything is sent, with ``comfyfarm.tasks.errors.JobSpecError``.
 """
 
 from __future__ import annotations

@@ -22,23 +22,23 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from producer.build import InputLike, Submittable, build_spec
-from producer.job import CancelOutcome, Job, JobContext
-from producer.publish import DEFAULT_CHUNK, Publisher
-from producer.status import FarmStatus, QueueDepth, collect_status, queue_depths
-from producer.waiting import ProgressListener, ResultWaiter
-from tasks.app import make_app
-from tasks.connect import redis_client
-from tasks.errors import JobSpecError
-from tasks.fields import uuid_text
-from tasks.keys import DeadLetter, list_dead_letters
-from tasks.models import JobResult, JobSpec
-from tasks.routing import SHARED_QUEUE, check_queue
-from tasks.settings import Settings
+from comfyfarm.producer.build import InputLike, Submittable, build_spec
+from comfyfarm.producer.job import CancelOutcome, Job, JobContext
+from comfyfarm.producer.publish import DEFAULT_CHUNK, Publisher
+from comfyfarm.producer.status import FarmStatus, QueueDepth, collect_status, queue_depths
+from comfyfarm.producer.waiting import ProgressListener, ResultWaiter
+from comfyfarm.tasks.app import make_app
+from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.errors import JobSpecError
+from comfyfarm.tasks.fields import uuid_text
+from comfyfarm.tasks.keys import DeadLetter, list_dead_letters
+from comfyfarm.tasks.models import JobResult, JobSpec
+from comfyfarm.tasks.routing import SHARED_QUEUE, check_queue
+from comfyfarm.tasks.settings import Settings
 
 if TYPE_CHECKING:
-    from tasks.schemas import PublishedSchema
-    from workflows import PreparedJob
+    from comfyfarm.tasks.schemas import PublishedSchema
+    from comfyfarm.workflows import PreparedJob
 
 DEFAULT_PING_TIMEOUT = 0.5
 
@@ -161,12 +161,12 @@ class Farm:
         shared queue when every live worker's published schema accepts it, else the queues of
         the workers whose do. ``schemas``: the published schemas if already read, else they are
         read here. ``options`` are those of ``submit_many`` but ``queue``. Raises
-        ``workflows.PromptInvalid`` (nothing sent) when no worker can run a job, and
+        ``comfyfarm.workflows.PromptInvalid`` (nothing sent) when no worker can run a job, and
         ``NoSchemaSource`` when no worker has published its schema yet. Handles come back in
         the order of ``jobs``."""
-        from producer.placement import place_jobs
-        from producer.schema_lookup import published_schemas
-        from tasks.registry import list_workers
+        from comfyfarm.producer.placement import place_jobs
+        from comfyfarm.producer.schema_lookup import published_schemas
+        from comfyfarm.tasks.registry import list_workers
 
         if schemas is None:
             schemas = published_schemas(self.settings)
@@ -212,7 +212,7 @@ class Farm:
     ) -> Iterator[JobResult]:
         """Yield the JobResult of each of ``jobs`` (handles or ids) as it finishes.
 
-        One Redis subscription follows all of them, however many (``producer.waiting``).
+        One Redis subscription follows all of them, however many (``comfyfarm.producer.waiting``).
         ``timeout`` bounds the whole wait: ``WaitTimeout`` then lists the jobs still pending.
         ``on_progress(job_id, progress)`` is called (from the iterating thread) on new progress.
         """

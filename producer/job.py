@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
-from producer.errors import JobTimeout, WaitTimeout
-from producer.outcome import (
+from comfyfarm.producer.errors import JobTimeout, WaitTimeout
+from comfyfarm.producer.outcome import (
     FINAL_STATUSES,
     JobState,
     progress_from,
@@ -23,10 +23,10 @@ from producer.outcome import (
     result_from,
     status_word,
 )
-from producer.waiting import ResultWaiter
-from tasks.control import request_cancel
-from tasks.models import JobProgress, JobResult, JobSpec
-from tasks.settings import Settings
+from comfyfarm.producer.waiting import ResultWaiter
+from comfyfarm.tasks.control import request_cancel
+from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
+from comfyfarm.tasks.settings import Settings
 
 ProgressCallback = Callable[[JobProgress], None]
 

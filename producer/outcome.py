@@ -16,9 +16,9 @@ from typing import Any
 
 import redis
 
-from tasks.errors import PayloadError
-from tasks.keyspace import cancel_key, celery_result_key, job_key, job_result_key
-from tasks.models import PROGRESS_STATE, JobProgress, JobResult, Timings
+from comfyfarm.tasks.errors import PayloadError
+from comfyfarm.tasks.keyspace import cancel_key, celery_result_key, job_key, job_result_key
+from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress, JobResult, Timings
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from tasks.routing import worker_queue
-from tasks.schemas import PublishedSchema
-from workflows import PreparedJob, PromptInvalid, SchemaSource, validate_prompt
+from comfyfarm.tasks.routing import worker_queue
+from comfyfarm.tasks.schemas import PublishedSchema
+from comfyfarm.workflows import PreparedJob, PromptInvalid, SchemaSource, validate_prompt
 
 
 @dataclass(frozen=True)

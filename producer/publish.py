@@ -24,12 +24,12 @@ from typing import Any
 import redis
 from celery import Celery
 
-from producer.errors import SubmitError
-from tasks.keyspace import job_key
-from tasks.models import JobSpec
-from tasks.names import RUN_JOB
-from tasks.routing import celery_priority, check_queue
-from tasks.settings import Settings, time_limit_grace
+from comfyfarm.producer.errors import SubmitError
+from comfyfarm.tasks.keyspace import job_key
+from comfyfarm.tasks.models import JobSpec
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.routing import celery_priority, check_queue
+from comfyfarm.tasks.settings import Settings, time_limit_grace
 
 DEFAULT_CHUNK = 500
 # The first chunk is small, so idle workers start on it while the rest is still being built.

@@ -3,16 +3,16 @@
 1. ``--object-info FILE`` (a saved ``/object_info``), 2. ``--comfy-url URL`` (a live ComfyUI),
 3. the schemas the farm's workers published in Redis (``tasks.schemas``), so a producer that cannot
 reach any ComfyUI still validates every job before it is queued — against the newest one, or the
-one of the worker the jobs are sent to (``producer.placement`` checks them all).
+one of the worker the jobs are sent to (``comfyfarm.producer.placement`` checks them all).
 """
 
 from __future__ import annotations
 
 import redis
 
-from tasks.schemas import PublishedSchema, load_schemas
-from tasks.settings import Settings
-from workflows import SchemaSource
+from comfyfarm.tasks.schemas import PublishedSchema, load_schemas
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.workflows import SchemaSource
 
 
 class NoSchemaSource(Exception):

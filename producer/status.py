@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tasks.keys import WorkerInfo, count_dead_letters, list_workers
-from tasks.keyspace import job_id_from_lease_key, lease_pattern
-from tasks.routing import PRIORITY_SEP, SHARED_QUEUE, queue_keys
+from comfyfarm.tasks.keys import WorkerInfo, count_dead_letters, list_workers
+from comfyfarm.tasks.keyspace import job_id_from_lease_key, lease_pattern
+from comfyfarm.tasks.routing import PRIORITY_SEP, SHARED_QUEUE, queue_keys
 
 
 @dataclass(frozen=True)

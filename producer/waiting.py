@@ -20,10 +20,10 @@ from typing import Any
 import redis
 from redis.client import PubSub
 
-from producer.errors import WaitTimeout
-from producer.outcome import JobState, parse_meta, progress_from, result_from
-from tasks.keyspace import celery_result_key
-from tasks.models import JobProgress, JobResult
+from comfyfarm.producer.errors import WaitTimeout
+from comfyfarm.producer.outcome import JobState, parse_meta, progress_from, result_from
+from comfyfarm.tasks.keyspace import celery_result_key
+from comfyfarm.tasks.models import JobProgress, JobResult
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ResultWaiter:
 
     # -- the two sources: the channel and the stored state ------------------------------------
     def _subscribe(self) -> PubSub:
-        pubsub: PubSub = self._results.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub: PubSub = self._results.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
         channels = [celery_result_key(self._prefix, job_id) for job_id in self._pending]
         for start in range(0, len(channels), CHUNK):
             pubsub.subscribe(*channels[start : start + CHUNK])

@@ -2,7 +2,7 @@
 
 It speaks ComfyUI 0.3.64's HTTP + WebSocket protocol (as recorded in the shared traces) with
 simulated GPU time, real output files, fault injection and accounting. Run it with
-``python -m simulator`` or ``comfyfarm sim`` (flags in ``simulator.cli``).
+``python -m simulator`` or ``comfyfarm sim`` (flags in ``comfyfarm.simulator.cli``).
 
     cli ──> app (Simulator: worker loop, build_app) ──> routes_comfy / routes_files / routes_sim
                  │                                      (ComfyUI routes, also under /api; /_sim/)

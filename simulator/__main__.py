@@ -1,7 +1,7 @@
-"""``python -m simulator --host H --port P [options]``: see ``simulator.cli``."""
+"""``python -m simulator --host H --port P [options]``: see ``comfyfarm.simulator.cli``."""
 
 import sys
 
-from simulator.cli import main
+from comfyfarm.simulator.cli import main
 
 sys.exit(main())

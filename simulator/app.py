@@ -18,16 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.accounting import Accounting
-from simulator.config import SimConfig
-from simulator.executor import PromptExecutor, RunReport
-from simulator.faults import FaultTable
-from simulator.files import StorageRoots
-from simulator.gpu import SimulatedGpu
-from simulator.job_faults import JobFaults
-from simulator.prompt_queue import PromptQueue, QueueItem
-from simulator.schema import NodeSchemas
-from simulator.ws_hub import Hub
+from comfyfarm.simulator.accounting import Accounting
+from comfyfarm.simulator.config import SimConfig
+from comfyfarm.simulator.executor import PromptExecutor, RunReport
+from comfyfarm.simulator.faults import FaultTable
+from comfyfarm.simulator.files import StorageRoots
+from comfyfarm.simulator.gpu import SimulatedGpu
+from comfyfarm.simulator.job_faults import JobFaults
+from comfyfarm.simulator.prompt_queue import PromptQueue, QueueItem
+from comfyfarm.simulator.schema import NodeSchemas
+from comfyfarm.simulator.ws_hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,9 @@ class Simulator:
 
 def build_app(sim: Simulator) -> web.Application:
     """The aiohttp application: ComfyUI routes (also under /api), jobs API, /_sim control routes."""
-    from simulator.routes_comfy import comfy_routes
-    from simulator.routes_files import file_routes
-    from simulator.routes_sim import garbage_middleware, jobs_routes, sim_routes
+    from comfyfarm.simulator.routes_comfy import comfy_routes
+    from comfyfarm.simulator.routes_files import file_routes
+    from comfyfarm.simulator.routes_sim import garbage_middleware, jobs_routes, sim_routes
 
     app = web.Application(client_max_size=104857600, middlewares=[garbage_middleware(sim)])
     comfy = [*comfy_routes(sim), *file_routes(sim)]

@@ -16,8 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from simulator.config import DEFAULT_MODELS, MODEL_FOLDERS, SimConfig, Timing
-from simulator.faults import DEFAULTS, FaultError, FaultTable, parse_fault_spec, parse_kinds
+from comfyfarm.simulator.config import DEFAULT_MODELS, MODEL_FOLDERS, SimConfig, Timing
+from comfyfarm.simulator.faults import (
+    DEFAULTS,
+    FaultError,
+    FaultTable,
+    parse_fault_spec,
+    parse_kinds,
+)
 
 READY_LINE = "comfyfarm-sim listening on http://{host}:{port}"
 
@@ -154,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 async def _serve(config: SimConfig, root: Path, scratch: Path | None) -> None:
     from aiohttp import web
 
-    from simulator.app import Simulator, build_app
+    from comfyfarm.simulator.app import Simulator, build_app
 
     sim = Simulator(config, root, scratch=scratch)
     access_log = logging.getLogger("aiohttp.access") if config.access_log else None

@@ -18,17 +18,17 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.faults import DEFAULTS
-from simulator.files import StorageRoots
-from simulator.gpu import SimulatedGpu
-from simulator.graph import DependencyCycle, ExecutionList, is_link, node_signatures
-from simulator.job_faults import JobFaults, disguise_outputs
-from simulator.node_api import NodeContext, NodeFailure, NodeResult
-from simulator.nodes import IMPLEMENTATIONS
-from simulator.progress import ProgressRegistry
-from simulator.schema import NodeSchemas
-from simulator.validation import full_type_name
-from simulator.ws_hub import (
+from comfyfarm.simulator.faults import DEFAULTS
+from comfyfarm.simulator.files import StorageRoots
+from comfyfarm.simulator.gpu import SimulatedGpu
+from comfyfarm.simulator.graph import DependencyCycle, ExecutionList, is_link, node_signatures
+from comfyfarm.simulator.job_faults import JobFaults, disguise_outputs
+from comfyfarm.simulator.node_api import NodeContext, NodeFailure, NodeResult
+from comfyfarm.simulator.nodes import IMPLEMENTATIONS
+from comfyfarm.simulator.progress import ProgressRegistry
+from comfyfarm.simulator.schema import NodeSchemas
+from comfyfarm.simulator.validation import full_type_name
+from comfyfarm.simulator.ws_hub import (
     PREVIEW_IMAGE,
     PREVIEW_IMAGE_WITH_METADATA,
     Hub,

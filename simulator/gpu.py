@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.config import Timing
+from comfyfarm.simulator.config import Timing
 
 SAMPLERS = ("KSampler",)
 LOADERS = ("CheckpointLoaderSimple",)

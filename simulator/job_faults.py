@@ -1,6 +1,6 @@
 """The faults decided for one job, and the ``evil_output`` rewrite of the names it reports.
 
-The worker decides at job start (``simulator.faults`` counts one occurrence per job); the
+The worker decides at job start (``comfyfarm.simulator.faults`` counts one occurrence per job); the
 executor then applies them: a node error in the first matching node, a hang once enough time
 has passed, unsafe file names in ``executed`` and the history (the files keep their real names).
 """

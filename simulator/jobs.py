@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.prompt_queue import PromptQueue, QueueItem
+from comfyfarm.simulator.prompt_queue import PromptQueue, QueueItem
 
 
 def _pruned(job: dict[str, Any]) -> dict[str, Any]:

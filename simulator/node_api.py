@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.files import StorageRoots
-from simulator.gpu import SimulatedGpu
+from comfyfarm.simulator.files import StorageRoots
+from comfyfarm.simulator.gpu import SimulatedGpu
 
 
 class NodeFailure(Exception):

@@ -3,7 +3,7 @@
 Loaders, conditioning, latents and image operations pass light values along (see
 ``simulator.values``); KSampler spends its time in steps and reports progress after each one,
 which is where interrupts take effect. The file-writing output nodes live in
-``simulator.savers``.
+``comfyfarm.simulator.savers``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import hashlib
 import json
 from typing import Any
 
-from simulator import images as img
-from simulator import savers
-from simulator.node_api import NodeContext, NodeFailure, NodeImpl, NodeResult
-from simulator.values import Frame, Handle, ImageBatch, Latent
+from comfyfarm.simulator import images as img
+from comfyfarm.simulator import savers
+from comfyfarm.simulator.node_api import NodeContext, NodeFailure, NodeImpl, NodeResult
+from comfyfarm.simulator.values import Frame, Handle, ImageBatch, Latent
 
 
 def _digest(*parts: object) -> str:

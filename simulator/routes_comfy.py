@@ -17,11 +17,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from simulator.app import Simulator
-from simulator.config import MODEL_FOLDERS
-from simulator.prompt_queue import SENSITIVE_EXTRA_DATA_KEYS, QueueItem
-from simulator.validation import validate_prompt
-from simulator.ws_hub import SERVER_FEATURES, Client
+from comfyfarm.simulator.app import Simulator
+from comfyfarm.simulator.config import MODEL_FOLDERS
+from comfyfarm.simulator.prompt_queue import SENSITIVE_EXTRA_DATA_KEYS, QueueItem
+from comfyfarm.simulator.validation import validate_prompt
+from comfyfarm.simulator.ws_hub import SERVER_FEATURES, Client
 
 log = logging.getLogger(__name__)
 

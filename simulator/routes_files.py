@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.app import Simulator
-from simulator.routes_comfy import server_error
+from comfyfarm.simulator.app import Simulator
+from comfyfarm.simulator.routes_comfy import server_error
 
 FORCED_DOWNLOAD = {
     "text/html",

@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.app import Simulator
-from simulator.faults import DEFAULTS
+from comfyfarm.simulator.app import Simulator
+from comfyfarm.simulator.faults import DEFAULTS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,7 +60,7 @@ def sim_routes(sim: Simulator) -> web.RouteTableDef:
 
 
 def jobs_routes(sim: Simulator) -> web.RouteTableDef:
-    from simulator.jobs import get_job
+    from comfyfarm.simulator.jobs import get_job
 
     routes = web.RouteTableDef()
 

@@ -13,9 +13,9 @@ import random
 import struct
 from pathlib import Path
 
-from simulator import images as img
-from simulator.node_api import NodeContext, NodeResult
-from simulator.values import Handle, ImageBatch
+from comfyfarm.simulator import images as img
+from comfyfarm.simulator.node_api import NodeContext, NodeResult
+from comfyfarm.simulator.values import Handle, ImageBatch
 
 
 def _png_text(ctx: NodeContext) -> dict[str, str]:

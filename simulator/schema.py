@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
-from simulator.files import StorageRoots
+from comfyfarm.simulator.files import StorageRoots
 
 # (class_type, input_name) -> how to fill its choice list.
 _ListSource = Callable[["NodeSchemas"], list[str]]
@@ -25,7 +25,9 @@ _DYNAMIC_LISTS: dict[tuple[str, str], _ListSource] = {
 
 
 def _load_entries() -> dict[str, Any]:
-    text = resources.files("simulator").joinpath("data/object_info.json").read_text("utf-8")
+    text = (
+        resources.files("comfyfarm.simulator").joinpath("data/object_info.json").read_text("utf-8")
+    )
     entries: dict[str, Any] = json.loads(text)
     return entries
 

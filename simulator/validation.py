@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.schema import NodeSchemas
+from comfyfarm.simulator.schema import NodeSchemas
 
 Error = dict[str, Any]
 Result = tuple[bool, list[Error], str]

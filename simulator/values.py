@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.images import RGB
+from comfyfarm.simulator.images import RGB
 
 
 @dataclass(frozen=True)

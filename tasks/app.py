@@ -7,7 +7,7 @@ Configured for minutes-long GPU jobs on a Redis broker (see the research notes, 
 - At-least-once delivery: ``task_acks_late`` + ``task_reject_on_worker_lost``, prefetch 1. Redis
   re-delivers an unacknowledged message after ``visibility_timeout`` whether or not its worker is
   still busy, so the timeout (set in all three places) exceeds the hard time limit, and workers
-  hold a lease per job (``tasks.lease``) so a re-delivered copy never runs twice.
+  hold a lease per job (``comfyfarm.tasks.lease``) so a re-delivered copy never runs twice.
 - ``global_keyprefix`` isolates the broker and result keys (and pub/sub channels) of this farm.
 - Ten Redis priority lists per queue (``priority_steps``), and ``queue_order_strategy =
   "priority"``: a worker drains the queues in the order it lists them (its own queue first).
@@ -31,9 +31,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 
-from tasks.names import RUN_JOB
-from tasks.routing import PRIORITY_SEP, PRIORITY_STEPS, SHARED_QUEUE, celery_priority
-from tasks.settings import Settings
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.routing import PRIORITY_SEP, PRIORITY_STEPS, SHARED_QUEUE, celery_priority
+from comfyfarm.tasks.settings import Settings
 
 HEALTH_CHECK_INTERVAL = 25
 SOFT_SHUTDOWN_SECONDS = 20.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import redis
 
-from tasks.settings import Settings
+from comfyfarm.tasks.settings import Settings
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0

@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from tasks.keyspace import cancel_key
+from comfyfarm.tasks.keyspace import cancel_key
 
 CANCEL_TTL_SECONDS = 7 * 24 * 3600
 

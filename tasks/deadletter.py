@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from tasks.keyspace import dead_letter_key
+from comfyfarm.tasks.keyspace import dead_letter_key
 
 MAX_DEAD_LETTERS = 10_000
 

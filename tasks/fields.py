@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from tasks.errors import PayloadError
+from comfyfarm.tasks.errors import PayloadError
 
 ErrorType = type[PayloadError]
 

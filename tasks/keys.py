@@ -7,9 +7,14 @@ Every helper takes the Redis client and the key prefix (``settings.key_prefix``)
 
 from __future__ import annotations
 
-from tasks.control import cancel_reason, cancel_requested, clear_cancel, request_cancel
-from tasks.deadletter import DeadLetter, count_dead_letters, list_dead_letters, push_dead_letter
-from tasks.keyspace import (
+from comfyfarm.tasks.control import cancel_reason, cancel_requested, clear_cancel, request_cancel
+from comfyfarm.tasks.deadletter import (
+    DeadLetter,
+    count_dead_letters,
+    list_dead_letters,
+    push_dead_letter,
+)
+from comfyfarm.tasks.keyspace import (
     cancel_key,
     celery_result_key,
     dead_letter_key,
@@ -21,8 +26,8 @@ from tasks.keyspace import (
     worker_key,
     workers_index_key,
 )
-from tasks.lease import Lease, LeaseKeeper
-from tasks.registry import WorkerInfo, list_workers, register_worker, unregister_worker
+from comfyfarm.tasks.lease import Lease, LeaseKeeper
+from comfyfarm.tasks.registry import WorkerInfo, list_workers, register_worker, unregister_worker
 
 __all__ = [
     "DeadLetter",

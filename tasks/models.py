@@ -7,10 +7,10 @@ offending field. Definitions live in ``spec``, ``result`` and ``progress``.
 
 from __future__ import annotations
 
-from tasks.errors import JobResultError, JobSpecError, PayloadError
-from tasks.progress import PHASES, PROGRESS_STATE, JobProgress, Phase
-from tasks.result import JOB_STATUSES, JobResult, JobStatus, OutputRecord, Timings
-from tasks.spec import MAX_PROMPT_BYTES, InputFile, JobSpec, check_prompt, new_job_id
+from comfyfarm.tasks.errors import JobResultError, JobSpecError, PayloadError
+from comfyfarm.tasks.progress import PHASES, PROGRESS_STATE, JobProgress, Phase
+from comfyfarm.tasks.result import JOB_STATUSES, JobResult, JobStatus, OutputRecord, Timings
+from comfyfarm.tasks.spec import MAX_PROMPT_BYTES, InputFile, JobSpec, check_prompt, new_job_id
 
 __all__ = [
     "JOB_STATUSES",

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tasks import fields as f
-from tasks.errors import JobResultError
+from comfyfarm.tasks import fields as f
+from comfyfarm.tasks.errors import JobResultError
 
 PROGRESS_STATE = "PROGRESS"
 PROGRESS_VERSION = 1

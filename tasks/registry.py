@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from tasks.keyspace import worker_key, workers_index_key
+from comfyfarm.tasks.keyspace import worker_key, workers_index_key
 
 DEFAULT_TTL_SECONDS = 30.0
 

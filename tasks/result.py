@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tasks import fields as f
-from tasks.errors import JobResultError
+from comfyfarm.tasks import fields as f
+from comfyfarm.tasks.errors import JobResultError
 
 RESULT_VERSION = 1
 JobStatus = Literal["succeeded", "failed", "cancelled"]

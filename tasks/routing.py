@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.errors import QueueNameError
+from comfyfarm.tasks.errors import QueueNameError
 
 SHARED_QUEUE = "comfyfarm"
 WORKER_QUEUE_PREFIX = "comfyfarm.worker."

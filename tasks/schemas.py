@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from tasks.keyspace import schema_key
+from comfyfarm.tasks.keyspace import schema_key
 
 SCHEMA_TTL = 7 * 24 * 3600
 
@@ -56,7 +56,7 @@ def load_schemas(client: redis.Redis, prefix: str) -> list[PublishedSchema]:
     """Every published schema, newest first. Unreadable entries are skipped.
 
     ``client`` must return bytes (``decode_responses=False``): the bodies are compressed, and a
-    decoding client (``tasks.connect.redis_client``) fails on them before we see them.
+    decoding client (``comfyfarm.tasks.connect.redis_client``) fails on them before we see them.
     """
     found: list[PublishedSchema] = []
     for key in client.scan_iter(match=schema_key(prefix, "*"), count=500):

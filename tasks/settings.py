@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
-from tasks.errors import SettingsError
+from comfyfarm.tasks.errors import SettingsError
 
 ENV_PREFIX = "COMFYFARM_"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"

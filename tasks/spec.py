@@ -26,8 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks import fields as f
-from tasks.errors import JobSpecError
+from comfyfarm.tasks import fields as f
+from comfyfarm.tasks.errors import JobSpecError
 
 SPEC_VERSION = 1
 MAX_PROMPT_BYTES = 8 * 1024 * 1024

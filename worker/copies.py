@@ -20,10 +20,10 @@ from typing import Any
 
 from celery import Task
 
-from tasks.lease import Lease
-from tasks.names import RUN_JOB
-from tasks.routing import SHARED_QUEUE
-from tasks.settings import Settings
+from comfyfarm.tasks.lease import Lease
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.routing import SHARED_QUEUE
+from comfyfarm.tasks.settings import Settings
 
 #: How often a copy that found the job's lease taken looks at it again.
 LEASE_POLL_SECONDS = 0.25

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.comfy.client import ComfyClient
-from worker.comfy.errors import ComfyError
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import ComfyError
 
 log = logging.getLogger(__name__)
 

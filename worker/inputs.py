@@ -25,9 +25,9 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from tasks.models import InputFile, JobSpec
-from worker.comfy.client import ComfyClient
-from worker.storage import StorageError, StorageUnavailable, open_store
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.storage import StorageError, StorageUnavailable, open_store
+from comfyfarm.tasks.models import InputFile, JobSpec
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
 DOWNLOAD_TIMEOUT = 30.0

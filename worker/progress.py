@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tasks.models import JobProgress, JobSpec
-from worker.comfy.events import (
+from comfyfarm.comfy.events import (
     Event,
     Executing,
     ExecutionCached,
     Progress,
 )
+from comfyfarm.tasks.models import JobProgress, JobSpec
 
 
 class ProgressEstimator:

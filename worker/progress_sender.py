@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tasks.models import JobProgress
+from comfyfarm.tasks.models import JobProgress
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import requests
 from celery.utils.nodenames import host_format
 from celery.worker import state as worker_state
 
-from tasks.keys import register_worker, unregister_worker
-from tasks.schemas import publish_schema
-from worker.comfy.client import ComfyClient
-from worker.comfy.errors import ComfyError
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import ComfyError
+from comfyfarm.tasks.keys import register_worker, unregister_worker
+from comfyfarm.tasks.schemas import publish_schema
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ REGISTRY_TTL = 30.0
 
 
 class WorkerRegistry:
-    """This worker's entry in the farm registry (``tasks.keys.register_worker``).
+    """This worker's entry in the farm registry (``comfyfarm.tasks.keys.register_worker``).
 
     Written by the health monitor's heartbeat in the main process, where Celery tracks the
     running request (``celery.worker.state.active_requests``), so ``current_job`` is the job the

@@ -31,10 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
-from worker.cancellable import CancellableStream, JobCancelled
-from worker.comfy.client import ComfyClient
-from worker.comfy.errors import (
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import (
     ComfyError,
     ComfyPermanent,
     ComfyRequestError,
@@ -42,16 +40,18 @@ from worker.comfy.errors import (
     PromptLost,
     PromptTimeout,
 )
-from worker.comfy.events import Event
-from worker.comfy.history import HistoryEntry
-from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs
-from worker.comfy.state import PromptLookup, PromptState
-from worker.comfy.tracker import PromptOutcome, follow_prompt
-from worker.comfy.ws import EventStream
-from worker.inputs import upload_inputs
-from worker.progress import ProgressEstimator
-from worker.storage import OutputStore
-from worker.storage.keys import job_output_key, result_key
+from comfyfarm.comfy.events import Event
+from comfyfarm.comfy.history import HistoryEntry
+from comfyfarm.comfy.outputs import OutputFile, OutputValue, collect_outputs
+from comfyfarm.comfy.state import PromptLookup, PromptState
+from comfyfarm.comfy.tracker import PromptOutcome, follow_prompt
+from comfyfarm.comfy.ws import EventStream
+from comfyfarm.storage import OutputStore
+from comfyfarm.storage.keys import job_output_key, result_key
+from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
+from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
+from comfyfarm.worker.inputs import upload_inputs
+from comfyfarm.worker.progress import ProgressEstimator
 
 log = logging.getLogger(__name__)
 

@@ -27,16 +27,16 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
 
-from tasks.app import make_app
-from tasks.connect import redis_client
-from tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
-from tasks.settings import Settings
-from worker import task as job_task
-from worker import webhook_task
-from worker.comfy.client import ComfyClient
-from worker.health import HealthMonitor
-from worker.registry import SchemaPublisher, WorkerRegistry
-from worker.runner import cancel_prompt
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.tasks.app import make_app
+from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker import task as job_task
+from comfyfarm.worker import webhook_task
+from comfyfarm.worker.health import HealthMonitor
+from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
+from comfyfarm.worker.runner import cancel_prompt
 
 log = logging.getLogger(__name__)
 

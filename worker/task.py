@@ -1,4 +1,4 @@
-"""The Celery task: a thin shell around :func:`worker.runner.run_job`.
+"""The Celery task: a thin shell around :func:`comfyfarm.worker.runner.run_job`.
 
 It handles only what Celery must: decoding the payload, the job lease, progress as Celery state and
 task events, cancel checks, retries of retryable failures with backoff, the final record, and
@@ -36,9 +36,13 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from tasks.connect import redis_client
-from tasks.errors import JobSpecError, PayloadError
-from tasks.keys import (
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import ComfyPermanent, ComfyRetryable
+from comfyfarm.storage import OutputStore, open_store
+from comfyfarm.storage.base import StorageError, StorageUnavailable
+from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.errors import JobSpecError, PayloadError
+from comfyfarm.tasks.keys import (
     DeadLetter,
     Lease,
     cancel_requested,
@@ -48,19 +52,15 @@ from tasks.keys import (
     submission_count_key,
     submission_key,
 )
-from tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec
-from tasks.names import PROGRESS_EVENT, RUN_JOB
-from tasks.routing import SHARED_QUEUE
-from tasks.settings import Settings
-from worker import webhook_task
-from worker.comfy.client import ComfyClient
-from worker.comfy.errors import ComfyPermanent, ComfyRetryable
-from worker.copies import claim_lease, is_watch, send_watch
-from worker.inputs import InputFileError, InputUnavailable
-from worker.progress_sender import ProgressSender
-from worker.runner import JobContext, build_result, cancel_prompt, run_job, write_result
-from worker.storage import OutputStore, open_store
-from worker.storage.base import StorageError, StorageUnavailable
+from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec
+from comfyfarm.tasks.names import PROGRESS_EVENT, RUN_JOB
+from comfyfarm.tasks.routing import SHARED_QUEUE
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker import webhook_task
+from comfyfarm.worker.copies import claim_lease, is_watch, send_watch
+from comfyfarm.worker.inputs import InputFileError, InputUnavailable
+from comfyfarm.worker.progress_sender import ProgressSender
+from comfyfarm.worker.runner import JobContext, build_result, cancel_prompt, run_job, write_result
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class JobFailed(Exception):
 
     The message is what Flower shows ("ExecutionFailed: node 3 (KSampler): ..."); ``error`` is
     the JobResult's error dict. Celery stores only the message, so the JobResult itself is kept
-    under ``tasks.keys.job_result_key`` for producers.
+    under ``comfyfarm.tasks.keys.job_result_key`` for producers.
     """
 
     def __init__(self, message: str, *, job_id: str = "", error: dict[str, Any] | None = None):
@@ -303,7 +303,7 @@ def _conclude(
 
 
 def _enqueue_webhook(task: Task, spec: JobSpec, body: dict[str, Any]) -> None:
-    """Hand the webhook to ``worker.webhook_task``; the job is done either way."""
+    """Hand the webhook to ``comfyfarm.worker.webhook_task``; the job is done either way."""
     assert spec.webhook_url is not None
     try:
         webhook_task.enqueue(task.app, spec.webhook_url, body, job_id=spec.job_id)

@@ -2,7 +2,7 @@
 
 The job's pool process only enqueues it — one small message on the shared queue at the highest
 priority — and goes on to the next job, so a receiver that is slow or down never holds a GPU's
-pipeline slot. Each attempt is one POST (``worker.webhook.post_once``, at most ``TIMEOUT``
+pipeline slot. Each attempt is one POST (``comfyfarm.worker.webhook.post_once``, at most ``TIMEOUT``
 seconds); a failed one is retried after 2, 4, 8 … 64 s as a Celery countdown, which waits in a
 worker's memory, not in a pool process. After ``ATTEMPTS`` attempts, or a 4xx answer, it gives up
 with a warning. Delivery is at least once: receivers de-duplicate by ``Comfyfarm-Webhook-Id``.
@@ -16,9 +16,9 @@ from typing import Any
 
 from celery import Celery, Task
 
-from tasks.names import DELIVER_WEBHOOK
-from tasks.routing import MAX_PRIORITY, SHARED_QUEUE, celery_priority
-from worker.webhook import Attempt, post_once
+from comfyfarm.tasks.names import DELIVER_WEBHOOK
+from comfyfarm.tasks.routing import MAX_PRIORITY, SHARED_QUEUE, celery_priority
+from comfyfarm.worker.webhook import Attempt, post_once
 
 log = logging.getLogger(__name__)
 

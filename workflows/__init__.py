@@ -9,8 +9,8 @@ The producer side and the ``comfyfarm`` commands use only the names exported her
     validate_prompt(prompt, schema)                              # -> list[Problem]
 """
 
-from workflows.convert import convert_ui_to_api
-from workflows.errors import (
+from comfyfarm.workflows.convert import convert_ui_to_api
+from comfyfarm.workflows.errors import (
     ConversionError,
     InputFileError,
     ParameterError,
@@ -20,14 +20,14 @@ from workflows.errors import (
     WorkflowFormatError,
     WorkflowNotFound,
 )
-from workflows.formats import Workflow, detect_format, load_workflow
-from workflows.inputs import MAX_INPUT_BYTES, InputRef
-from workflows.library import find_workflow, list_workflows
-from workflows.params import ParamDef, ParamSet
-from workflows.prepare import PreparedJob, prepare_jobs, workflow_params
-from workflows.problems import Problem
-from workflows.schema import SchemaSource
-from workflows.validate import validate_prompt
+from comfyfarm.workflows.formats import Workflow, detect_format, load_workflow
+from comfyfarm.workflows.inputs import MAX_INPUT_BYTES, InputRef
+from comfyfarm.workflows.library import find_workflow, list_workflows
+from comfyfarm.workflows.params import ParamDef, ParamSet
+from comfyfarm.workflows.prepare import PreparedJob, prepare_jobs, workflow_params
+from comfyfarm.workflows.problems import Problem
+from comfyfarm.workflows.schema import SchemaSource
+from comfyfarm.workflows.validate import validate_prompt
 
 __all__ = [
     "MAX_INPUT_BYTES",

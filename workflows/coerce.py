@@ -16,10 +16,10 @@ import math
 import random
 from typing import Any
 
-from workflows.errors import ParameterError
-from workflows.models import known_models, model_folder
-from workflows.problems import Problem, Target
-from workflows.schema import InputSpec, SchemaSource
+from comfyfarm.workflows.errors import ParameterError
+from comfyfarm.workflows.models import known_models, model_folder
+from comfyfarm.workflows.problems import Problem, Target
+from comfyfarm.workflows.schema import InputSpec, SchemaSource
 
 # Random values stay within what every JSON reader can represent exactly (JavaScript included).
 MAX_RANDOM = 2**53 - 1

@@ -7,7 +7,7 @@
 (mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote, and the organising nodes
 of popular packs: KJNodes' SetNode/GetNode, rgthree's reroute, muters, bypassers, labels):
 
-- widget values by schema input order (``workflows.widgets``),
+- widget values by schema input order (``comfyfarm.workflows.widgets``),
 - each input socket resolved backwards (``workflows.execgraph``): through reroutes, GetNode →
   SetNode of the same name (own graph first, then the graphs around it), bypassed nodes
   (to their first input of a matching type), subgraph boundaries and promoted widgets; a
@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from workflows.convert_groups import GroupNodeDef, GroupScope
-from workflows.errors import ConversionError
-from workflows.execgraph import (
+from comfyfarm.workflows.convert_groups import GroupNodeDef, GroupScope
+from comfyfarm.workflows.errors import ConversionError
+from comfyfarm.workflows.execgraph import (
     ExecNode,
     GraphScope,
     LinkRef,
@@ -37,9 +37,9 @@ from workflows.execgraph import (
     bypass_slot,
     primitive_value,
 )
-from workflows.problems import Problem
-from workflows.schema import SchemaSource
-from workflows.uigraph import (
+from comfyfarm.workflows.problems import Problem
+from comfyfarm.workflows.schema import SchemaSource
+from comfyfarm.workflows.uigraph import (
     GET_NODE,
     MODE_BYPASS,
     MODE_NEVER,
@@ -49,7 +49,7 @@ from workflows.uigraph import (
     UINode,
     node_key,
 )
-from workflows.widgets import widget_inputs, wrap_value
+from comfyfarm.workflows.widgets import widget_inputs, wrap_value
 
 MAX_DEPTH = 32  # subgraphs inside subgraphs; deeper means a definition that contains itself
 

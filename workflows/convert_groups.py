@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from workflows.errors import ConversionError
-from workflows.execgraph import ExecNode, Resolved, Resolver, Scope
-from workflows.problems import Problem
-from workflows.schema import InputSpec, NodeSchema, SchemaSource
-from workflows.uigraph import InputSlot, UINode, node_key
-from workflows.widgets import is_control_value
+from comfyfarm.workflows.errors import ConversionError
+from comfyfarm.workflows.execgraph import ExecNode, Resolved, Resolver, Scope
+from comfyfarm.workflows.problems import Problem
+from comfyfarm.workflows.schema import InputSpec, NodeSchema, SchemaSource
+from comfyfarm.workflows.uigraph import InputSlot, UINode, node_key
+from comfyfarm.workflows.widgets import is_control_value
 
 
 @dataclass(frozen=True)

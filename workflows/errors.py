@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workflows.problems import Problem, general
+from comfyfarm.workflows.problems import Problem, general
 
 
 class WorkflowError(Exception):

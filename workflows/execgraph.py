@@ -17,7 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from workflows.uigraph import SUBGRAPH_INPUT_ID, SUBGRAPH_OUTPUT_ID, UIGraph, UILink, UINode
+from comfyfarm.workflows.uigraph import (
+    SUBGRAPH_INPUT_ID,
+    SUBGRAPH_OUTPUT_ID,
+    UIGraph,
+    UILink,
+    UINode,
+)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from workflows.errors import WorkflowError, WorkflowFormatError
-from workflows.problems import general
-from workflows.schema import SchemaSource
-from workflows.uigraph import is_ui_link_list
+from comfyfarm.workflows.errors import WorkflowError, WorkflowFormatError
+from comfyfarm.workflows.problems import general
+from comfyfarm.workflows.schema import SchemaSource
+from comfyfarm.workflows.uigraph import is_ui_link_list
 
 Format = Literal["api", "ui"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -50,7 +50,7 @@ class Workflow:
                     )
                 ]
             )
-        from workflows.convert import convert_ui_to_api
+        from comfyfarm.workflows.convert import convert_ui_to_api
 
         return convert_ui_to_api(self.data, schema)
 
@@ -113,7 +113,7 @@ def load_workflow(source: Path | str | Mapping[str, Any]) -> Workflow:
     """Load a workflow from a path, a library name (``sd15_text2image``) or a dict."""
     if isinstance(source, Mapping):
         return parse_workflow(dict(source), name="workflow")
-    from workflows.library import find_workflow
+    from comfyfarm.workflows.library import find_workflow
 
     path = find_workflow(source)
     name = _workflow_name(path)

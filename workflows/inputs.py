@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workflows.errors import InputFileError
-from workflows.schema import InputSpec
+from comfyfarm.workflows.errors import InputFileError
+from comfyfarm.workflows.schema import InputSpec
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")

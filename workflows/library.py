@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from workflows.errors import WorkflowNotFound
+from comfyfarm.workflows.errors import WorkflowNotFound
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 

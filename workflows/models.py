@@ -7,7 +7,7 @@ folder names; ``SchemaSource.models`` may carry the actual ``/models/{folder}`` 
 
 from __future__ import annotations
 
-from workflows.schema import InputSpec, SchemaSource
+from comfyfarm.workflows.schema import InputSpec, SchemaSource
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workflows.errors import ParameterError
-from workflows.problems import Target, general
-from workflows.schema import InputSpec, SchemaSource
+from comfyfarm.workflows.errors import ParameterError
+from comfyfarm.workflows.problems import Target, general
+from comfyfarm.workflows.schema import InputSpec, SchemaSource
 
 _INDEXED = re.compile(r"^(?P<base>.*)\[(?P<index>-?\d+)\]$")
 _INDEX_PREFIX = re.compile(r"^\[(-?\d+)\]")

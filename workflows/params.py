@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from workflows.errors import WorkflowFormatError
-from workflows.schema import SchemaSource
+from comfyfarm.workflows.errors import WorkflowFormatError
+from comfyfarm.workflows.schema import SchemaSource
 
 SAMPLER_PARAMS: dict[str, tuple[str, ...]] = {
     "seed": ("seed", "noise_seed"),

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workflows.coerce import RANDOM, coerce_value, random_int
-from workflows.errors import ParameterError, PromptInvalid, WorkflowError
-from workflows.formats import Workflow, load_workflow
-from workflows.inputs import InputRef, check_input_file, names_a_file
-from workflows.overrides import (
+from comfyfarm.workflows.coerce import RANDOM, coerce_value, random_int
+from comfyfarm.workflows.errors import ParameterError, PromptInvalid, WorkflowError
+from comfyfarm.workflows.formats import Workflow, load_workflow
+from comfyfarm.workflows.inputs import InputRef, check_input_file, names_a_file
+from comfyfarm.workflows.overrides import (
     Setting,
     input_spec,
     is_address,
@@ -31,11 +31,11 @@ from workflows.overrides import (
     set_input,
     set_pointer,
 )
-from workflows.params import LOAD_IMAGE_TYPES, ParamSet, infer_params, load_sidecar
-from workflows.problems import Problem, Target, general
-from workflows.schema import InputSpec, SchemaSource
-from workflows.sweeps import MAX_JOBS, expand, parse_sweep
-from workflows.validate import validate_prompt
+from comfyfarm.workflows.params import LOAD_IMAGE_TYPES, ParamSet, infer_params, load_sidecar
+from comfyfarm.workflows.problems import Problem, Target, general
+from comfyfarm.workflows.schema import InputSpec, SchemaSource
+from comfyfarm.workflows.sweeps import MAX_JOBS, expand, parse_sweep
+from comfyfarm.workflows.validate import validate_prompt
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from workflows.errors import SchemaUnavailable
+from comfyfarm.workflows.errors import SchemaUnavailable
 
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 # The editor gives these inputs a control_after_generate widget even when the schema does not ask.

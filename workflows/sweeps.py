@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from workflows.errors import ParameterError
-from workflows.overrides import Setting, parse_value, split_assignment
-from workflows.problems import general
+from comfyfarm.workflows.errors import ParameterError
+from comfyfarm.workflows.overrides import Setting, parse_value, split_assignment
+from comfyfarm.workflows.problems import general
 
 MAX_JOBS = 100_000  # a typo like 1..10000000 should fail, not fill the broker
 _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*(?::\s*(-?[\d.]+)\s*)?$")

@@ -19,9 +19,9 @@ import difflib
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from workflows.coerce import combo_problem
-from workflows.problems import Problem, Target, general
-from workflows.schema import InputSpec, NodeSchema, SchemaSource, types_match
+from comfyfarm.workflows.coerce import combo_problem
+from comfyfarm.workflows.problems import Problem, Target, general
+from comfyfarm.workflows.schema import InputSpec, NodeSchema, SchemaSource, types_match
 
 
 def validate_prompt(

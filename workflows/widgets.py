@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workflows.schema import InputSpec, NodeSchema
+from comfyfarm.workflows.schema import InputSpec, NodeSchema
 
 # What a control_after_generate slot holds; very old workflows stored a boolean there.
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})

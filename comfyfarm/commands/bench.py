@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from comfyfarm.bench.results import QUICK, Plan, machine_line, measure, render, replace_section
+    from comfyfarm_bench.results import QUICK, Plan, machine_line, measure, render, replace_section
 
     path = Path(args.write) if args.write else None
     if path is not None:  # before minutes of measuring, not after
@@ -122,8 +122,8 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _throughput(args: argparse.Namespace) -> int:
-    from comfyfarm.bench.report import print_json_lines, throughput_table
-    from comfyfarm.bench.throughput import ThroughputOptions, parse_modes, run_throughput
+    from comfyfarm_bench.report import print_json_lines, throughput_table
+    from comfyfarm_bench.throughput import ThroughputOptions, parse_modes, run_throughput
 
     args.jobs = THROUGHPUT_JOBS if args.jobs is None else args.jobs
     args.job_ms = THROUGHPUT_JOB_MS if args.job_ms is None else args.job_ms
@@ -161,7 +161,7 @@ def _throughput(args: argparse.Namespace) -> int:
 def _enqueue(args: argparse.Namespace) -> int:
     import json
 
-    from comfyfarm.bench.enqueue import enqueue_dict, run_enqueue
+    from comfyfarm_bench.enqueue import enqueue_dict, run_enqueue
 
     try:
         outcome = run_enqueue(args.count, broker_url=args.broker_url, chunk_size=args.chunk)
@@ -175,7 +175,7 @@ def _enqueue(args: argparse.Namespace) -> int:
 def _outputs(args: argparse.Namespace) -> int:
     import json
 
-    from comfyfarm.bench.outputs import run_outputs
+    from comfyfarm_bench.outputs import run_outputs
 
     try:
         figures = run_outputs(args.size_mb, repeats=args.repeats)
@@ -187,7 +187,7 @@ def _outputs(args: argparse.Namespace) -> int:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from comfyfarm.bench.soak import SoakError, SoakOptions, run_soak, summary_json
+    from comfyfarm_bench.soak import SoakError, SoakOptions, run_soak, summary_json
 
     try:
         options = SoakOptions(

@@ -12,6 +12,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from producer.cli import cancel_command
+    from comfyfarm.producer.cli import cancel_command
 
     return cancel_command(args)

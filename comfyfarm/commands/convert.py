@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from workflows import SchemaSource
+    from comfyfarm.workflows import SchemaSource
 
 
 def add_schema_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ NO_SCHEMA = "error: node schemas are needed: give --comfy-url URL or --object-in
 
 def load_schema(args: argparse.Namespace) -> SchemaSource | None:
     """The SchemaSource the arguments name, None when none is given (raises WorkflowError)."""
-    from workflows import SchemaSource
+    from comfyfarm.workflows import SchemaSource
 
     if args.object_info:
         return SchemaSource.from_file(args.object_info)
@@ -57,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workflows import WorkflowError, load_workflow
+    from comfyfarm.workflows import WorkflowError, load_workflow
 
     try:
         workflow = load_workflow(args.workflow)

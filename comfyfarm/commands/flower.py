@@ -89,8 +89,8 @@ def is_loopback(address: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.app import make_app
-    from tasks.settings import Settings
+    from comfyfarm.tasks.app import make_app
+    from comfyfarm.tasks.settings import Settings
 
     settings = Settings.from_env()
     try:

@@ -13,6 +13,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from producer.cli import result_command
+    from comfyfarm.producer.cli import result_command
 
     return result_command(args)

@@ -75,14 +75,14 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.models import InputFile, JobProgress, JobSpec
-    from worker.comfy.client import ComfyClient
-    from worker.comfy.errors import ComfyError
-    from worker.inputs import InputFileError
-    from worker.runner import JobContext, run_job
-    from worker.storage import open_store
-    from worker.storage.base import StorageError
-    from workflows import SchemaSource, SchemaUnavailable, WorkflowError, prepare_jobs
+    from comfyfarm.comfy.client import ComfyClient
+    from comfyfarm.comfy.errors import ComfyError
+    from comfyfarm.storage import open_store
+    from comfyfarm.storage.base import StorageError
+    from comfyfarm.tasks.models import InputFile, JobProgress, JobSpec
+    from comfyfarm.worker.inputs import InputFileError
+    from comfyfarm.worker.runner import JobContext, run_job
+    from comfyfarm.workflows import SchemaSource, SchemaUnavailable, WorkflowError, prepare_jobs
 
     client = ComfyClient(args.comfy_url.rstrip("/"))
     try:

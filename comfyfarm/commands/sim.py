@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simulator.cli import add_arguments, serve
+from comfyfarm.simulator.cli import add_arguments, serve
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

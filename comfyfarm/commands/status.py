@@ -10,6 +10,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from producer.cli import status_command
+    from comfyfarm.producer.cli import status_command
 
     return status_command(args)

@@ -34,6 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from producer.cli import submit_command
+    from comfyfarm.producer.cli import submit_command
 
     return submit_command(args)

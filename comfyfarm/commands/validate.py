@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from comfyfarm.commands.convert import NO_SCHEMA, add_schema_arguments, load_schema
 
 if TYPE_CHECKING:
-    from workflows import ParamSet
+    from comfyfarm.workflows import ParamSet
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workflows import WorkflowError, load_workflow, prepare_jobs, workflow_params
+    from comfyfarm.workflows import WorkflowError, load_workflow, prepare_jobs, workflow_params
 
     report: dict[str, Any] = {"workflow": args.workflow, "valid": False, "jobs": 0}
     try:

@@ -39,8 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.settings import Settings
-    from worker.service import WorkerOptions, run_worker
+    from comfyfarm.tasks.settings import Settings
+    from comfyfarm.worker.service import WorkerOptions, run_worker
 
     options = WorkerOptions(
         comfy_url=args.comfy_url.rstrip("/"),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from comfyfarm.bench.figures import figures_of
-from comfyfarm.bench.record import JobTiming, ModeRun
-from comfyfarm.bench.report import format_table, throughput_table
-from comfyfarm.bench.throughput import parse_modes
-from comfyfarm.bench.timeline import Run
+from comfyfarm_bench.figures import figures_of
+from comfyfarm_bench.record import JobTiming, ModeRun
+from comfyfarm_bench.report import format_table, throughput_table
+from comfyfarm_bench.throughput import parse_modes
+from comfyfarm_bench.timeline import Run
 
 
 def record(mode: str, latencies: list[float], requested: int) -> ModeRun:

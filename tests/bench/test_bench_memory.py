@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from comfyfarm.bench.memory import PeakRssGrowth, rss_kib, tree_memory, with_descendants
+from comfyfarm_bench.memory import PeakRssGrowth, rss_kib, tree_memory, with_descendants
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 

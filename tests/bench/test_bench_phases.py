@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from comfyfarm.bench.phases import gap_phases
-from comfyfarm.bench.timeline import Run
+from comfyfarm_bench.phases import gap_phases
+from comfyfarm_bench.timeline import Run
 
 
 def test_phases_add_up_to_the_gap() -> None:

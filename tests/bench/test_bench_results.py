@@ -6,8 +6,8 @@ import datetime
 from pathlib import Path
 
 import pytest
+from comfyfarm_bench.results import END, START, Row, machine_line, render, replace_section
 
-from comfyfarm.bench.results import END, START, Row, machine_line, render, replace_section
 from comfyfarm.cli import main
 
 ROWS = [

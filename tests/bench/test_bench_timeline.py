@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from comfyfarm.bench.timeline import (
+from comfyfarm_bench.timeline import (
     Run,
     Spread,
     idle_gaps,
@@ -107,7 +106,7 @@ def test_runs_are_read_from_sim_stats_in_start_order() -> None:
 
 def test_balance_counts_jobs_per_instance_and_the_idle_tail() -> None:
     """balance() gives executed jobs per instance, their spread, and each instance's idle tail."""
-    from comfyfarm.bench.timeline import balance
+    from comfyfarm_bench.timeline import balance
 
     fleet = [
         [Run("a", 0.0, 1.0), Run("b", 1.0, 2.0), Run("c", 2.0, 3.0)],

@@ -18,7 +18,8 @@ def test_demo_runs_a_sweep_end_to_end_with_embedded_services(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYFARM_")}
     env["COMFYFARM_STORAGE_URL"] = (tmp_path / "out").as_uri()
     done = subprocess.run(
-        [sys.executable, "-m", "comfyfarm", "demo", "--exit", "--jobs", "4", "--step-ms", "5"],
+        [sys.executable, "-P", "-m", "comfyfarm", "demo", "--exit", "--jobs", "4",
+         "--step-ms", "5"],
         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=170,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from farm_kit import Reaper, WorkerFactory, moto_server
 
+from comfyfarm.producer import Farm
 from comfyfarm.services import SimulatorProcess
-from producer import Farm
-from tasks.settings import Settings
+from comfyfarm.tasks.settings import Settings
 
 SimFactory = Callable[..., SimulatorProcess]
 

@@ -115,7 +115,7 @@ class WorkerFactory:
     ) -> WorkerProcess:
         name = name or f"w{len(self.started)}"
         argv = [
-            sys.executable, "-m", "comfyfarm", "worker",
+            sys.executable, "-P", "-m", "comfyfarm", "worker",
             "--comfy-url", sim.url, "--name", name, *args,
         ]  # fmt: skip
         proc = ManagedProcess(

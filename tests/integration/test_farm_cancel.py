@@ -5,10 +5,10 @@ from __future__ import annotations
 from celery.result import AsyncResult
 from farm_kit import WorkerFactory, executions, sim_stats, wait_until
 
-from producer import Farm
-from tasks.routing import worker_queue
-from worker.comfy.client import ComfyClient
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.routing import worker_queue
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
 def test_cancelled_queued_job_never_reaches_comfyui(

@@ -12,16 +12,16 @@ from urllib.parse import unquote, urlparse
 import redis
 from farm_kit import WorkerFactory, executions, wait_until
 
-from producer import Farm
-from tasks.keys import DeadLetter, push_dead_letter
-from tasks.schemas import load_schemas
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.keys import DeadLetter, push_dead_letter
+from comfyfarm.tasks.schemas import load_schemas
 
 
 def cli(
     workers: WorkerFactory, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "comfyfarm", *args],
+        [sys.executable, "-P", "-m", "comfyfarm", *args],
         env=workers.env(), capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -7,11 +7,11 @@ import requests
 from celery.result import AsyncResult
 from farm_kit import WorkerFactory, executions, wait_until
 
-from producer import Farm
-from tasks.models import new_job_id
-from tasks.names import RUN_JOB
-from tasks.routing import SHARED_QUEUE, worker_queue
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.models import new_job_id
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.routing import SHARED_QUEUE, worker_queue
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
 def test_node_error_fails_the_job_at_once_with_node_details(

@@ -6,8 +6,8 @@ import time
 
 from farm_kit import WorkerFactory, executions, wait_until
 
-from producer import Farm
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.producer import Farm
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
 def test_worker_leaves_jobs_queued_while_comfyui_is_down_and_resumes_when_back(

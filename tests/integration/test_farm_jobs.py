@@ -9,10 +9,10 @@ import redis
 import requests
 from farm_kit import WorkerFactory, path_of, png_bytes, sha256_of, wait_until
 
-from producer import Farm
-from tasks.models import JobProgress
-from tasks.schemas import load_schemas
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.models import JobProgress
+from comfyfarm.tasks.schemas import load_schemas
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
 def test_job_reports_progress_and_stores_verified_outputs(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from farm_kit import WorkerFactory, executions, sim_stats, wait_until
 
-from producer import Farm
-from tasks.keys import Lease, lease_key
-from tasks.keyspace import celery_result_key
-from tasks.models import new_job_id
-from tasks.routing import worker_queue
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.keys import Lease, lease_key
+from comfyfarm.tasks.keyspace import celery_result_key
+from comfyfarm.tasks.models import new_job_id
+from comfyfarm.tasks.routing import worker_queue
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 SHORT_LEASE = {"COMFYFARM_LEASE_SECONDS": "1.5"}
 

@@ -8,8 +8,8 @@ import uuid
 import boto3
 from farm_kit import S3_ENV, WorkerFactory, sha256_of
 
-from producer import Farm
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.producer import Farm
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
 def test_outputs_land_in_s3_with_the_recorded_sha256(

@@ -6,8 +6,8 @@ from collections import Counter
 
 from farm_kit import WorkerFactory, executions
 
-from producer import Farm
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.producer import Farm
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
 def test_sweep_of_twenty_jobs_is_spread_over_three_workers(

@@ -6,9 +6,9 @@ import json
 
 from farm_kit import WebhookReceiver, WorkerFactory, wait_until
 
-from producer import Farm
-from worker.webhook import verify
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.producer import Farm
+from comfyfarm.worker.webhook import verify
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 SECRET = "s3cret-for-tests"
 

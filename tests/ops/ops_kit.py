@@ -18,7 +18,7 @@ import requests
 
 from comfyfarm.demo import FLOWER_READY
 from comfyfarm.services import WORKER_READY, ManagedProcess
-from workflows import PreparedJob, SchemaSource, prepare_jobs
+from comfyfarm.workflows import PreparedJob, SchemaSource, prepare_jobs
 
 REDIS_PASSWORD = "s3cret"
 START_TIMEOUT = 60.0
@@ -44,7 +44,7 @@ def worker_process(
 ) -> ManagedProcess:
     """``comfyfarm worker`` bound to ``comfy_url`` (not started); ``start()`` returns once it
     prints a line containing ``ready_mark``."""
-    argv = [sys.executable, "-m", "comfyfarm", "worker", "--comfy-url", comfy_url,
+    argv = [sys.executable, "-P", "-m", "comfyfarm", "worker", "--comfy-url", comfy_url,
             "--name", name, "--loglevel", "INFO"]  # fmt: skip
     return ManagedProcess(
         argv, ready=lambda line: ready_mark in line, name=f"worker {name}", env=env
@@ -53,7 +53,7 @@ def worker_process(
 
 def flower_process(env: dict[str, str], port: int, *extra: str) -> ManagedProcess:
     """``comfyfarm flower`` on loopback ``port`` (not started yet)."""
-    argv = [sys.executable, "-m", "comfyfarm", "flower", "--port", str(port), *extra]
+    argv = [sys.executable, "-P", "-m", "comfyfarm", "flower", "--port", str(port), *extra]
     return ManagedProcess(argv, ready=lambda line: FLOWER_READY in line, name="flower", env=env)
 
 

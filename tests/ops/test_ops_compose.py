@@ -32,8 +32,8 @@ from compose_kit import (
 
 from comfyfarm.cli import COMMANDS
 from comfyfarm.commands.flower import FlowerRefused, flower_argv, is_loopback
-from tasks.app import SOFT_SHUTDOWN_SECONDS
-from tasks.settings import Settings
+from comfyfarm.tasks.app import SOFT_SHUTDOWN_SECONDS
+from comfyfarm.tasks.settings import Settings
 
 ENV = {"REDIS_PASSWORD": "compose-redis-pw-1f2e", "FLOWER_BASIC_AUTH": "admin:compose-flower-pw"}
 COMFYUI_PORT = 8188

@@ -31,10 +31,10 @@ from ops_kit import (
 )
 
 from comfyfarm.commands import flower as flower_command
+from comfyfarm.producer import Farm
 from comfyfarm.services import ManagedProcess, RedisServer, SimulatorProcess, free_port
-from producer import Farm
-from tasks.names import RUN_JOB
-from tasks.settings import Settings
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.settings import Settings
 
 USER, PASSWORD = "ops", "flower-pw-7431"
 WORKER = "ops-flower"

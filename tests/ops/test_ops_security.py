@@ -29,13 +29,13 @@ from ops_kit import (
     worker_process,
 )
 
+from comfyfarm.producer import Farm, SubmitError
+from comfyfarm.producer.build import build_spec
 from comfyfarm.services import ManagedProcess, RedisServer, SimulatorProcess
-from producer import Farm, SubmitError
-from producer.build import build_spec
-from tasks.names import RUN_JOB
-from tasks.routing import SHARED_QUEUE
-from tasks.settings import Settings
-from workflows import PreparedJob
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.routing import SHARED_QUEUE
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.workflows import PreparedJob
 
 WEBHOOK_SECRET = "topsecret-xyz"
 WORKER = "ops-sec"
@@ -211,7 +211,7 @@ def test_webhook_secret_signs_but_is_never_logged(
     secure_farm: SecureFarm, webhook_url: str
 ) -> None:
     """The webhook arrives signed with COMFYFARM_WEBHOOK_SECRET; the secret is in no log or repr."""
-    from worker.webhook import verify
+    from comfyfarm.worker.webhook import verify
 
     with Farm(secure_farm.settings) as farm:
         job = farm.submit(secure_farm.job(5), webhook_url=webhook_url)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from producer import Farm
-from tasks.settings import Settings
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.settings import Settings
 
 
 @pytest.fixture

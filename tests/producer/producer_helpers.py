@@ -9,9 +9,9 @@ from typing import Any
 
 import redis
 
-from producer import Farm, Job
-from tasks.models import JobProgress, JobResult, OutputRecord, Timings
-from tasks.routing import queue_keys
+from comfyfarm.producer import Farm, Job
+from comfyfarm.tasks.models import JobProgress, JobResult, OutputRecord, Timings
+from comfyfarm.tasks.routing import queue_keys
 
 PROMPT: dict[str, Any] = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import redis
-
-from producer.bench_enqueue import bench_enqueue
+from comfyfarm_bench.enqueue_bench import bench_enqueue
 
 
 def test_bench_enqueue_counts_and_cleans_up(redis_url: str) -> None:

@@ -10,11 +10,10 @@ import pytest
 import redis
 from producer_helpers import PROMPT, body_of, progress, result, write_state
 
-import producer.waiting
-from producer import Farm, JobTimeout
-from tasks.keys import cancel_requested
-from tasks.keyspace import job_result_key
-from tasks.models import PROGRESS_STATE, JobProgress
+from comfyfarm.producer import Farm, JobTimeout, waiting
+from comfyfarm.tasks.keys import cancel_requested
+from comfyfarm.tasks.keyspace import job_result_key
+from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress
 
 
 def test_wait_streams_progress_and_returns_the_result(farm: Farm) -> None:
@@ -52,7 +51,7 @@ def test_wait_times_out_cleanly(farm: Farm) -> None:
 
 def test_wait_falls_back_to_polling(farm: Farm, monkeypatch: pytest.MonkeyPatch) -> None:
     """A state change whose message was missed is still seen by the periodic re-read."""
-    monkeypatch.setattr(producer.waiting, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr(waiting, "POLL_SECONDS", 0.1)
     job = farm.submit(PROMPT)
     write_state(farm, job, PROGRESS_STATE, progress(job, 5).to_dict())
     key = farm.app.backend.get_key_for_task(job.job_id)
@@ -158,7 +157,7 @@ def test_finished_jobs_are_not_cancelled(farm: Farm, rds: redis.Redis) -> None:
 
 def test_job_handle_by_id(farm: Farm) -> None:
     """farm.job() accepts canonical ids only."""
-    from tasks.errors import JobSpecError
+    from comfyfarm.tasks.errors import JobSpecError
 
     job = farm.submit(PROMPT)
     assert farm.job(job.job_id) == job

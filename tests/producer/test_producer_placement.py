@@ -11,10 +11,10 @@ import pytest
 import redis
 from producer_helpers import all_messages
 
-from producer.placement import place_jobs
-from tasks.registry import register_worker
-from tasks.schemas import PublishedSchema, publish_schema
-from workflows import PreparedJob, PromptInvalid, prepare_jobs
+from comfyfarm.producer.placement import place_jobs
+from comfyfarm.tasks.registry import register_worker
+from comfyfarm.tasks.schemas import PublishedSchema, publish_schema
+from comfyfarm.workflows import PreparedJob, PromptInvalid, prepare_jobs
 
 OBJECT_INFO = Path(__file__).resolve().parents[1] / "protocol" / "object_info.json"
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"

@@ -12,11 +12,11 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from producer_helpers import PROMPT
 
-from producer import Farm, SubmitError
-from tasks.app import make_app
-from tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec, Timings
-from tasks.names import RUN_JOB
-from tasks.settings import Settings
+from comfyfarm.producer import Farm, SubmitError
+from comfyfarm.tasks.app import make_app
+from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress, JobResult, JobSpec, Timings
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.settings import Settings
 
 
 def register_stand_in(app: Celery) -> None:

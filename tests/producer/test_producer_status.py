@@ -6,10 +6,10 @@ import time
 
 from producer_helpers import PROMPT
 
-from producer import Farm
-from tasks.keys import DeadLetter, Lease, WorkerInfo, push_dead_letter, register_worker
-from tasks.keyspace import lease_key
-from tasks.routing import SHARED_QUEUE, worker_queue
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.keys import DeadLetter, Lease, WorkerInfo, push_dead_letter, register_worker
+from comfyfarm.tasks.keyspace import lease_key
+from comfyfarm.tasks.routing import SHARED_QUEUE, worker_queue
 
 
 def test_queue_depths_by_queue_and_priority(farm: Farm) -> None:

@@ -12,12 +12,12 @@ import pytest
 import redis
 from producer_helpers import PROMPT, all_messages, body_of, queued_messages
 
-from producer import Farm, build_spec
-from tasks.errors import JobSpecError, QueueNameError
-from tasks.keyspace import job_key
-from tasks.models import InputFile, JobSpec, new_job_id
-from tasks.names import RUN_JOB
-from tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
+from comfyfarm.producer import Farm, build_spec
+from comfyfarm.tasks.errors import JobSpecError, QueueNameError
+from comfyfarm.tasks.keyspace import job_key
+from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 
 
 def test_submit_puts_one_json_message_that_round_trips(farm: Farm, rds: redis.Redis) -> None:

@@ -10,10 +10,9 @@ import time
 import pytest
 from producer_helpers import PROMPT, progress, result, write_state
 
-import producer.waiting
-from producer import Farm, WaitTimeout
-from tasks.models import PROGRESS_STATE, JobProgress
-from tasks.settings import Settings
+from comfyfarm.producer import Farm, WaitTimeout, waiting
+from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress
+from comfyfarm.tasks.settings import Settings
 
 
 def test_results_come_in_finishing_order(farm: Farm) -> None:
@@ -73,7 +72,7 @@ def test_a_missed_message_is_caught_by_the_periodic_read(
     farm: Farm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A result stored without its PUBLISH is still found by the re-read of pending states."""
-    monkeypatch.setattr(producer.waiting, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr(waiting, "POLL_SECONDS", 0.1)
     [job] = farm.submit_many([PROMPT])
     write_state(farm, job, PROGRESS_STATE, progress(job, 5).to_dict())
     key = farm.app.backend.get_key_for_task(job.job_id).decode()
@@ -128,7 +127,6 @@ def test_unknown_job_ids_are_refused_before_waiting(farm: Farm) -> None:
     """A malformed id is a JobSpecError at the call, not a wait that never ends."""
     with pytest.raises(ValueError, match="job_id"):
         farm.as_completed(["not-a-uuid"], timeout=1)
-
 
 
 def test_no_timeout_once_every_job_has_finished(farm: Farm) -> None:

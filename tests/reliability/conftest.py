@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from farm_kit import Reaper, WorkerFactory  # noqa: E402
 
+from comfyfarm.producer import Farm  # noqa: E402
 from comfyfarm.services import SimulatorProcess  # noqa: E402
-from producer import Farm  # noqa: E402
-from tasks.settings import Settings  # noqa: E402
+from comfyfarm.tasks.settings import Settings  # noqa: E402
 
 SimFactory = Callable[..., SimulatorProcess]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import requests
 from farm_kit import WorkerProcess, wait_until
 
+from comfyfarm.producer import Job
 from comfyfarm.services import SimulatorProcess
-from producer import Job
-from workflows import PreparedJob, SchemaSource, prepare_jobs
+from comfyfarm.workflows import PreparedJob, SchemaSource, prepare_jobs
 
 
 def text2image(sim: SimulatorProcess, steps: int = 20) -> PreparedJob:

@@ -27,20 +27,20 @@ import pytest
 from farm_kit import png_bytes
 from rel_kit import arm
 
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import ComfyUnavailable, UnsafeOutputPath
+from comfyfarm.producer import Farm
 from comfyfarm.services import SimulatorProcess
-from producer import Farm
-from tasks.errors import JobSpecError
-from tasks.keyspace import celery_result_key
-from tasks.models import InputFile, JobSpec, new_job_id
-from tasks.settings import Settings
-from worker.comfy.client import ComfyClient
-from worker.comfy.errors import ComfyUnavailable, UnsafeOutputPath
-from worker.inputs import InputFileError as WorkerInputError
-from worker.inputs import read_input
-from worker.runner import JobContext, run_job
-from worker.storage import open_store
-from workflows import SchemaSource, WorkflowError, prepare_jobs
-from workflows.inputs import check_input_file
+from comfyfarm.storage import open_store
+from comfyfarm.tasks.errors import JobSpecError
+from comfyfarm.tasks.keyspace import celery_result_key
+from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker.inputs import InputFileError as WorkerInputError
+from comfyfarm.worker.inputs import read_input
+from comfyfarm.worker.runner import JobContext, run_job
+from comfyfarm.workflows import SchemaSource, WorkflowError, prepare_jobs
+from comfyfarm.workflows.inputs import check_input_file
 
 TESTS = Path(__file__).resolve().parents[1]
 SEED_API = TESTS / "seed" / "SD1.5_text2image_API.json"
@@ -74,7 +74,7 @@ class Ctx:
         return {**spec, **changes}
 
     def farm_spec(self, prepared: Any) -> dict[str, Any]:
-        from producer import build_spec
+        from comfyfarm.producer import build_spec
 
         return build_spec(prepared, settings=self.farm.settings).to_dict()  # type: ignore[call-arg]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from farm_kit import WorkerFactory, executions, path_of, wait_until
 from rel_kit import running_on, text2image
 
-from producer import Farm
+from comfyfarm.producer import Farm
 
 
 def test_cancel_of_a_finished_job_changes_nothing(

@@ -12,8 +12,8 @@ import time
 from farm_kit import WorkerFactory, executions, wait_until
 from rel_kit import Supervisor, arm, running_on, text2image
 
-from producer import Farm
-from tasks.settings import Settings
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.settings import Settings
 
 
 def test_hung_comfyui_is_interrupted_at_the_stall_timeout_and_the_worker_goes_on(
@@ -105,7 +105,7 @@ def test_comfyui_crashing_on_every_job_fails_it_after_the_retries_and_parks_it(
         COMFYFARM_KEY_PREFIX=settings.key_prefix,
         COMFYFARM_STORAGE_URL=settings.storage_url,
     )
-    cli = [sys.executable, "-m", "comfyfarm", "status"]
+    cli = [sys.executable, "-P", "-m", "comfyfarm", "status"]
     as_json = subprocess.run([*cli, "--json"], env=env, capture_output=True, text=True, timeout=60)
     body = json.loads(as_json.stdout)
     assert as_json.returncode == (0 if body["serving"] else 1), as_json.stderr  # a health check

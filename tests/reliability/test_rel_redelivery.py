@@ -9,8 +9,8 @@ from pathlib import Path
 from farm_kit import WorkerFactory, executions, path_of, sim_stats, wait_until
 from rel_kit import files_of, kill_group, running_on, text2image
 
-from producer import Farm
-from tasks.settings import Settings
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.settings import Settings
 
 
 def test_job_of_a_worker_killed_with_sigkill_is_redelivered_and_completes_once(

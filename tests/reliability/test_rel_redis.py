@@ -9,10 +9,10 @@ from pathlib import Path
 from farm_kit import WorkerFactory, executions
 from rel_kit import running_on, text2image
 
+from comfyfarm.producer import Farm
 from comfyfarm.services import RedisServer
-from producer import Farm
-from tasks.models import JobResult
-from tasks.settings import Settings
+from comfyfarm.tasks.models import JobResult
+from comfyfarm.tasks.settings import Settings
 
 
 def test_redis_restart_loses_no_job_and_everyone_reconnects(

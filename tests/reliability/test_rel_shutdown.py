@@ -7,7 +7,7 @@ import signal
 from farm_kit import WorkerFactory, executions, sim_stats
 from rel_kit import running_on, text2image
 
-from producer import Farm
+from comfyfarm.producer import Farm
 
 SOFT = {"REMAP_SIGTERM": "SIGQUIT"}  # as in docker-compose.yml
 

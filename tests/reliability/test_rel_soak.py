@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 
-from comfyfarm.bench.soak_ledger import ExecutionLedger
+from comfyfarm_bench.soak_ledger import ExecutionLedger
 
 
 def _run(
@@ -60,7 +60,7 @@ def test_a_shorter_answer_never_replaces_a_longer_timeline() -> None:
 
 def test_short_soak_loses_nothing_and_runs_nothing_twice() -> None:
     """200 jobs through crashes, hangs, dropped sockets and worker kills: every job ends, once."""
-    argv = [sys.executable, "-m", "comfyfarm", "bench", "soak", "--json",
+    argv = [sys.executable, "-P", "-m", "comfyfarm", "bench", "soak", "--json",
             "--jobs", "200", "--workers", "3", "--fault-rate", "0.03", "--kill-every", "12",
             "--seed", "7", "--timeout", "75", "--settle", "9"]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=110, check=False)

@@ -8,8 +8,8 @@ from pathlib import Path
 from farm_kit import WorkerFactory, executions, path_of, wait_until
 from rel_kit import arm, files_of, text2image
 
-from producer import Farm
-from worker.storage.keys import TEMP_PREFIX
+from comfyfarm.producer import Farm
+from comfyfarm.storage.keys import TEMP_PREFIX
 
 
 def test_view_500_on_the_first_download_is_retried_and_collected(

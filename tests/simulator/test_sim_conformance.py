@@ -111,7 +111,7 @@ def _upload(url: str, name: str, data: bytes, **fields: str) -> requests.Respons
 
 def test_uploads_and_load_image_match_trace_05(sim):
     """Upload variants answer as recorded; LoadImage reads uploads, also from a subfolder."""
-    from simulator.images import encode_png
+    from comfyfarm.simulator.images import encode_png
 
     scenario = trace("05")
     png = encode_png(8, 6, (1, 2, 3), (4, 5, 6))

@@ -73,7 +73,7 @@ def test_webp_audio_and_text_outputs(sim):
 
 def test_img2img_with_lora_uses_uploaded_size(start_sim):
     """LoadImage -> VAEEncode -> KSampler -> VAEDecode keeps the uploaded picture's size."""
-    from simulator.images import encode_png
+    from comfyfarm.simulator.images import encode_png
 
     sim = start_sim("--step-ms", "1", "--models", "loras=detail.safetensors")
     upload = requests.post(

@@ -11,14 +11,14 @@ import pytest
 from sim_kit import REPO, seed_workflow, trace
 
 from comfyfarm.services import SIM_READY_MARK
-from simulator import cli
-from simulator.config import DEFAULT_MODELS
-from simulator.faults import FaultError, FaultTable, parse_fault_spec
-from simulator.files import StorageRoots, UnsafeSavePath
-from simulator.graph import ExecutionList, node_signatures
-from simulator.images import encode_png, sniff_size
-from simulator.schema import NodeSchemas
-from simulator.validation import validate_node_input
+from comfyfarm.simulator import cli
+from comfyfarm.simulator.config import DEFAULT_MODELS
+from comfyfarm.simulator.faults import FaultError, FaultTable, parse_fault_spec
+from comfyfarm.simulator.files import StorageRoots, UnsafeSavePath
+from comfyfarm.simulator.graph import ExecutionList, node_signatures
+from comfyfarm.simulator.images import encode_png, sniff_size
+from comfyfarm.simulator.schema import NodeSchemas
+from comfyfarm.simulator.validation import validate_node_input
 
 
 def _order(prompt: dict, outputs: list[str], tmp_path) -> list[str]:
@@ -150,7 +150,7 @@ def test_cli_flags_build_the_config():
 def test_bad_fault_flag_exits_with_usage_error():
     """An unknown fault on the command line stops the simulator with exit code 2."""
     run = subprocess.run(
-        [sys.executable, "-m", "simulator", "--port", "0", "--fault", "meteor"],
+        [sys.executable, "-P", "-m", "comfyfarm.simulator", "--port", "0", "--fault", "meteor"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -164,7 +164,7 @@ def test_comfyfarm_sim_command_serves(tmp_path):
     import requests
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "comfyfarm", "sim", "--port", "0", "--root", str(tmp_path)],
+        [sys.executable, "-P", "-m", "comfyfarm", "sim", "--port", "0", "--root", str(tmp_path)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,

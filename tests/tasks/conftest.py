@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tasks.connect import redis_client
-from tasks.settings import Settings
+from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.settings import Settings
 
 
 @pytest.fixture

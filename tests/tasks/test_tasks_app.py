@@ -9,11 +9,11 @@ import uuid
 import pytest
 from kombu.exceptions import ContentDisallowed
 
-from tasks.app import celery_config, make_app
-from tasks.keyspace import celery_result_key
-from tasks.names import RUN_JOB
-from tasks.routing import SHARED_QUEUE, celery_priority, queue_keys
-from tasks.settings import Settings
+from comfyfarm.tasks.app import celery_config, make_app
+from comfyfarm.tasks.keyspace import celery_result_key
+from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.routing import SHARED_QUEUE, celery_priority, queue_keys
+from comfyfarm.tasks.settings import Settings
 
 
 def test_config_for_long_jobs() -> None:
@@ -63,10 +63,12 @@ def test_rediss_urls_verify_certificates() -> None:
 def test_make_app_registers_no_task_and_imports_no_worker_code() -> None:
     """Producers get an app with no farm task, without importing the worker package."""
     code = (
-        "import sys; from tasks.app import make_app; from tasks.settings import Settings; "
+        "import sys; from comfyfarm.tasks.app import make_app; "
+        "from comfyfarm.tasks.settings import Settings; "
         "app = make_app(Settings()); "
         "assert 'comfyfarm.run_job' not in app.tasks; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('worker', 'producer')))"
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('comfyfarm.worker', 'comfyfarm.producer'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

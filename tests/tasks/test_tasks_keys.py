@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from tasks.keys import (
+from comfyfarm.tasks.keys import (
     DeadLetter,
     WorkerInfo,
     cancel_reason,
@@ -20,8 +20,8 @@ from tasks.keys import (
     request_cancel,
     unregister_worker,
 )
-from tasks.keyspace import cancel_key, lease_key, worker_key
-from tasks.settings import Settings
+from comfyfarm.tasks.keyspace import cancel_key, lease_key, worker_key
+from comfyfarm.tasks.settings import Settings
 
 JOB = "8f14e45f-ceea-467a-9575-8a2b1c3d4e5f"
 

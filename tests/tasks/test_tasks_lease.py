@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import redis
 
-from tasks.keyspace import lease_key
-from tasks.lease import Lease
-from tasks.settings import Settings
+from comfyfarm.tasks.keyspace import lease_key
+from comfyfarm.tasks.lease import Lease
+from comfyfarm.tasks.settings import Settings
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> bool:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tasks.errors import JobResultError, JobSpecError
-from tasks.models import (
+from comfyfarm.tasks.errors import JobResultError, JobSpecError
+from comfyfarm.tasks.models import (
     MAX_PROMPT_BYTES,
     PROGRESS_STATE,
     InputFile,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.errors import QueueNameError
-from tasks.routing import (
+from comfyfarm.tasks.errors import QueueNameError
+from comfyfarm.tasks.routing import (
     SHARED_QUEUE,
     capability_queue,
     celery_priority,

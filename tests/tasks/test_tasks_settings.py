@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import SettingsError
-from tasks.settings import Settings, describe, redact_url
+from comfyfarm.tasks.errors import SettingsError
+from comfyfarm.tasks.settings import Settings, describe, redact_url
 
 
 def test_defaults_without_environment() -> None:
@@ -114,7 +114,10 @@ def test_redact_url_keeps_urls_without_password() -> None:
 def test_nothing_reads_the_environment_at_import() -> None:
     """Importing the contract with a broken variable set does not fail; from_env() does."""
     env = dict(os.environ, COMFYFARM_MAX_JOB_SECONDS="broken")
-    code = "import tasks.settings, tasks.app, tasks.models, tasks.keys; print('ok')"
+    code = (
+        "import comfyfarm.tasks.settings, comfyfarm.tasks.app, comfyfarm.tasks.models, "
+        "comfyfarm.tasks.keys; print('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from worker import cancellable
-from worker.cancellable import CancellableStream, JobCancelled
+from comfyfarm.worker import cancellable
+from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 
 
 class FakeStream:

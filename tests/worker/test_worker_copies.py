@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.settings import Settings
-from worker.copies import MAX_WATCH_SECONDS, watch_countdown
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker.copies import MAX_WATCH_SECONDS, watch_countdown
 
 
 def test_a_watch_waits_a_minute_when_the_visibility_timeout_is_long() -> None:

@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import pytest
 
-from tasks.models import InputFile, JobSpec, new_job_id
-from worker.comfy.client import ComfyClient
-from worker.comfy.uploads import UploadedFile
-from worker.inputs import InputFileError, InputUnavailable, read_input, upload_inputs
-from worker.storage import MemoryStore
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.uploads import UploadedFile
+from comfyfarm.storage import MemoryStore
+from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
+from comfyfarm.worker.inputs import InputFileError, InputUnavailable, read_input, upload_inputs
 
 PROMPT = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.models import JobSpec, new_job_id
-from worker.comfy.events import Executing, ExecutionCached, Progress
-from worker.progress import ProgressEstimator
+from comfyfarm.comfy.events import Executing, ExecutionCached, Progress
+from comfyfarm.tasks.models import JobSpec, new_job_id
+from comfyfarm.worker.progress import ProgressEstimator
 
 PROMPT = {
     "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from tasks.models import JobProgress
-from worker.progress_sender import ProgressSender
+from comfyfarm.tasks.models import JobProgress
+from comfyfarm.worker.progress_sender import ProgressSender
 
 JOB = "00000000-0000-4000-8000-000000000001"
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tasks.models import JobProgress, JobSpec, new_job_id
-from worker.comfy.client import ComfyClient
-from worker.runner import JobContext, run_job
-from worker.storage import MemoryStore
-from workflows import SchemaSource, prepare_jobs
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.storage import MemoryStore
+from comfyfarm.tasks.models import JobProgress, JobSpec, new_job_id
+from comfyfarm.worker.runner import JobContext, run_job
+from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
 @pytest.fixture
@@ -67,9 +67,9 @@ def test_job_cancelled_before_it_starts_never_reaches_comfyui(sim, store: Memory
 def test_a_vanished_output_of_a_forgotten_prompt_is_a_lost_prompt() -> None:
     """/view 404 for a listed file, and ComfyUI no longer knows the prompt (it restarted between
     history and download): PromptLost, which is retried, not a permanent failure."""
-    from worker.comfy.errors import ComfyRequestError, PromptLost
-    from worker.comfy.state import PromptLookup, PromptState
-    from worker.runner import _vanished_output
+    from comfyfarm.comfy.errors import ComfyRequestError, PromptLost
+    from comfyfarm.comfy.state import PromptLookup, PromptState
+    from comfyfarm.worker.runner import _vanished_output
 
     class Forgetful:
         def __init__(self, state: PromptState) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from worker.webhook import Attempt, post_once, sign, verify
-from worker.webhook_task import MAX_BACKOFF, backoff
+from comfyfarm.worker.webhook import Attempt, post_once, sign, verify
+from comfyfarm.worker.webhook_task import MAX_BACKOFF, backoff
 
 SECRET = "top-secret"
 BODY = b'{"job_id": "x", "status": "succeeded"}'

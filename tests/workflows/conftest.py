@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from workflow_data import DATA, OBJECT_INFO
 
-from workflows import SchemaSource
+from comfyfarm.workflows import SchemaSource
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from workflows import ParameterError, SchemaSource
-from workflows.coerce import coerce_value
-from workflows.problems import Target
+from comfyfarm.workflows import ParameterError, SchemaSource
+from comfyfarm.workflows.coerce import coerce_value
+from comfyfarm.workflows.problems import Target
 
 
 def _coerce(schema, class_type, input_name, value, raw=None):

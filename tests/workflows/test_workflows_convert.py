@@ -8,7 +8,7 @@ import json
 import pytest
 from workflow_data import PROTOCOL, SEED
 
-from workflows import ConversionError, SchemaSource, convert_ui_to_api, load_workflow
+from comfyfarm.workflows import ConversionError, SchemaSource, convert_ui_to_api, load_workflow
 
 
 def test_seed_workflow_converts_to_exactly_the_seed_api_prompt(schema):

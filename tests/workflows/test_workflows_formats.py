@@ -8,7 +8,7 @@ import zlib
 import pytest
 from workflow_data import SEED
 
-from workflows import (
+from comfyfarm.workflows import (
     WorkflowError,
     WorkflowFormatError,
     WorkflowNotFound,

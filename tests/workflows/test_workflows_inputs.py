@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from workflows import InputFileError, InputRef, prepare_jobs
-from workflows import inputs as inputs_module
-from workflows.inputs import image_format
+from comfyfarm.workflows import InputFileError, InputRef, prepare_jobs
+from comfyfarm.workflows import inputs as inputs_module
+from comfyfarm.workflows.inputs import image_format
 
 
 def test_local_image_becomes_an_input_ref(schema, png_file):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from workflows import list_workflows, load_workflow, prepare_jobs, validate_prompt, workflow_params
-from workflows.overrides import parse_address, resolve_address
+from comfyfarm.workflows import (
+    list_workflows,
+    load_workflow,
+    prepare_jobs,
+    validate_prompt,
+    workflow_params,
+)
+from comfyfarm.workflows.overrides import parse_address, resolve_address
 
 MODEL_FREE = ["empty_invert", "empty_scale", "empty_batch"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from workflows import ParameterError, load_workflow, prepare_jobs
-from workflows.overrides import find_node, parse_address, parse_value, resolve_address
-from workflows.problems import Target
+from comfyfarm.workflows import ParameterError, load_workflow, prepare_jobs
+from comfyfarm.workflows.overrides import find_node, parse_address, parse_value, resolve_address
+from comfyfarm.workflows.problems import Target
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import random
 import pytest
 from workflow_data import SEED
 
-from workflows import (
+from comfyfarm.workflows import (
     ParameterError,
     PromptInvalid,
     WorkflowFormatError,
@@ -15,7 +15,7 @@ from workflows import (
     prepare_jobs,
     workflow_params,
 )
-from workflows.params import infer_params, load_sidecar
+from comfyfarm.workflows.params import infer_params, load_sidecar
 
 
 def test_library_sidecar_names_the_sd15_parameters(schema):

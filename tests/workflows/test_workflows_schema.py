@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from workflows import SchemaSource, SchemaUnavailable
-from workflows.schema import InputSpec, types_match
+from comfyfarm.workflows import SchemaSource, SchemaUnavailable
+from comfyfarm.workflows.schema import InputSpec, types_match
 
 
 def test_widget_inputs_follow_input_order(schema):

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from workflows import ParameterError, prepare_jobs
-from workflows.sweeps import expand, parse_sweep
+from comfyfarm.workflows import ParameterError, prepare_jobs
+from comfyfarm.workflows.sweeps import expand, parse_sweep
 
 
 def _values(text, **kwargs):

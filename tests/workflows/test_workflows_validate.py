@@ -7,7 +7,7 @@ import json
 import pytest
 from workflow_data import PROTOCOL
 
-from workflows import validate_prompt
+from comfyfarm.workflows import validate_prompt
 
 TRACE_06 = json.loads((PROTOCOL / "06_validation_errors.json").read_text())
 CASES = [
@@ -178,7 +178,7 @@ def test_problems_render_one_line_each(schema):
 
 def test_missing_model_with_an_installed_alternative(object_info):
     """With /models lists, a missing model suggests the closest installed file."""
-    from workflows import SchemaSource
+    from comfyfarm.workflows import SchemaSource
 
     schema = SchemaSource.from_object_info(
         object_info, models={"checkpoints": ["v1-5-pruned-emaonly.safetensors"]}

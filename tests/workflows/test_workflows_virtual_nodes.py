@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from workflow_data import SEED
 
-from workflows import ConversionError, convert_ui_to_api
+from comfyfarm.workflows import ConversionError, convert_ui_to_api
 
 SEED_UI = SEED / "SD1.5_text2image_vae-ft-mse-840000.json"
 

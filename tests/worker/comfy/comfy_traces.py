@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from worker.comfy.events import Event, parse_binary, parse_text
+from comfyfarm.comfy.events import Event, parse_binary, parse_text
 
 _REPO = Path(__file__).resolve().parents[3]
 TRACES = _REPO / "tests" / "protocol"

@@ -14,9 +14,9 @@ import pytest
 import requests
 from comfy_traces import PNG_MAGIC, http_calls, load
 
-from worker.comfy import events as ev
-from worker.comfy.client import ComfyClient
-from worker.comfy.errors import (
+from comfyfarm.comfy import events as ev
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import (
     ComfyServerError,
     ComfyUnavailable,
     ExecutionFailed,
@@ -26,10 +26,10 @@ from worker.comfy.errors import (
     PromptTimeout,
     UnsafeOutputPath,
 )
-from worker.comfy.outputs import OutputFile, OutputValue, collect_outputs, output_files
-from worker.comfy.state import PromptState
-from worker.comfy.tracker import PromptOutcome, follow_prompt
-from worker.comfy.ws import EventStream
+from comfyfarm.comfy.outputs import OutputFile, OutputValue, collect_outputs, output_files
+from comfyfarm.comfy.state import PromptState
+from comfyfarm.comfy.tracker import PromptOutcome, follow_prompt
+from comfyfarm.comfy.ws import EventStream
 
 SLOW = ("--step-ms", "1", "--class-ms", "ImageBlur=400")
 

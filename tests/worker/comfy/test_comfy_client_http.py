@@ -9,15 +9,15 @@ import pytest
 from comfy_fake_http import BASE, Answer, FakeComfy, session_for
 from comfy_traces import http_calls, load
 
-from worker.comfy.client import ComfyClient
-from worker.comfy.errors import (
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import (
     ComfyRequestError,
     ComfyServerError,
     ComfyUnavailable,
     PromptRejected,
 )
-from worker.comfy.outputs import OutputFile
-from worker.comfy.state import PromptState
+from comfyfarm.comfy.outputs import OutputFile
+from comfyfarm.comfy.state import PromptState
 
 PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {}}}
 API_PROBE = {("GET", "/api/prompt"): Answer(200, {"exec_info": {"queue_remaining": 0}})}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from worker.comfy.errors import (
+from comfyfarm.comfy.errors import (
     ComfyError,
     ComfyPermanent,
     ComfyRequestError,

@@ -16,8 +16,8 @@ from comfy_traces import (
     trace_names,
 )
 
-from worker.comfy import events as ev
-from worker.comfy.events import parse_binary, parse_text
+from comfyfarm.comfy import events as ev
+from comfyfarm.comfy.events import parse_binary, parse_text
 
 EXPECTED_CLASS = {
     "status": ev.Status,

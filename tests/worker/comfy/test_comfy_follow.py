@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 import pytest
 from comfy_traces import history_entry, load, socket_events
 
-from worker.comfy import events as ev
-from worker.comfy.errors import (
+from comfyfarm.comfy import events as ev
+from comfyfarm.comfy.errors import (
     ComfyUnavailable,
     ExecutionFailed,
     ExecutionInterrupted,
     PromptLost,
     PromptTimeout,
 )
-from worker.comfy.history import HistoryEntry
-from worker.comfy.state import PromptLookup, PromptState
-from worker.comfy.tracker import PromptOutcome, follow_prompt
+from comfyfarm.comfy.history import HistoryEntry
+from comfyfarm.comfy.state import PromptLookup, PromptState
+from comfyfarm.comfy.tracker import PromptOutcome, follow_prompt
 
 PID = load("01")["prompt_id"]
 SUCCESS_EVENTS = [e for _, e in socket_events(load("01"))]

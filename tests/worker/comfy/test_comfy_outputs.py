@@ -7,9 +7,9 @@ from pathlib import PurePosixPath
 import pytest
 from comfy_traces import history_entry, load
 
-from worker.comfy.errors import ExecutionFailed, ExecutionInterrupted, UnsafeOutputPath
-from worker.comfy.history import HistoryEntry
-from worker.comfy.outputs import (
+from comfyfarm.comfy.errors import ExecutionFailed, ExecutionInterrupted, UnsafeOutputPath
+from comfyfarm.comfy.history import HistoryEntry
+from comfyfarm.comfy.outputs import (
     OutputFile,
     OutputValue,
     collect_outputs,

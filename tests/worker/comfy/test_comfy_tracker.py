@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from comfy_traces import load, socket_events
 
-from worker.comfy import events as ev
-from worker.comfy.errors import ExecutionFailed, ExecutionInterrupted
-from worker.comfy.tracker import PromptTracker
+from comfyfarm.comfy import events as ev
+from comfyfarm.comfy.errors import ExecutionFailed, ExecutionInterrupted
+from comfyfarm.comfy.tracker import PromptTracker
 
 
 def run(tracker: PromptTracker, trace_name: str, socket: int = 0) -> PromptTracker:

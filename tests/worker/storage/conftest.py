@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from comfyfarm.services import ManagedProcess, free_port
-from worker.storage import LocalStore, MemoryStore, OutputStore
+from comfyfarm.storage import LocalStore, MemoryStore, OutputStore
 
 BACKENDS = ["file", "memory", "s3"]
 
@@ -67,6 +67,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OutputStor
         yield memory
         memory.clear()
     else:
-        from worker.storage import open_store
+        from comfyfarm.storage import open_store
 
         yield open_store(request.getfixturevalue("s3_url"))

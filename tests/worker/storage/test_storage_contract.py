@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.storage import ObjectNotFound, OutputStore, StoredObject, UnsafeKey
+from comfyfarm.storage import ObjectNotFound, OutputStore, StoredObject, UnsafeKey
 
 
 def test_write_then_read(store: OutputStore) -> None:

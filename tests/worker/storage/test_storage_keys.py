@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.storage import LocalStore, MemoryStore, UnsafeKey, open_store
-from worker.storage.keys import check_key, job_output_key, result_key
+from comfyfarm.storage import LocalStore, MemoryStore, UnsafeKey, open_store
+from comfyfarm.storage.keys import check_key, job_output_key, result_key
 
 JOB = "8f14e45f-ceea-467a-9575-8a2b1c3d4e5f"
 

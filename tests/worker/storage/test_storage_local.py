@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.storage import LocalStore, StorageError, StorageUnavailable, UnsafeKey
-from worker.storage.keys import TEMP_PREFIX
+from comfyfarm.storage import LocalStore, StorageError, StorageUnavailable, UnsafeKey
+from comfyfarm.storage.keys import TEMP_PREFIX
 
 
 def test_files_land_under_the_root(tmp_path: Path) -> None:

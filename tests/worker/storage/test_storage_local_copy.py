@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.storage import LocalStore, StorageError, StorageUnavailable
-from worker.storage import local as local_module
-from worker.storage.base import Digest
+from comfyfarm.storage import LocalStore, StorageError, StorageUnavailable
+from comfyfarm.storage import local as local_module
+from comfyfarm.storage.base import Digest
 
 KEY = "job/out.bin"
 needs_fadvise = pytest.mark.skipif(

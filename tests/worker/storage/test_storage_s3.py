@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from worker.storage import StorageError, StorageUnavailable, open_store
-from worker.storage.s3 import MIN_PART_SIZE, S3Store, s3_error
+from comfyfarm.storage import StorageError, StorageUnavailable, open_store
+from comfyfarm.storage.s3 import MIN_PART_SIZE, S3Store, s3_error
 
 
 def raw_client(s3_url: str) -> Any:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.storage import LocalStore, OutputStore, open_store
-from worker.storage.s3 import MIN_PART_SIZE
+from comfyfarm.storage import LocalStore, OutputStore, open_store
+from comfyfarm.storage.s3 import MIN_PART_SIZE
 
 TOTAL = 50 * 1024 * 1024
 CHUNK = 1024 * 1024

@@ -1,0 +1,60 @@
+"""The ComfyUI client: HTTP, WebSocket events, completion tracking, outputs.
+
+No Celery and no storage in here. ``ComfyClient`` talks HTTP, ``EventStream`` reads the WebSocket,
+``follow_prompt`` waits for one prompt, ``collect_outputs`` lists what it produced.
+"""
+
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import (
+    ComfyError,
+    ComfyPermanent,
+    ComfyRequestError,
+    ComfyRetryable,
+    ComfyServerError,
+    ComfyUnavailable,
+    ExecutionFailed,
+    ExecutionInterrupted,
+    NodeError,
+    PromptLost,
+    PromptRejected,
+    PromptTimeout,
+    UnsafeOutputPath,
+)
+from comfyfarm.comfy.history import HistoryEntry
+from comfyfarm.comfy.outputs import OutputFile, OutputValue, collect_outputs, safe_relative_path
+from comfyfarm.comfy.prompts import QueuedPrompt
+from comfyfarm.comfy.state import PromptLookup, PromptState, QueueSnapshot
+from comfyfarm.comfy.tracker import PromptOutcome, PromptTracker, follow_prompt
+from comfyfarm.comfy.uploads import UploadedFile
+from comfyfarm.comfy.ws import EventStream
+
+__all__ = [
+    "ComfyClient",
+    "ComfyError",
+    "ComfyPermanent",
+    "ComfyRequestError",
+    "ComfyRetryable",
+    "ComfyServerError",
+    "ComfyUnavailable",
+    "EventStream",
+    "ExecutionFailed",
+    "ExecutionInterrupted",
+    "HistoryEntry",
+    "NodeError",
+    "OutputFile",
+    "OutputValue",
+    "PromptLookup",
+    "PromptLost",
+    "PromptOutcome",
+    "PromptRejected",
+    "PromptState",
+    "PromptTimeout",
+    "PromptTracker",
+    "QueueSnapshot",
+    "QueuedPrompt",
+    "UnsafeOutputPath",
+    "UploadedFile",
+    "collect_outputs",
+    "follow_prompt",
+    "safe_relative_path",
+]
