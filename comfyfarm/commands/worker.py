@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,11 +37,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(0 = submit only when idle; env COMFYFARM_DEPTH)",
     )
     parser.add_argument("--loglevel", default="INFO")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ["COMFYFARM_METRICS_PORT"])
+        if os.environ.get("COMFYFARM_METRICS_PORT")
+        else None,
+        help="serve Prometheus metrics on this port (env COMFYFARM_METRICS_PORT; 0 = any free)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("COMFYFARM_METRICS_HOST", "127.0.0.1"),
+        help="address of the metrics endpoint (env COMFYFARM_METRICS_HOST; anything but loopback "
+        "needs COMFYFARM_METRICS_TOKEN)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from comfyfarm.commands.flower import is_loopback
     from comfyfarm.tasks.settings import Settings
     from comfyfarm.worker.service import WorkerOptions, run_worker
+
+    token = os.environ.get("COMFYFARM_METRICS_TOKEN") or None
+    if args.metrics_port is not None and token is None and not is_loopback(args.metrics_host):
+        print(
+            f"error: metrics on {args.metrics_host} would be open to the network: set "
+            "COMFYFARM_METRICS_TOKEN (scrapers send it as a Bearer token) or use 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
 
     options = WorkerOptions(
         comfy_url=args.comfy_url.rstrip("/"),
@@ -50,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         health_interval=args.health_interval,
         loglevel=args.loglevel,
         depth=args.depth,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        metrics_token=token,
     )
     run_worker(Settings.from_env(), options)
     return 0
