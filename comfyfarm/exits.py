@@ -58,6 +58,9 @@ def explain(exc: BaseException, *, broker_url: str | None) -> tuple[int, str] | 
     comfy = sys.modules.get("comfyfarm.comfy.errors")
     if comfy is not None and isinstance(exc, comfy.ComfyError):
         return (ENVIRONMENT if isinstance(exc, comfy.ComfyRetryable) else BAD_INPUT), str(exc)
+    supervisor = sys.modules.get("comfyfarm.worker.supervisor")
+    if supervisor is not None and isinstance(exc, supervisor.SupervisorError):
+        return ENVIRONMENT, str(exc)
     if _is_broker_unreachable(exc):
         where = without_password(broker_url or os.environ.get("COMFYFARM_BROKER_URL", ""))
         return ENVIRONMENT, f"cannot reach the broker at {where or '(default URL)'}: {exc}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps, signals
@@ -30,6 +31,7 @@ from celery.exceptions import TimeLimitExceeded
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker import metrics as worker_metrics
@@ -39,6 +41,7 @@ from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
 from comfyfarm.worker.runner import cancel_prompt
+from comfyfarm.worker.supervisor import ComfySupervisor, JobCounter, load_warmup_prompt
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,12 @@ class WorkerOptions:
     metrics_port: int | None = None  # serve Prometheus metrics (worker/metrics.py) when set
     metrics_host: str = "127.0.0.1"
     metrics_token: str | None = None
+    comfy_cmd: list[str] | None = None  # run ComfyUI as a child process (worker/supervisor.py)
+    comfy_cwd: str | None = None
+    comfy_log: str | None = None
+    warmup_prompt: str | None = None
+    recycle_after_jobs: int | None = None
+    recycle_above_mb: int | None = None
 
     def concurrency(self) -> int:
         """Pool processes: the running prompt plus ``depth`` waiting in ComfyUI's queue."""
@@ -198,7 +207,37 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
             options.metrics_port, options.metrics_host, metrics_dir, token=options.metrics_token
         )
         log.info("metrics on http://%s:%d/metrics", options.metrics_host, port)
-    app = build_worker_app(settings, options, metrics)
+    supervisor = start_supervised_comfy(options) if options.comfy_cmd else None
+    try:
+        app = build_worker_app(settings, options, metrics)
+        _run_celery(app, options)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        if metrics_dir is not None:
+            worker_metrics.remove_multiprocess_dir(metrics_dir)
+
+
+def start_supervised_comfy(options: WorkerOptions) -> ComfySupervisor:
+    """Start the worker's own ComfyUI and wait until it answers (and is warmed up)."""
+    assert options.comfy_cmd
+    jobs = JobCounter()
+    jobs.connect(RUN_JOB)
+    supervisor = ComfySupervisor(
+        command=options.comfy_cmd,
+        url=options.comfy_url,
+        cwd=options.comfy_cwd,
+        log_path=Path(options.comfy_log or f"comfyfarm-logs/comfyui-{options.name}.log"),
+        warmup_prompt=load_warmup_prompt(options.warmup_prompt) if options.warmup_prompt else None,
+        recycle_after_jobs=options.recycle_after_jobs,
+        recycle_above_bytes=(options.recycle_above_mb or 0) << 20 or None,
+        jobs=jobs,
+    )
+    supervisor.start()
+    return supervisor
+
+
+def _run_celery(app: Celery, options: WorkerOptions) -> None:
     app.worker_main(
         [
             "worker",
@@ -212,5 +251,3 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
             "--without-gossip",
         ]
     )  # fmt: skip
-    if metrics_dir is not None:
-        worker_metrics.remove_multiprocess_dir(metrics_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 
@@ -37,6 +38,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(0 = submit only when idle; env COMFYFARM_DEPTH)",
     )
     parser.add_argument("--loglevel", default="INFO")
+    supervised = parser.add_argument_group(
+        "a supervised ComfyUI (started, restarted, stopped by the worker)"
+    )
+    supervised.add_argument(
+        "--comfy-cmd",
+        default=os.environ.get("COMFYFARM_COMFY_CMD"),
+        help='start ComfyUI with this command, e.g. "python main.py --port 8188" '
+        "(env COMFYFARM_COMFY_CMD); --comfy-url is where it will answer",
+    )
+    supervised.add_argument("--comfy-cwd", help="directory to start it in (ComfyUI's folder)")
+    supervised.add_argument(
+        "--comfy-log", help="file for its output (default comfyfarm-logs/comfyui-NAME.log)"
+    )
+    supervised.add_argument(
+        "--warmup", metavar="PROMPT.json", help="an API-format prompt to run before taking jobs"
+    )
+    supervised.add_argument(
+        "--recycle-after-jobs", type=int, help="restart it after this many jobs (when idle)"
+    )
+    supervised.add_argument(
+        "--recycle-above-mb", type=int, help="restart it when its resident memory passes this"
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -78,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         metrics_token=token,
+        comfy_cmd=shlex.split(args.comfy_cmd) if args.comfy_cmd else None,
+        comfy_cwd=args.comfy_cwd,
+        comfy_log=args.comfy_log,
+        warmup_prompt=args.warmup,
+        recycle_after_jobs=args.recycle_after_jobs,
+        recycle_above_mb=args.recycle_above_mb,
     )
     run_worker(Settings.from_env(), options)
     return 0
