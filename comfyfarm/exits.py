@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-from urllib.parse import urlsplit, urlunsplit
 
 OK, JOB_FAILED, BAD_INPUT, ENVIRONMENT, INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -62,7 +61,9 @@ def explain(exc: BaseException, *, broker_url: str | None) -> tuple[int, str] | 
     if supervisor is not None and isinstance(exc, supervisor.SupervisorError):
         return ENVIRONMENT, str(exc)
     if _is_broker_unreachable(exc):
-        where = without_password(broker_url or os.environ.get("COMFYFARM_BROKER_URL", ""))
+        from comfyfarm.tasks.settings import redact_url
+
+        where = redact_url(broker_url or os.environ.get("COMFYFARM_BROKER_URL", ""))
         return ENVIRONMENT, f"cannot reach the broker at {where or '(default URL)'}: {exc}"
     return None
 
@@ -80,19 +81,3 @@ def _is_broker_unreachable(exc: BaseException) -> bool:
             ConnectionError,
         ),
     )
-
-
-def without_password(url: str) -> str:
-    """The URL with any password replaced by ``***`` (user names stay: they help debugging)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "(unparsable URL)"

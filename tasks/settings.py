@@ -80,6 +80,11 @@ class Settings:
     max_retries: int = 3
     webhook_secret: str | None = field(default=None, compare=False)
     flower_basic_auth: str | None = field(default=None, compare=False)
+    input_allow: str = ""
+    max_input_bytes: int = 100 * 1024 * 1024
+    input_timeout: float = 60.0
+    input_cache_dir: str = ""
+    input_cache_mb: int = 2048
 
     def __post_init__(self) -> None:
         if not self.result_backend:
@@ -173,6 +178,11 @@ class Settings:
                 str(self.lease_seconds),
                 f"must be shorter than COMFYFARM_VISIBILITY_TIMEOUT={self.visibility_timeout:g}",
             )
+        _check_positive("input_timeout", self.input_timeout)
+        if not 0 < self.max_input_bytes <= 1 << 40:
+            _fail("MAX_INPUT_BYTES", str(self.max_input_bytes), "must be between 1 and 2**40")
+        if self.input_cache_mb < 0:
+            _fail("INPUT_CACHE_MB", str(self.input_cache_mb), "must be 0 (no cache) or more")
         if not 0 <= self.max_retries <= 100:
             _fail("MAX_RETRIES", str(self.max_retries), "must be between 0 and 100")
         if self.flower_basic_auth is not None:
@@ -251,6 +261,11 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "max_retries": _parse_int,
     "webhook_secret": _parse_str,
     "flower_basic_auth": _parse_str,
+    "input_allow": _parse_str,
+    "max_input_bytes": _parse_int,
+    "input_timeout": _parse_float,
+    "input_cache_dir": _parse_str,
+    "input_cache_mb": _parse_int,
 }
 
 
@@ -285,6 +300,14 @@ def describe() -> list[tuple[str, str, str]]:
          "count (failures before that, e.g. ComfyUI restarting, are retried up to 20 more times)"),
         (p + "WEBHOOK_SECRET", "unset", "HMAC-SHA256 key for signing webhook calls (never logged)"),
         (p + "FLOWER_BASIC_AUTH", "unset", "user:password for Flower (never logged)"),
+        (p + "INPUT_ALLOW", "unset",
+         "non-public hosts, IPs or CIDR networks that input URLs may reach (comma-separated); "
+         "loopback, private and link-local addresses are refused otherwise (SSRF)"),
+        (p + "MAX_INPUT_BYTES", "104857600 (100 MiB)", "largest input file a worker fetches"),
+        (p + "INPUT_TIMEOUT", "60", "seconds for a whole input download (all redirects)"),
+        (p + "INPUT_CACHE_DIR", "~/.cache/comfyfarm/inputs",
+         "where a worker keeps inputs fetched by URL (by BLAKE3 of their content)"),
+        (p + "INPUT_CACHE_MB", "2048", "size of that cache (least recently used go; 0 = none)"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),

@@ -58,13 +58,6 @@ def test_a_malformed_job_id_is_bad_input() -> None:
     assert "Traceback" not in done.stderr and "job_id" in done.stderr
 
 
-def test_passwords_are_hidden_and_user_names_kept() -> None:
-    """without_password keeps scheme, user, host, port and path."""
-    assert exits.without_password("rediss://u:p@h:6380/2") == "rediss://u:***@h:6380/2"
-    assert exits.without_password("redis://h:6379/0") == "redis://h:6379/0"
-    assert exits.without_password("redis://:p@[::1]:6379") == "redis://:***@[::1]:6379"
-
-
 def test_an_unknown_missing_module_is_a_bug_and_keeps_its_traceback() -> None:
     """Only the extras' modules are explained; any other missing module is re-raised."""
     assert exits.explain(ModuleNotFoundError(name="nonexistent_module"), broker_url=None) is None
