@@ -41,7 +41,7 @@ class Simulator:
         self.config = config
         self.scratch = scratch  # a temporary root to delete on exit, crashes included
         self.roots = StorageRoots(root)
-        self.schemas = NodeSchemas(config.models, self.roots)
+        self.schemas = NodeSchemas(config.models, self.roots, models_dir=config.models_dir)
         self.hub = Hub()
         self.queue = PromptQueue(self._queue_updated)
         self.gpu = SimulatedGpu(config.timing)

@@ -85,6 +85,10 @@ class Settings:
     input_timeout: float = 60.0
     input_cache_dir: str = ""
     input_cache_mb: int = 2048
+    models_dir: str = ""
+    models_cache_gb: float = 0.0
+    max_model_bytes: int = 64 << 30
+    model_timeout: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.result_backend:
@@ -181,6 +185,11 @@ class Settings:
         _check_positive("input_timeout", self.input_timeout)
         if not 0 < self.max_input_bytes <= 1 << 40:
             _fail("MAX_INPUT_BYTES", str(self.max_input_bytes), "must be between 1 and 2**40")
+        _check_positive("model_timeout", self.model_timeout)
+        if self.max_model_bytes <= 0:
+            _fail("MAX_MODEL_BYTES", str(self.max_model_bytes), "must be positive")
+        if not math.isfinite(self.models_cache_gb) or self.models_cache_gb < 0:
+            _fail("MODELS_CACHE_GB", str(self.models_cache_gb), "must be 0 (no limit) or more")
         if self.input_cache_mb < 0:
             _fail("INPUT_CACHE_MB", str(self.input_cache_mb), "must be 0 (no cache) or more")
         if not 0 <= self.max_retries <= 100:
@@ -266,6 +275,10 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "input_timeout": _parse_float,
     "input_cache_dir": _parse_str,
     "input_cache_mb": _parse_int,
+    "models_dir": _parse_str,
+    "models_cache_gb": _parse_float,
+    "max_model_bytes": _parse_int,
+    "model_timeout": _parse_float,
 }
 
 
@@ -308,6 +321,13 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "INPUT_CACHE_DIR", "~/.cache/comfyfarm/inputs",
          "where a worker keeps inputs fetched by URL (by BLAKE3 of their content)"),
         (p + "INPUT_CACHE_MB", "2048", "size of that cache (least recently used go; 0 = none)"),
+        (p + "MODELS_DIR", "unset",
+         "the worker's ComfyUI models/ folder: models named by URL in a workflow are downloaded "
+         "there (once) before the prompt"),
+        (p + "MODELS_CACHE_GB", "0 (no limit)",
+         "budget of downloaded models; least recently used downloads go (never the operator's)"),
+        (p + "MAX_MODEL_BYTES", "68719476736 (64 GiB)", "largest model file a worker downloads"),
+        (p + "MODEL_TIMEOUT", "3600", "seconds for one model download"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),

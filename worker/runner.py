@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from comfyfarm.comfy.client import ComfyClient
@@ -51,6 +51,7 @@ from comfyfarm.storage.keys import job_output_key, result_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 from comfyfarm.worker.inputs import upload_inputs
+from comfyfarm.worker.models import resolve_models
 from comfyfarm.worker.progress import ProgressEstimator
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,18 @@ def locate_prompt(job_id: str, ctx: JobContext) -> tuple[ComfyClient, PromptLook
     return ctx.client, ctx.client.lookup(job_id)
 
 
+def _download_progress(
+    ctx: JobContext, estimator: ProgressEstimator
+) -> Callable[[str, int, int], None]:
+    """Progress of a model download: phase ``downloading``, the loader node, bytes done/total."""
+
+    def report(node_id: str, done: int, total: int) -> None:
+        snapshot = estimator.phase("downloading")
+        ctx.on_progress(replace(snapshot, node=node_id, value=float(done), max=float(total)))
+
+    return report
+
+
 def _submit_and_follow(
     spec: JobSpec,
     ctx: JobContext,
@@ -202,6 +215,7 @@ def _submit_and_follow(
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
                 prompt = upload_inputs(client, spec, storage_url=ctx.store.url)
+            prompt = resolve_models(prompt, _download_progress(ctx, estimator))
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
             if ctx.ledger is not None:

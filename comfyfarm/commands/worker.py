@@ -38,6 +38,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(0 = submit only when idle; env COMFYFARM_DEPTH)",
     )
     parser.add_argument("--loglevel", default="INFO")
+    models = parser.add_argument_group("models on demand")
+    models.add_argument(
+        "--models-dir",
+        help="its ComfyUI's models/ folder: models named by URL are downloaded there once "
+        "(env COMFYFARM_MODELS_DIR)",
+    )
+    models.add_argument(
+        "--models-cache-gb",
+        type=float,
+        help="evict least recently used downloads above this (env COMFYFARM_MODELS_CACHE_GB)",
+    )
     supervised = parser.add_argument_group(
         "a supervised ComfyUI (started, restarted, stopped by the worker)"
     )
@@ -81,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from comfyfarm.tasks.settings import Settings
     from comfyfarm.worker.service import WorkerOptions, run_worker
 
+    # The job code reads these settings in the pool's processes: hand them over through the
+    # environment, before the pool forks.
+    if args.models_dir:
+        os.environ["COMFYFARM_MODELS_DIR"] = os.path.abspath(args.models_dir)
+    if args.models_cache_gb is not None:
+        os.environ["COMFYFARM_MODELS_CACHE_GB"] = str(args.models_cache_gb)
     token = os.environ.get("COMFYFARM_METRICS_TOKEN") or None
     if args.metrics_port is not None and token is None and not is_loopback(args.metrics_host):
         print(
