@@ -9,9 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from comfyfarm_bench.soak import SOAK_ENV, SoakOptions
 from comfyfarm_bench.soak_recovery import Kill, RecoveryWatch
 
 from comfyfarm.tasks.keyspace import job_result_key, lease_key
+from comfyfarm.tasks.settings import Settings
 
 
 @pytest.fixture
@@ -79,3 +81,10 @@ def test_a_kill_whose_job_never_came_back_is_not_recovered() -> None:
     """No takeover seen: no recovery time, and the kill counts as not recovered."""
     kill = Kill("gpu1", 0.0, {"a": "gpu1:x"})
     assert not kill.recovered and kill.recovery_seconds is None
+
+
+def test_the_soak_at_the_defaults_sets_no_setting_of_its_own() -> None:
+    """``--defaults``: workers and producer get no COMFYFARM_* timing, so the product's apply."""
+    assert SoakOptions(defaults=True).settings_env == {}
+    assert SoakOptions(defaults=True).stall_timeout == Settings().stall_timeout
+    assert SoakOptions().settings_env == SOAK_ENV
