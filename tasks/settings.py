@@ -302,13 +302,15 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "MAX_JOB_SECONDS", f"{DEFAULT_MAX_JOB_SECONDS:g}",
          "longest a job may run; the default and upper bound of a job's deadline"),
         (p + "VISIBILITY_TIMEOUT", f"3 × MAX_JOB_SECONDS + {VISIBILITY_MARGIN_SECONDS:g}",
-         "seconds before Redis re-delivers an unacknowledged job (recovery time after a crash); "
-         "must exceed MAX_JOB_SECONDS"),
+         "seconds before Redis re-delivers an unacknowledged job: only the last-resort net (a "
+         "dead worker's job is taken over much sooner, see LEASE_SECONDS); must exceed "
+         "MAX_JOB_SECONDS"),
         (p + "RESULT_EXPIRES", "604800 (7 days)", "how long job results and states are kept"),
         (p + "STALL_TIMEOUT", "120",
          "default seconds without any ComfyUI event before a job is checked and failed"),
         (p + "LEASE_SECONDS", "30",
-         "TTL of a running job's lease (renewed while it runs; a second copy skips a live one)"),
+         "TTL of a running job's lease (renewed while it runs; a second copy skips a live one); "
+         "a killed worker's job is taken over max(LEASE_SECONDS, 30) + up to 5 s after it died"),
         (p + "RESTORE_INTERVAL", f"{DEFAULT_RESTORE_INTERVAL:g}",
          "seconds between the sweeps that re-queue jobs of a worker that died (unacknowledged "
          "for longer than VISIBILITY_TIMEOUT)"),
