@@ -28,7 +28,8 @@ lost the registry).
 
 Why restore the dead worker's message rather than send a new copy of the job? The message would
 stay in ``unacked`` and come back after the visibility timeout as a second copy; restoring moves
-the one message the job has.
+the one message the job has. It goes back to the queue it came from, as kombu's own restore does:
+a job pinned to one worker's queue (``--worker gpu3``) waits there for that worker to return.
 
 Safety: a delivery is restored only if no live worker holds it and its job has no lease. If a live
 worker's heartbeat lapses (Redis unreachable from it for ``grace`` seconds), a job it runs keeps
