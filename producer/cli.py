@@ -189,6 +189,8 @@ def status_command(args: argparse.Namespace) -> int:
     print(f"dead letters: {status.dead_letters}")
     for entry in letters:
         print(f"  {entry}")
+    for warning in status.warnings:
+        print(f"warning: {warning}")
     if not status.serving:
         print("no worker can take a job now (none registered, or none with a healthy ComfyUI)")
     return code

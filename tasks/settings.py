@@ -5,7 +5,9 @@ Nothing here reads the environment at import time: call ``Settings.from_env()`` 
 
 Redis passwords and TLS come through the URLs: ``redis://:PASSWORD@host:6379/0``,
 ``redis://USER:PASSWORD@host/0`` (ACL), ``rediss://host:6380/0`` (TLS; certificates are verified
-unless the URL says ``?ssl_cert_reqs=none``).
+unless the URL says ``?ssl_cert_reqs=none``). Redis Sentinel: ``sentinel://:PASSWORD@h1:26379/0;
+sentinel://h2:26379/0`` (the sentinels; the password is the master's) plus ``sentinel_master``
+(``COMFYFARM_SENTINEL_MASTER``), the name the sentinels monitor.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ VISIBILITY_MARGIN_SECONDS = 300.0
 #: Seconds between two sweeps that re-queue unacknowledged jobs older than the visibility timeout
 #: (kombu's default is a sweep every ~100 s).
 DEFAULT_RESTORE_INTERVAL = 10.0
-REDIS_SCHEMES = ("redis", "rediss")
+REDIS_SCHEMES = ("redis", "rediss", "sentinel")
+#: Separator of the sentinel addresses in a broker URL (Celery's): sentinel://h1:26379;sentinel://h2
+SENTINEL_SEP = ";"
 STORAGE_SCHEMES = ("file", "s3", "memory")
 
 
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``, for logs and reprs."""
+    if SENTINEL_SEP in url:
+        return SENTINEL_SEP.join(redact_url(part) for part in url.split(SENTINEL_SEP))
     try:
         parts = urlsplit(url)
         if parts.password is None:
@@ -78,6 +84,7 @@ class Settings:
     lease_seconds: float = 30.0
     restore_interval: float = DEFAULT_RESTORE_INTERVAL
     max_retries: int = 3
+    sentinel_master: str = ""
     webhook_secret: str | None = field(default=None, compare=False)
     flower_basic_auth: str | None = field(default=None, compare=False)
     input_allow: str = ""
@@ -153,8 +160,8 @@ class Settings:
 
     # -- validation ---------------------------------------------------------------------------
     def _validate(self) -> None:
-        _check_url("BROKER_URL", self.broker_url, REDIS_SCHEMES)
-        _check_url("RESULT_BACKEND", self.result_backend, REDIS_SCHEMES)
+        _check_redis_url("BROKER_URL", self.broker_url, self.sentinel_master)
+        _check_redis_url("RESULT_BACKEND", self.result_backend, self.sentinel_master)
         _check_storage_url(self.storage_url)
         prefix = self.key_prefix
         if any(ch.isspace() or ch in "*?[]" for ch in prefix) or len(prefix) > 64:
@@ -229,6 +236,27 @@ def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
         _fail(name, redact_url(url), "needs a host, e.g. redis://127.0.0.1:6379/0")
 
 
+def uses_sentinel(url: str) -> bool:
+    """Whether ``url`` names Redis Sentinels rather than one Redis."""
+    return url.startswith("sentinel://")
+
+
+def sentinel_urls(url: str) -> list[str]:
+    """The sentinel addresses of a ``sentinel://…;sentinel://…`` URL, one URL each."""
+    return [part.strip() for part in url.split(SENTINEL_SEP) if part.strip()]
+
+
+def _check_redis_url(name: str, url: str, sentinel_master: str) -> None:
+    if not uses_sentinel(url):
+        _check_url(name, url, REDIS_SCHEMES[:2])
+        return
+    for part in sentinel_urls(url):
+        _check_url(name, part, ("sentinel",))
+    if not sentinel_master:
+        _fail(name, redact_url(url), "a sentinel:// URL needs COMFYFARM_SENTINEL_MASTER (the "
+              "name the sentinels monitor)")  # fmt: skip
+
+
 def _check_storage_url(url: str) -> None:
     scheme = urlsplit(url).scheme if "://" in url else ""
     if scheme and scheme not in STORAGE_SCHEMES:
@@ -268,6 +296,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "lease_seconds": _parse_float,
     "restore_interval": _parse_float,
     "max_retries": _parse_int,
+    "sentinel_master": _parse_str,
     "webhook_secret": _parse_str,
     "flower_basic_auth": _parse_str,
     "input_allow": _parse_str,
@@ -289,6 +318,9 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "BROKER_URL", DEFAULT_BROKER_URL,
          "Redis for the job queues (redis://:PW@host:port/db; rediss:// for TLS)"),
         (p + "RESULT_BACKEND", "= BROKER_URL", "Redis for job states, progress and results"),
+        (p + "SENTINEL_MASTER", "unset",
+         "with Redis Sentinel: the master name the sentinels monitor; BROKER_URL is then "
+         "sentinel://:PW@host1:26379/0;sentinel://host2:26379/0 (PW is the master's)"),
         (p + "STORAGE_URL", "file://<cwd>/comfyfarm-output",
          "where outputs go: file:///dir, a path, s3://bucket/prefix?endpoint_url=..&region=.., "
          "memory://name; file:///dir?digest=none keeps no SHA-256 of outputs (faster copies "
@@ -298,13 +330,15 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "MAX_JOB_SECONDS", f"{DEFAULT_MAX_JOB_SECONDS:g}",
          "longest a job may run; the default and upper bound of a job's deadline"),
         (p + "VISIBILITY_TIMEOUT", f"3 × MAX_JOB_SECONDS + {VISIBILITY_MARGIN_SECONDS:g}",
-         "seconds before Redis re-delivers an unacknowledged job (recovery time after a crash); "
-         "must exceed MAX_JOB_SECONDS"),
+         "seconds before Redis re-delivers an unacknowledged job: only the last-resort net (a "
+         "dead worker's job is taken over much sooner, see LEASE_SECONDS); must exceed "
+         "MAX_JOB_SECONDS"),
         (p + "RESULT_EXPIRES", "604800 (7 days)", "how long job results and states are kept"),
         (p + "STALL_TIMEOUT", "120",
          "default seconds without any ComfyUI event before a job is checked and failed"),
         (p + "LEASE_SECONDS", "30",
-         "TTL of a running job's lease (renewed while it runs; a second copy skips a live one)"),
+         "TTL of a running job's lease (renewed while it runs; a second copy skips a live one); "
+         "a killed worker's job is taken over max(LEASE_SECONDS, 30) + up to 5 s after it died"),
         (p + "RESTORE_INTERVAL", f"{DEFAULT_RESTORE_INTERVAL:g}",
          "seconds between the sweeps that re-queue jobs of a worker that died (unacknowledged "
          "for longer than VISIBILITY_TIMEOUT)"),

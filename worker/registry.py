@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 import redis
 import requests
@@ -34,6 +35,7 @@ class WorkerRegistry:
     Written by the health monitor's heartbeat in the main process, where Celery tracks the
     running request (``celery.worker.state.active_requests``), so ``current_job`` is the job the
     pool child is running now; the health gate's timer asks for an early beat when it changes.
+    ``holding`` (``worker.takeover.Holdings.tags``) lists the messages it holds unacknowledged.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class WorkerRegistry:
         queues: list[str],
         capabilities: list[str],
         ttl: float = REGISTRY_TTL,
+        holding: Callable[[], list[str] | None] | None = None,
     ) -> None:
         self._rds = rds
         self._prefix = prefix
@@ -58,10 +61,13 @@ class WorkerRegistry:
             "host": socket.gethostname(), "pid": os.getpid(),
         }  # fmt: skip
         self._written_job: str | None = None
+        self._holding = holding
 
     def beat(self, healthy: bool) -> None:
         job = self._written_job = current_job()  # even if the write fails: no poke storm
         entry = {**self._static, "healthy": healthy, "current_job": job}
+        if self._holding is not None:
+            entry["holding"] = self._holding()
         register_worker(self._rds, self._prefix, self._name, entry, ttl=self._ttl)
 
     def outdated(self) -> bool:

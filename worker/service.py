@@ -35,8 +35,8 @@ from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker import metrics as worker_metrics
+from comfyfarm.worker import takeover, webhook_task
 from comfyfarm.worker import task as job_task
-from comfyfarm.worker import webhook_task
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
@@ -156,9 +156,10 @@ def build_worker_app(
     webhook_task.register(app, secret=settings.webhook_secret)
     signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
     rds = redis_client(settings)
+    holding = takeover.install(app, settings, options.name)  # a dead worker's jobs, in seconds
     registry = WorkerRegistry(
         rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
-        queues=options.queues(), capabilities=options.capabilities,
+        queues=options.queues(), capabilities=options.capabilities, holding=holding,
     )  # fmt: skip
     comfy = ComfyClient(options.comfy_url, timeout=5.0)
     schemas = SchemaPublisher(comfy, rds, settings.key_prefix, options.name)
