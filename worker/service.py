@@ -34,6 +34,7 @@ from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker import task as job_task
 from comfyfarm.worker import webhook_task
+from comfyfarm.worker.deps import WorkerDeps
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
 from comfyfarm.worker.runner import cancel_prompt
@@ -128,17 +129,15 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
 def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
-    job_task.bind(
-        job_task.WorkerBinding(
-            settings=settings,
-            comfy_url=options.comfy_url,
-            worker_name=options.name,
-            client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
-        )
+    deps = WorkerDeps(
+        settings,
+        comfy_url=options.comfy_url,
+        worker_name=options.name,
+        client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
     )
-    job_task.register(app)
+    job_task.register(app, deps)
     webhook_task.register(app, secret=settings.webhook_secret)
-    signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
+    signals.worker_process_init.connect(lambda **_: job_task.warm_up(app, deps), weak=False)
     rds = redis_client(settings)
     registry = WorkerRegistry(
         rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
