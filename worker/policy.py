@@ -3,9 +3,9 @@ retried, and what is recorded when it ends. No Celery in here: the Celery task (
 turns these decisions into ``retry``/``Ignore``/``JobFailed``, direct mode (``comfyfarm run``)
 uses ``run_once``.
 
-- **Admission** (``FarmPolicy.admit``): a copy takes the job's lease (``worker.copies``); a
+- **Admission** (``FarmPolicy.admit``): a copy takes the job's lease (``claim_lease``); a
   lease its holder keeps renewing means the job runs elsewhere (``RUNNING_ELSEWHERE``: the
-  shell sends a watch), a job whose result exists is ``FINISHED`` (nothing runs);
+  shell sends a watch, ``worker.copies``), a job whose result exists is ``FINISHED``;
 - **Retry or give up** (``decide``): only a ``Retryable`` error (``worker.job_errors``) is
   retried, after 2, 4, 8 ... seconds, while fewer than ``max_retries + 1`` tries reached a
   ComfyUI and the deliveries stay within ``max_retries + MAX_UNSUBMITTED_RETRIES``; a job that
@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,6 @@ from comfyfarm.tasks.keys import (
 )
 from comfyfarm.tasks.models import JobResult, JobSpec
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker.copies import claim_lease
 from comfyfarm.worker.job_errors import JobError, Retryable, classify
 from comfyfarm.worker.ledger import RedisLedger
 from comfyfarm.worker.runner import JobContext, build_result, run_job, write_result
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 MAX_UNSUBMITTED_RETRIES = 20
 #: Largest unreadable payload kept whole in a dead letter (JSON characters).
 MAX_LETTER_PAYLOAD = 256 * 1024
+#: How often a copy that found the job's lease taken looks at it again.
+LEASE_POLL_SECONDS = 0.25
 
 
 def retry_countdown(retries: int) -> float:
@@ -120,6 +122,30 @@ def read_spec(payload: dict[str, Any], *, task_id: str | None) -> JobSpec:
         # id: a message where they differ could never be followed by its producer.
         raise JobSpecError(field="job_id", reason="must equal the Celery task id")
     return spec
+
+
+def claim_lease(lease: Lease, *, poll: float = LEASE_POLL_SECONDS) -> tuple[bool, bool]:
+    """Take the job's lease; returns ``(acquired, waited)``.
+
+    A lease held by someone else is either a live copy of the job (its holder renews the lease
+    every ttl/3) or one whose holder died: a pool child killed mid-job is re-queued at once
+    (``reject_on_worker_lost``) while its lease lives on for up to ttl. So we watch it: renewed
+    means alive (give up), released or expired means we take over.
+    """
+    if lease.acquire():
+        return True, False
+    last = lease.remaining()
+    deadline = time.monotonic() + max(lease.ttl, last or 0.0) + 1.0
+    while time.monotonic() < deadline:
+        time.sleep(poll)  # polling the lease's TTL: Redis sends no event for a renewal
+        if lease.acquire():
+            return True, True
+        remaining = lease.remaining()
+        if remaining is not None and last is not None and remaining > last + poll / 2:
+            return False, True
+        if remaining is not None:
+            last = remaining
+    return lease.acquire(), True
 
 
 class Admission(enum.Enum):

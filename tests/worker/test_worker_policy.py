@@ -4,6 +4,8 @@ errors are retried, when a job is given up, and what is recorded for every outco
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -63,6 +65,18 @@ def store() -> Iterator[MemoryStore]:
 @pytest.fixture
 def ctx(store: MemoryStore) -> JobContext:
     return JobContext(client=ComfyClient("http://127.0.0.1:9"), store=store, client_id="c1")
+
+
+def test_the_policy_and_the_runner_load_no_celery() -> None:
+    """The job sequence, the policy, the error tree and the task's deps import no Celery (direct
+    mode runs without it); only the task shell does."""
+    code = (
+        "import sys, comfyfarm.worker.policy, comfyfarm.worker.deps, comfyfarm.worker.job_errors; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu')))"
+    )
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # -- the tree -------------------------------------------------------------------------------
