@@ -16,10 +16,11 @@ output store and callbacks) and does, in order:
 5. **collect** every output (files streamed from ``/view`` into the store, text kept as values) and
    write ``<prefix>/<job_id>/result.json`` beside them.
 
-Failures raise the client's typed errors (retryable vs permanent); the caller decides what a failure
-means (the Celery task retries retryable ones, direct mode reports them). A cancel ends with a
-``cancelled`` result. Both direct mode (``comfyfarm run``) and the Celery task are thin shells
-around this function.
+Failures raise the typed errors of the client, the store and the inputs; ``worker.policy`` decides
+what a failure means (``worker.job_errors.classify``: the Celery task retries ``Retryable`` ones,
+direct mode records every one as a failed result). A cancel ends with a ``cancelled`` result.
+Both direct mode (``comfyfarm run``) and the Celery task are thin shells around this function
+and that policy.
 """
 
 from __future__ import annotations

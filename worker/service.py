@@ -37,6 +37,7 @@ from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker import metrics as worker_metrics
 from comfyfarm.worker import takeover, webhook_task
 from comfyfarm.worker import task as job_task
+from comfyfarm.worker.deps import WorkerDeps
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
@@ -144,17 +145,15 @@ def build_worker_app(
 ) -> Celery:
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
-    job_task.bind(
-        job_task.WorkerBinding(
-            settings=settings,
-            comfy_url=options.comfy_url,
-            worker_name=options.name,
-            client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
-        )
+    deps = WorkerDeps(
+        settings,
+        comfy_url=options.comfy_url,
+        worker_name=options.name,
+        client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
     )
-    job_task.register(app)
+    job_task.register(app, deps)
     webhook_task.register(app, secret=settings.webhook_secret)
-    signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
+    signals.worker_process_init.connect(lambda **_: job_task.warm_up(app, deps), weak=False)
     rds = redis_client(settings)
     holding = takeover.install(app, settings, options.name)  # a dead worker's jobs, in seconds
     registry = WorkerRegistry(

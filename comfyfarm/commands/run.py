@@ -78,10 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from comfyfarm.comfy.client import ComfyClient
     from comfyfarm.comfy.errors import ComfyError
     from comfyfarm.storage import open_store
-    from comfyfarm.storage.base import StorageError
     from comfyfarm.tasks.models import InputFile, JobProgress, JobSpec
-    from comfyfarm.worker.inputs import InputFileError
-    from comfyfarm.worker.runner import JobContext, run_job
+    from comfyfarm.worker.policy import run_once
+    from comfyfarm.worker.runner import JobContext
     from comfyfarm.workflows import SchemaSource, SchemaUnavailable, WorkflowError, prepare_jobs
 
     client = ComfyClient(args.comfy_url.rstrip("/"))
@@ -136,22 +135,8 @@ def run(args: argparse.Namespace) -> int:
             bars.update(job_id, progress.to_dict())
 
         ctx = JobContext(client=client, store=store, client_id=client_id, on_progress=show)
-        try:
-            result = run_job(spec, ctx)
-        except (ComfyError, InputFileError, StorageError) as exc:
-            failures += 1
-            bars.finish(spec.job_id, "failed")
-            _report(
-                {
-                    "prompt_id": spec.job_id,
-                    "status": "failed",
-                    "error": _error(exc),
-                    "params": job.params,
-                    "outputs": [],
-                },
-                args.json,
-            )
-            continue
+        # Every outcome, failures included, leaves result.json beside the outputs.
+        result = run_once(spec, ctx)
         bars.finish(spec.job_id, result.status)
         _report(_direct_result(result.to_dict()), args.json)
         failures += result.status != "succeeded"
@@ -177,13 +162,6 @@ def _direct_result(result: dict[str, Any]) -> dict[str, Any]:
         "params": result.get("params", {}),
         "outputs": outputs,
     }
-
-
-def _error(exc: Exception) -> dict[str, Any]:
-    to_dict = getattr(exc, "to_dict", None)
-    return (
-        dict(to_dict()) if callable(to_dict) else {"type": type(exc).__name__, "message": str(exc)}
-    )
 
 
 def _report(result: dict[str, Any], as_json: bool) -> None:
