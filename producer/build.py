@@ -56,68 +56,69 @@ def build_spec(
     COMFYFARM_MAX_JOB_SECONDS), stall timeout and retries; None (direct mode, no farm) keeps the
     JobSpec defaults and caps nothing. ``queue`` and ``priority`` do not shape the spec.
     """
-    return spec_from_options(
-        item, settings, JobOptions.from_keywords(options, caller="build_spec"), enqueued_at
-    )
+    chosen = JobOptions.from_keywords(options, caller="build_spec")
+    return SpecBuilder(settings, chosen).build(item, enqueued_at)
 
 
-def spec_from_options(
-    item: Submittable,
-    settings: Settings | None,
-    options: JobOptions,
-    enqueued_at: float | None = None,
-) -> JobSpec:
-    """``build_spec`` with the options already gathered (``Farm.submit_many`` reuses them).
+class SpecBuilder:
+    """Builds JobSpecs from items with one set of options, worked out once (``submit_many``
+    builds thousands of specs with the same options)."""
 
-    A JobSpec ``item`` is returned as is (only ``enqueued_at`` is stamped); giving options that
-    shape a job with it is a TypeError. For a prepared job, ``params`` update its parameter
-    record and ``inputs`` add to its inputs.
-    """
-    now = time.time() if enqueued_at is None else enqueued_at
-    given = options.given()
-    if isinstance(item, JobSpec):
-        shaping = sorted(set(given) - DELIVERY_OPTIONS)
-        if shaping:
-            raise TypeError(
-                f"options that shape a job ({', '.join(shaping)}) cannot be combined with a "
-                "ready JobSpec"
+    def __init__(self, settings: Settings | None, options: JobOptions) -> None:
+        self.settings = settings
+        self.options = options
+        given = options.given()
+        self._shaping = sorted(set(given) - DELIVERY_OPTIONS)
+        copied = {k: v for k, v in given.items() if k in _SPEC_FIELDS and k not in _COMPOSED}
+        self._values: dict[str, Any] = {**_farm_defaults(settings), **copied}
+
+    def build(self, item: Submittable, enqueued_at: float | None = None) -> JobSpec:
+        """A validated JobSpec for ``item`` (raises JobSpecError naming the field).
+
+        A JobSpec ``item`` is returned as is (only ``enqueued_at`` is stamped); options that
+        shape a job are a TypeError with it. For a prepared job, ``params`` update its
+        parameter record, ``inputs`` add to its inputs, ``workflow_name`` replaces its name.
+        """
+        now = time.time() if enqueued_at is None else enqueued_at
+        options = self.options
+        if isinstance(item, JobSpec):
+            if self._shaping:
+                raise TypeError(
+                    f"options that shape a job ({', '.join(self._shaping)}) cannot be combined "
+                    "with a ready JobSpec"
+                )
+            _check_deadline(item.deadline_seconds, self.settings)
+            return JobSpec.from_dict({**item.to_dict(), "enqueued_at": now})
+        params = dict(options.params or {})
+        if isinstance(item, Mapping):
+            prompt = dict(item)
+            record = params
+            all_inputs = list(options.inputs)
+            name = options.workflow_name or ""
+        elif isinstance(item, PreparedLike):
+            prompt = item.prompt
+            record = {**dict(item.params or {}), **params}
+            all_inputs = [*item.inputs, *options.inputs]
+            name = (
+                options.workflow_name
+                if options.workflow_name is not None
+                else (item.workflow_name or "")
             )
-        _check_deadline(item.deadline_seconds, settings)
-        return JobSpec.from_dict({**item.to_dict(), "enqueued_at": now})
-    params = dict(options.params or {})
-    if isinstance(item, Mapping):
-        prompt = dict(item)
-        record = params
-        all_inputs = list(options.inputs)
-        name = options.workflow_name or ""
-    elif isinstance(item, PreparedLike):
-        prompt = item.prompt
-        record = {**dict(item.params or {}), **params}
-        all_inputs = [*item.inputs, *options.inputs]
-        name = (
-            options.workflow_name
-            if options.workflow_name is not None
-            else (item.workflow_name or "")
+        else:
+            raise TypeError(
+                f"cannot submit a {type(item).__name__}: pass an API-format prompt dict, a "
+                "workflows.PreparedJob or a JobSpec"
+            )
+        _check_deadline(self._values.get("deadline_seconds"), self.settings)
+        return JobSpec(
+            job_id=options.job_id or new_job_id(),
+            prompt=prompt,
+            inputs=[to_input_file(entry, index) for index, entry in enumerate(all_inputs)],
+            params=record,
+            workflow_name=name,
+            enqueued_at=now,
+            **self._values,
         )
-    else:
-        raise TypeError(
-            f"cannot submit a {type(item).__name__}: pass an API-format prompt dict, a "
-            "workflows.PreparedJob or a JobSpec"
-        )
-    copied = {
-        key: value for key, value in given.items() if key in _SPEC_FIELDS and key not in _COMPOSED
-    }
-    spec_values: dict[str, Any] = {**_farm_defaults(settings), **copied}
-    _check_deadline(spec_values.get("deadline_seconds"), settings)
-    return JobSpec(
-        job_id=options.job_id or new_job_id(),
-        prompt=prompt,
-        inputs=[to_input_file(entry, index) for index, entry in enumerate(all_inputs)],
-        params=record,
-        workflow_name=name,
-        enqueued_at=now,
-        **spec_values,
-    )
 
 
 _SPEC_FIELDS = frozenset(spec.name for spec in fields(JobSpec))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from comfyfarm.producer.build import Submittable, spec_from_options
+from comfyfarm.producer.build import SpecBuilder, Submittable
 from comfyfarm.producer.job import CancelOutcome, Job, JobContext
 from comfyfarm.producer.publish import DEFAULT_CHUNK, Publisher
 from comfyfarm.producer.status import FarmStatus, QueueDepth, collect_status, queue_depths
@@ -74,7 +74,7 @@ class Farm:
         SubmitError.
         """
         chosen = JobOptions.from_keywords(options, caller="submit")
-        spec = spec_from_options(prompt_or_prepared, self.settings, chosen)
+        spec = SpecBuilder(self.settings, chosen).build(prompt_or_prepared)
         return self.send([spec], queue=chosen.queue, priority=chosen.priority)[0]
 
     def submit_many(
@@ -87,12 +87,12 @@ class Farm:
         ``queue`` and ``priority``.
         """
         chosen = JobOptions.from_keywords(options, caller="submit_many")
-        delivery_only = JobOptions(queue=chosen.queue, priority=chosen.priority)
+        builder = SpecBuilder(self.settings, chosen)
+        ready = SpecBuilder(self.settings, JobOptions(queue=chosen.queue, priority=chosen.priority))
         specs = []
         for index, item in enumerate(items):
             try:
-                item_options = delivery_only if isinstance(item, JobSpec) else chosen
-                specs.append(spec_from_options(item, self.settings, item_options))
+                specs.append((ready if isinstance(item, JobSpec) else builder).build(item))
             except JobSpecError as exc:
                 raise JobSpecError(field=f"items[{index}].{exc.field}", reason=exc.reason) from None
         return self.send(specs, queue=chosen.queue, priority=chosen.priority, chunk_size=chunk_size)

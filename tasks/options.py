@@ -103,7 +103,7 @@ class JobOptions:
     @classmethod
     def from_keywords(cls, keywords: Mapping[str, Any], *, caller: str) -> JobOptions:
         """The options named by a caller's keywords; an unknown one is a TypeError naming it."""
-        unknown = sorted(set(keywords) - set(option_names()))
+        unknown = sorted(set(keywords) - _NAME_SET)
         if unknown:
             raise TypeError(
                 f"{caller}() got unknown option{'s' if len(unknown) > 1 else ''} "
@@ -113,7 +113,7 @@ class JobOptions:
 
     def given(self) -> dict[str, Any]:
         """The options set to something other than "not given" (None or empty)."""
-        values = {spec.name: getattr(self, spec.name) for spec in fields(self)}
+        values = {name: getattr(self, name) for name in _NAMES}
         return {name: value for name, value in values.items() if not _unset(value)}
 
 
@@ -123,6 +123,10 @@ def _unset(value: object) -> bool:
     return isinstance(value, Sized) and not isinstance(value, str) and len(value) == 0
 
 
+_NAMES = tuple(spec.name for spec in fields(JobOptions))
+_NAME_SET = frozenset(_NAMES)
+
+
 def option_names() -> tuple[str, ...]:
     """The names of every job option, in declaration order."""
-    return tuple(spec.name for spec in fields(JobOptions))
+    return _NAMES

@@ -146,7 +146,7 @@ class JobSpec:
         f.integer(E, "max_retries", self.max_retries, minimum=0, maximum=100)
 
     def to_dict(self) -> dict[str, Any]:
-        body = {spec.name: getattr(self, spec.name) for spec in fields(self)}
+        body = {name: getattr(self, name) for name in _FIELD_NAMES}
         body["inputs"] = [item.to_dict() for item in self.inputs]
         body["required_outputs"] = list(self.required_outputs)
         body["labels"] = dict(self.labels)
@@ -176,6 +176,7 @@ class JobSpec:
         )
 
 
+_FIELD_NAMES = tuple(spec.name for spec in fields(JobSpec))
 # Every field read by name; those below are given explicitly (version checked, inputs parsed, a
 # null webhook_url kept).
 _OPTIONAL_KEYS = tuple(
