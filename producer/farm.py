@@ -115,6 +115,8 @@ class Farm:
         from comfyfarm.producer.schema_lookup import published_schemas
         from comfyfarm.tasks.registry import list_workers
 
+        if "queue" in options:
+            raise TypeError("submit_routed() chooses each job's queue itself: give no queue")
         if schemas is None:
             schemas = published_schemas(self.settings)
         live = {worker.name for worker in list_workers(self.redis, self.settings.key_prefix)}

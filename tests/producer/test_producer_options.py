@@ -158,3 +158,9 @@ def test_a_bad_label_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
         main(["submit", str(SEED_WORKFLOW), "--label", "oops"])
     assert caught.value.code == 2
     assert "--label: wants KEY=VALUE, got 'oops'" in capsys.readouterr().err
+
+
+def test_submit_routed_refuses_a_queue(farm: Farm) -> None:
+    """submit_routed picks each job's queue itself, so a queue option is a clear TypeError."""
+    with pytest.raises(TypeError, match="chooses each job's queue itself"):
+        farm.submit_routed([], queue=QUEUE)
