@@ -75,30 +75,40 @@ class JobOptions:
     labels: Mapping[str, str] | None = _option(
         "pairs", "--label", "a label kept with the job and its result", metavar="KEY=VALUE"
     )
-    webhook_url: str | None = _option("text", "--webhook", "URL that receives the signed result")
-    job_id: str | None = _option("text", "--job-id", "the job's id (a UUID; default: a new one)")
+    webhook_url: str | None = _option(
+        "text", "--webhook", "URL that receives the signed result", metavar="URL"
+    )
+    job_id: str | None = _option(
+        "text", "--job-id", "the job's id (default: a new one)", metavar="UUID"
+    )
     deadline_seconds: float | None = _option(
-        "number", "--deadline", "seconds per job (default COMFYFARM_MAX_JOB_SECONDS)"
-    )
+        "number", "--deadline", "seconds per job (default COMFYFARM_MAX_JOB_SECONDS)",
+        metavar="SECONDS",
+    )  # fmt: skip
     stall_timeout_seconds: float | None = _option(
-        "number", "--stall-timeout", "seconds without any ComfyUI event before reconciling"
-    )
+        "number", "--stall-timeout", "seconds without any ComfyUI event before reconciling",
+        metavar="SECONDS",
+    )  # fmt: skip
     required_outputs: Sequence[str] = _option(
         "list", "--required-output", "a node that must produce an output", metavar="NODE_ID"
     )
     storage_prefix: str | None = _option(
-        "text", "--storage-prefix", "a relative folder in the output store for the outputs"
+        "text", "--storage-prefix", "a relative folder in the output store", metavar="PATH"
     )
     workflow_name: str | None = _option(
-        "text", "--workflow-name", "the name recorded for the job (default: the workflow's)"
-    )
+        "text", "--workflow-name", "the name recorded for the job (default: the workflow's)",
+        metavar="NAME",
+    )  # fmt: skip
     max_retries: int | None = _option(
-        "integer",
-        "--max-retries",
-        "times a job is retried elsewhere (default COMFYFARM_MAX_RETRIES)",
+        "integer", "--max-retries", "retries on another worker (default COMFYFARM_MAX_RETRIES)",
+        metavar="N",
+    )  # fmt: skip
+    queue: str | None = _option(
+        "text", "--queue", "a farm queue (default: the shared queue)", metavar="QUEUE"
     )
-    queue: str | None = _option("text", "--queue", "a farm queue (default: the shared queue)")
-    priority: int | None = _option("integer", "--priority", "0 (lowest) .. 9, default 5")
+    priority: int | None = _option(
+        "integer", "--priority", "0 (lowest) .. 9 (most urgent), default 5", metavar="0-9"
+    )
 
     @classmethod
     def from_keywords(cls, keywords: Mapping[str, Any], *, caller: str) -> JobOptions:

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
             _say_routing(handles)
         else:
             handles = farm.submit_many(jobs, **options)
-    except (NoSchemaSource, WorkflowError, ContractError, ProducerError) as exc:
+    except (NoSchemaSource, WorkflowError, ContractError, ProducerError, ValueError) as exc:
+        # ValueError: a priority outside 0..9 (tasks.routing.celery_priority)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not args.wait:

@@ -110,6 +110,30 @@ def test_command_line_accepts_every_option(
     _check_job(JOB_ID, rds, farm.settings.key_prefix)
 
 
+@pytest.mark.parametrize(
+    "words,message",
+    [
+        (["--priority", "12"], "priority must be 0 (lowest) .. 9"),
+        (["--storage-prefix", "/abs"], "storage_prefix"),
+        (["--input", "77.image=/x.png"], "inputs[0].node_id"),
+    ],
+)
+def test_a_bad_option_value_is_an_error_line_not_a_traceback(
+    farm: Farm,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    words: list[str],
+    message: str,
+) -> None:
+    """A value the farm refuses gives exit 2 and one ``error:`` line naming it; nothing is sent."""
+    monkeypatch.setenv("COMFYFARM_BROKER_URL", farm.settings.broker_url)
+    monkeypatch.setenv("COMFYFARM_KEY_PREFIX", farm.settings.key_prefix)
+    assert main(["submit", str(SEED_WORKFLOW), "--no-validate", *words]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert all(depth.total == 0 for depth in farm.queue_depths())
+
+
 def test_command_line_flags_come_from_the_fields() -> None:
     """Every field names its own flag, and the flags are distinct."""
     flags = [spec.metadata["flag"] for spec in fields(JobOptions)]
