@@ -167,7 +167,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 async def _serve(config: SimConfig, root: Path, scratch: Path | None) -> None:
     from aiohttp import web
 
-    from comfyfarm.simulator.app import Simulator, build_app
+    from comfyfarm.simulator.app import build_app
+    from comfyfarm.simulator.instance import Simulator
 
     sim = Simulator(config, root, scratch=scratch)
     access_log = logging.getLogger("aiohttp.access") if config.access_log else None

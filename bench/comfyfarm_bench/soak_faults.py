@@ -33,7 +33,7 @@ from comfyfarm_bench.soak_recovery import RecoveryWatch
 
 log = logging.getLogger(__name__)
 
-CRASH_EXIT_CODE = 70  # simulator.app.CRASH_EXIT_CODE (the simulator imports nothing of ours)
+CRASH_EXIT_CODE = 70  # simulator.instance.CRASH_EXIT_CODE (the simulator imports nothing of ours)
 STATS_TIMEOUT = 2.0
 START_ATTEMPTS = 5
 

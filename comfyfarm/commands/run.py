@@ -3,7 +3,8 @@ right).
 
 Loads the workflow (API or UI format, a path or a library name), applies ``--param``/``--set``/
 ``--sweep``, validates every job against that ComfyUI's node schemas and model lists before
-anything is queued, then runs the jobs one after another through the same runner the farm's
+anything is queued, then runs the jobs one after another through the same spec builder as
+``comfyfarm submit`` (with no farm: no farm defaults or caps) and the same runner the farm's
 workers use, downloading every output into ``--out``.
 """
 
@@ -13,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from comfyfarm.comfy.client import ComfyClient
     from comfyfarm.comfy.errors import ComfyError
+    from comfyfarm.producer.build import build_spec
     from comfyfarm.storage import open_store
-    from comfyfarm.tasks.models import InputFile, JobProgress, JobSpec
+    from comfyfarm.tasks.models import JobProgress
     from comfyfarm.worker.policy import run_once
     from comfyfarm.worker.runner import JobContext
     from comfyfarm.workflows import SchemaSource, SchemaUnavailable, WorkflowError, prepare_jobs
@@ -112,23 +113,8 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     client_id = str(uuid.uuid4())  # one socket identity for the whole run
     for job in jobs:
-        spec = JobSpec(
-            job_id=str(uuid.uuid4()),
-            prompt=job.prompt,
-            inputs=[
-                InputFile(
-                    node_id=ref.node_id,
-                    input_name=ref.input_name,
-                    source=ref.source,
-                    filename=ref.filename,
-                )
-                for ref in job.inputs
-            ],
-            deadline_seconds=args.deadline,
-            stall_timeout_seconds=args.stall_timeout,
-            params=job.params,
-            workflow_name=job.workflow_name,
-            enqueued_at=time.time(),
+        spec = build_spec(
+            job, deadline_seconds=args.deadline, stall_timeout_seconds=args.stall_timeout
         )
 
         def show(progress: JobProgress, job_id: str = spec.job_id) -> None:
