@@ -47,3 +47,19 @@ def test_cancel_of_an_unknown_job_says_unknown_and_fails(farm: Farm) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "unknown job" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_submit_to_a_worker_nobody_runs_is_refused_unless_allowed_offline(farm: Farm) -> None:
+    """`submit --worker gpu9` with no such live worker: exit 2 naming the queue; with
+    --allow-offline the job is queued for a worker that will come."""
+    env = {"COMFYFARM_BROKER_URL": farm.settings.broker_url,
+           "COMFYFARM_KEY_PREFIX": farm.settings.key_prefix, "PATH": "/usr/bin"}  # fmt: skip
+    argv = [sys.executable, "-P", "-m", "comfyfarm", "submit", "sd15_text2image", "--no-validate",
+            "--worker", "gpu9"]  # fmt: skip
+    refused = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "no live worker consumes comfyfarm.worker.gpu9" in refused.stderr
+    queued = subprocess.run([*argv, "--allow-offline"], env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    assert farm.status(ping_timeout=None).queue_depth("comfyfarm.worker.gpu9") == 1
