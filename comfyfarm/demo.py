@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from comfyfarm.services import (
     ManagedProcess,
@@ -24,6 +26,7 @@ from comfyfarm.services import (
     free_port,
     worker_process,
 )
+from comfyfarm.tasks.settings import redact_url
 
 FLOWER_READY = "Visit me at"
 DEMO_WORKFLOW = "sd15_text2image"
@@ -49,9 +52,16 @@ def local_farm(
         if env.get("COMFYFARM_BROKER_URL"):
             check_broker(env["COMFYFARM_BROKER_URL"])
         else:
-            redis = stack.enter_context(RedisServer())
+            # Persistent (AOF in .comfyfarm/valkey: a restarted demo keeps its queue and results)
+            # and with a password of its own, though it listens on loopback only.
+            data_dir = Path(".comfyfarm", "valkey").resolve()
+            data_dir.mkdir(parents=True, exist_ok=True)
+            redis = stack.enter_context(
+                RedisServer(appendonly=True, data_dir=data_dir, password=secrets.token_hex(16))
+            )
             env["COMFYFARM_BROKER_URL"] = redis.url
-            print(f"embedded Redis-compatible server (valkey) at {redis.url}")
+            print(f"embedded Redis-compatible server (valkey) at {redact_url(redis.url)}, "
+                  f"data in {data_dir}")  # fmt: skip
         if key_prefix:
             env["COMFYFARM_KEY_PREFIX"] = key_prefix
         urls = list(comfy_urls)

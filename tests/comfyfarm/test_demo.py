@@ -21,10 +21,12 @@ def test_demo_runs_a_sweep_end_to_end_with_embedded_services(tmp_path: Path) -> 
         [sys.executable, "-P", "-m", "comfyfarm", "demo", "--exit", "--jobs", "4",
          "--step-ms", "5"],
         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=170,
+        cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "embedded Redis-compatible server" in out
+    assert (tmp_path / ".comfyfarm" / "valkey" / "appendonlydir").is_dir()  # it persists
     assert re.search(r"Flower at http://127\.0\.0\.1:\d+", out)
     succeeded = re.findall(r"job [0-9a-f-]{36}: succeeded on (demo\d)", out)
     assert len(succeeded) == 4
@@ -59,7 +61,7 @@ def test_demo_serve_prints_exports_and_stops_everything_on_a_signal(
         [sys.executable, "-P", "-m", "comfyfarm", "demo", "--serve", "--jobs", "1",
          "--step-ms", "5", "--no-flower"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        text=True, cwd=tmp_path,
     )  # fmt: skip
     assert demo.stdout is not None
     lines: list[str] = []
