@@ -26,6 +26,17 @@ from dataclasses import replace
 from typing import Any
 
 from comfyfarm.workflows.convert_groups import GroupNodeDef, GroupScope
+from comfyfarm.workflows.convert_subgraphs import (
+    SUBGRAPH_INPUT_TARGET,
+    SubgraphMismatch,
+    configured_instance,
+    definition_inputs,
+    feeds_widget,
+    promoted_values,
+    proxied_inputs,
+    proxy_widgets,
+    subgraph_definitions,
+)
 from comfyfarm.workflows.errors import ConversionError
 from comfyfarm.workflows.execgraph import (
     ExecNode,
@@ -38,7 +49,7 @@ from comfyfarm.workflows.execgraph import (
     primitive_value,
 )
 from comfyfarm.workflows.problems import Problem
-from comfyfarm.workflows.schema import SchemaSource
+from comfyfarm.workflows.schema import NodeSchema, SchemaSource
 from comfyfarm.workflows.uigraph import (
     GET_NODE,
     MODE_BYPASS,
@@ -47,9 +58,8 @@ from comfyfarm.workflows.uigraph import (
     SET_NODE,
     UIGraph,
     UINode,
-    node_key,
 )
-from comfyfarm.workflows.widgets import widget_inputs, wrap_value
+from comfyfarm.workflows.widgets import browser_captured, widget_inputs, wrap_value
 
 MAX_DEPTH = 32  # subgraphs inside subgraphs; deeper means a definition that contains itself
 
@@ -67,7 +77,7 @@ class Converter:
         self.schema = schema
         self.nodes: dict[str, ExecNode] = {}
         self.problems: list[Problem] = []
-        self.subgraphs = _subgraph_definitions(ui)
+        self.subgraphs = subgraph_definitions(ui)
         extra = ui.get("extra") if isinstance(ui.get("extra"), Mapping) else {}
         groups = extra.get("groupNodes") if isinstance(extra, Mapping) else None
         self.group_raw: Mapping[str, Any] = groups if isinstance(groups, Mapping) else {}
@@ -111,10 +121,21 @@ class Converter:
             )
             return
         definition = self.subgraphs[node.type]
-        scope = GraphScope(UIGraph.parse(definition), prefix=en.exec_id + ":", instance=en)
+        graph = UIGraph.parse(definition)
+        try:
+            node = en.node = configured_instance(node, definition, graph)
+        except SubgraphMismatch as exc:
+            fix = "open the workflow in the editor and save it again"
+            self.problems.append(_problem(en, "conversion", str(exc), fix))
+            return
+        scope = GraphScope(graph, prefix=en.exec_id + ":", instance=en)
         en.inner = scope
-        proxies = _proxy_widgets(node, en.widget_overrides)
-        en.promoted = _promoted_values(node) if proxies is None else _proxied_inputs(node, proxies)
+        proxies = proxy_widgets(node, en.widget_overrides)
+        en.promoted = (
+            promoted_values(node, definition, graph, self._is_widget)
+            if proxies is None
+            else proxied_inputs(node, proxies)
+        )
         for target, name, value in proxies or ():
             if target != SUBGRAPH_INPUT_TARGET:
                 self.proxied.setdefault(scope.prefix + target, {})[name] = value
@@ -123,6 +144,25 @@ class Converter:
         for inner in scope.graph.nodes.values():
             mode = inner.mode if inner_mode is None else inner_mode
             self._add(inner, scope, mode, depth=depth + 1, path=(*path, node.type))
+
+    def _is_widget(self, node: UINode, input_name: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether ``input_name`` of ``node`` is a widget in the editor (so it can be promoted)."""
+        definition = self.subgraphs.get(node.type)
+        if definition is not None:  # a nested instance: a widget when it promotes one
+            entry = next(
+                (e for e in definition_inputs(definition) if e.get("name") == input_name), None
+            )
+            if entry is None or node.type in seen:
+                return False
+            inner = seen | {node.type}
+            return feeds_widget(
+                entry, UIGraph.parse(definition), lambda n, name: self._is_widget(n, name, inner)
+            )
+        node_schema = self.schema.node(node.type)
+        if node_schema is None:  # unknown type: reported when emitted; trust the file
+            return any(s.input_name == input_name and s.widget for s in node.inputs)
+        spec = node_schema.inputs.get(input_name)
+        return spec is not None and spec.is_widget
 
     def _expand_group(self, en: ExecNode, inner_mode: int | None) -> None:
         name = en.node.group_name
@@ -231,6 +271,10 @@ class Converter:
             if node_schema is None:
                 self.problems.append(self._unknown(en))
                 continue
+            captured = browser_captured(node.type)
+            if captured is not None:
+                self.problems.append(self._captured(en, captured))
+                continue
             inputs = widget_inputs(node.widgets_values, node_schema, en.widget_overrides)
             for index, slot in enumerate(node.inputs):
                 self._set(inputs, slot.input_name, self.resolve_input(en, index, set()))
@@ -239,7 +283,7 @@ class Converter:
             prompt[en.exec_id] = {
                 "inputs": inputs,
                 "class_type": node.type,
-                "_meta": {"title": node.title or node_schema.display_name},
+                "_meta": {"title": node.title or editor_title(node_schema)},
             }
         for entry in prompt.values():
             inputs = entry["inputs"]
@@ -254,6 +298,12 @@ class Converter:
         elif isinstance(resolved, Literal):
             inputs[name] = wrap_value(resolved.value)
 
+    @staticmethod
+    def _captured(en: ExecNode, widget: str) -> Problem:
+        message = f"only the editor can export this node: its widget {widget} is made at export"
+        fix = "export the workflow from the editor (Export (API)), or remove or bypass this node"
+        return _problem(en, "conversion", message, fix)
+
     def _unknown(self, en: ExecNode) -> Problem:
         close = difflib.get_close_matches(en.node.type, self.schema.class_types, n=3, cutoff=0.75)
         fix = f"install the custom node that provides {en.node.type}"
@@ -263,69 +313,23 @@ class Converter:
         return _problem(en, "unknown_node_type", message, fix)
 
 
-def _subgraph_definitions(ui: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Every subgraph definition by id, nested definitions included."""
-    found: dict[str, Mapping[str, Any]] = {}
-    pending: list[Mapping[str, Any]] = [ui]
-    while pending:
-        current = pending.pop()
-        definitions = current.get("definitions")
-        subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-        for definition in subgraphs if isinstance(subgraphs, list) else []:
-            if isinstance(definition, Mapping) and isinstance(definition.get("id"), str):
-                if definition["id"] not in found:
-                    found[definition["id"]] = definition
-                    pending.append(definition)
-    return found
+# The editor's English names of classes whose /object_info entry has no display_name
+# (frontend 1.27.10's own locale; the oracle lists them: tools/editor_oracle, --titles).
+EDITOR_TITLES = {
+    "ImageBlend": "Image Blend",
+    "ImageBlur": "Image Blur",
+    "ImageQuantize": "Image Quantize",
+    "ImageSharpen": "Image Sharpen",
+    "ImageScaleToTotalPixels": "Scale Image to Total Pixels",
+}
 
 
-def _promoted_values(node: UINode) -> dict[int, Any]:
-    """Promoted widget values of a subgraph instance by input slot (widgets follow input order)."""
-    values = node.widgets_values
-    promoted: dict[int, Any] = {}
-    widget_slots = [(i, slot) for i, slot in enumerate(node.inputs) if slot.widget is not None]
-    for position, (index, slot) in enumerate(widget_slots):
-        if isinstance(values, dict):
-            if slot.input_name in values:
-                promoted[index] = values[slot.input_name]
-        elif isinstance(values, list) and position < len(values) and values[position] is not None:
-            promoted[index] = values[position]
-    return promoted
-
-
-# A proxyWidgets entry whose target is the subgraph's own input (by name), not an inner node.
-SUBGRAPH_INPUT_TARGET = "-1"
-
-
-def _proxy_widgets(node: UINode, inherited: Mapping[str, Any]) -> list[tuple[str, str, Any]] | None:
-    """``(target node id, widget name, value)`` for each widget a subgraph instance promotes in
-    ``properties.proxyWidgets`` (the editor's newer way), its value at the same position of
-    ``widgets_values``; an enclosing instance's promotion of the same name (``inherited``) wins.
-    None when the instance has no proxyWidgets."""
-    raw = node.properties.get("proxyWidgets")
-    if not isinstance(raw, list):
-        return None
-    values = node.widgets_values if isinstance(node.widgets_values, list) else []
-    found = []
-    for position, entry in enumerate(raw):
-        if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str)):
-            continue
-        target, name = node_key(entry[0]), entry[1]
-        if name in inherited:
-            found.append((target, name, inherited[name]))
-        elif position < len(values) and values[position] is not None:
-            found.append((target, name, values[position]))
-    return found
-
-
-def _proxied_inputs(node: UINode, proxies: list[tuple[str, str, Any]]) -> dict[int, Any]:
-    """Promoted values of the instance's own inputs (target ``-1``), by input slot."""
-    slots = {slot.input_name: index for index, slot in enumerate(node.inputs)}
-    return {
-        slots[name]: value
-        for target, name, value in proxies
-        if target == SUBGRAPH_INPUT_TARGET and name in slots
-    }
+def editor_title(node_schema: NodeSchema) -> str:
+    """The title the editor gives a node nobody renamed."""
+    name = node_schema.display_name
+    if name == node_schema.class_type:
+        return EDITOR_TITLES.get(name, name)
+    return name
 
 
 def _titled(node: UINode, title: str) -> UINode:
