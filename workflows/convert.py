@@ -1,21 +1,30 @@
 """UI format → API format, the way the editor's "Export (API)" does it, driven by node schemas.
 
+The authority is the editor itself: ``tests/workflows/editor_fixtures`` holds what the real editor
+(comfyui-frontend-package 1.27.10, run headless by ``tools/editor_oracle``) exports for all 172
+templates of ComfyUI 0.3.64, and the tests demand exact agreement, ``_meta`` included.
+
 ``convert_ui_to_api(ui, schema)`` flattens the graph (subgraph instances from
-``definitions.subgraphs`` — with the widget values they promote, by input or through
-``properties.proxyWidgets`` — and legacy group nodes from ``extra.groupNodes`` expanded, with ids
-``"<instance>:<inner>"``), then emits every real node that is neither muted (mode 2) nor bypassed
+``definitions.subgraphs`` — inputs matched to the definition by name, with the widget values they
+promote, by input or through ``properties.proxyWidgets``: ``workflows.convert_subgraphs`` — and
+legacy group nodes from ``extra.groupNodes`` expanded, with ids ``"<instance>:<inner>"``), then
+emits every real node that is neither muted (mode 2) nor bypassed
 (mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote, and the organising nodes
 of popular packs: KJNodes' SetNode/GetNode, rgthree's reroute, muters, bypassers, labels):
 
-- widget values by schema input order (``comfyfarm.workflows.widgets``),
+- widget values by the editor's widget layout (``comfyfarm.workflows.widgets``), its own widgets
+  included,
 - each input socket resolved backwards (``workflows.execgraph``): through reroutes, GetNode →
   SetNode of the same name (own graph first, then the graphs around it), bypassed nodes
   (to their first input of a matching type), subgraph boundaries and promoted widgets; a
   PrimitiveNode source becomes a literal value; a muted source drops the input,
-- ``_meta.title`` = the node's title, else the schema's display name,
+- ``_meta.title`` = the node's title, else the schema's display name, else the editor's own
+  title for that class,
 - finally inputs that point at nodes that were not emitted are removed.
 
-Node types the schema source does not know are reported all at once (ConversionError).
+Node types the schema source does not know, subgraph instances whose inner links name inputs
+their definition lacks, and nodes whose value only a browser can make at export (webcam, 3D
+viewport) are reported all at once (ConversionError), never converted by guess.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from comfyfarm.workflows.convert_subgraphs import (
     proxy_widgets,
     subgraph_definitions,
 )
+from comfyfarm.workflows.convert_titles import editor_title
 from comfyfarm.workflows.errors import ConversionError
 from comfyfarm.workflows.execgraph import (
     ExecNode,
@@ -49,7 +59,7 @@ from comfyfarm.workflows.execgraph import (
     primitive_value,
 )
 from comfyfarm.workflows.problems import Problem
-from comfyfarm.workflows.schema import NodeSchema, SchemaSource
+from comfyfarm.workflows.schema import SchemaSource
 from comfyfarm.workflows.uigraph import (
     GET_NODE,
     MODE_BYPASS,
@@ -311,25 +321,6 @@ class Converter:
             fix = f"did you mean {' or '.join(repr(c) for c in close)}? otherwise {fix}"
         message = f"node type {en.node.type!r} is not installed (unknown to {self.schema.origin})"
         return _problem(en, "unknown_node_type", message, fix)
-
-
-# The editor's English names of classes whose /object_info entry has no display_name
-# (frontend 1.27.10's own locale; the oracle lists them: tools/editor_oracle, --titles).
-EDITOR_TITLES = {
-    "ImageBlend": "Image Blend",
-    "ImageBlur": "Image Blur",
-    "ImageQuantize": "Image Quantize",
-    "ImageSharpen": "Image Sharpen",
-    "ImageScaleToTotalPixels": "Scale Image to Total Pixels",
-}
-
-
-def editor_title(node_schema: NodeSchema) -> str:
-    """The title the editor gives a node nobody renamed."""
-    name = node_schema.display_name
-    if name == node_schema.class_type:
-        return EDITOR_TITLES.get(name, name)
-    return name
 
 
 def _titled(node: UINode, title: str) -> UINode:

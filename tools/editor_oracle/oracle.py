@@ -25,6 +25,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +141,33 @@ def backend(static: Path, object_info: dict[str, Any]) -> web.Application:
     return app
 
 
+WIDGETS_JS = """
+(() => {
+  const out = {};
+  const names = %s;
+  app.graph.clear();
+  for (const name of names) {
+    const node = LiteGraph.createNode(name);
+    if (!node) { out[name] = null; continue; }
+    // [name, type, takes a widgets_values slot, sent in the API prompt]
+    out[name] = (node.widgets || []).map((w) => [w.name, w.type, w.serialize !== false,
+      !(w.options && w.options.serialize === false)]);
+  }
+  return JSON.stringify(out);
+})()
+"""
+
+TITLES_JS = """
+JSON.stringify(Object.fromEntries(
+  Object.entries(LiteGraph.registered_node_types).map(([name, cls]) => [name, cls.title])))
+"""
+
+
 class Page:
     """One Chromium tab over the DevTools protocol: evaluate JavaScript, await its promise."""
 
-    def __init__(self, sock: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, session: aiohttp.ClientSession, sock: aiohttp.ClientWebSocketResponse):
+        self.session = session
         self.sock = sock
         self.ids = itertools.count(1)
 
@@ -167,41 +191,64 @@ class Page:
             raise RuntimeError(str(result["exceptionDetails"])[:2000])
         return result["result"].get("value")
 
+    async def close(self) -> None:
+        await self.sock.close()
+        await self.session.close()
 
-async def open_page(profile: Path, url: str) -> tuple[asyncio.subprocess.Process, Page]:
+
+@contextlib.asynccontextmanager
+async def editor(url: str) -> AsyncIterator[Page]:
+    """Chromium (empty profile, loopback only) showing the editor at ``url``, until it is ready."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("oracle: chromium not found (apt-get install -y chromium)")
-    proc = await asyncio.create_subprocess_exec(
-        chromium,
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        "about:blank",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    port_file = profile / "DevToolsActivePort"
+    with tempfile.TemporaryDirectory(prefix="oracle-profile-", ignore_cleanup_errors=True) as tmp:
+        profile = Path(tmp)
+        proc = await asyncio.create_subprocess_exec(
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            page = await _attach(profile / "DevToolsActivePort")
+            try:
+                await page.call("Page.enable")
+                await page.call("Page.navigate", url=url)
+                for _ in range(600):
+                    ready = await page.evaluate(
+                        "!!(window.app && window.app.graph && window.app.vueAppReady)"
+                    )
+                    if ready:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise SystemExit("oracle: the editor did not start within 60 s")
+                yield page
+            finally:
+                await page.close()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            await proc.wait()
+
+
+async def _attach(port_file: Path) -> Page:
     for _ in range(300):
         if port_file.exists() and port_file.read_text().strip():
             break
         await asyncio.sleep(0.1)
+    else:
+        raise SystemExit("oracle: chromium did not open its DevTools port within 30 s")
     port = port_file.read_text().split()[0]
     session = aiohttp.ClientSession()
     async with session.get(f"http://127.0.0.1:{port}/json/list") as resp:
         targets = await resp.json()
-    page_target = next(t for t in targets if t.get("type") == "page")
-    sock = await session.ws_connect(page_target["webSocketDebuggerUrl"], max_msg_size=0)
-    page = Page(sock)
-    await page.call("Page.enable")
-    await page.call("Page.navigate", url=url)
-    for _ in range(600):
-        ready = await page.evaluate("!!(window.app && window.app.graph && window.app.vueAppReady)")
-        if ready:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise SystemExit("oracle: the editor did not start within 60 s")
-    return proc, page
+    target = next(t for t in targets if t.get("type") == "page")
+    sock = await session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
+    return Page(session, sock)
 
 
 async def load_object_info(args: argparse.Namespace) -> dict[str, Any]:
@@ -210,6 +257,42 @@ async def load_object_info(args: argparse.Namespace) -> dict[str, Any]:
             async with session.get(args.object_info_url.rstrip("/") + "/object_info") as resp:
                 return dict(await resp.json())
     return dict(json.loads(Path(args.object_info).read_text("utf-8")))
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def one_per_line(table: dict[str, Any]) -> str:
+    """A JSON object with one entry per line: small, and readable in a diff."""
+    lines = [f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in table.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+async def convert_templates(page: Page, templates: list[Path], out: Path) -> dict[str, Any]:
+    """Each template through the editor: ``<name>.ui.json`` (the input, compact) and, when the
+    editor's export is complete, ``<name>.api.json``; the manifest says which is which."""
+    manifest: dict[str, Any] = {}
+    for path in templates:
+        workflow = json.loads(path.read_text("utf-8"))
+        raw = await page.evaluate(f"({CONVERT_JS})({json.dumps(workflow)})")
+        result = json.loads(raw)
+        (out / f"{path.stem}.ui.json").write_text(compact(workflow), "utf-8")
+        api = out / f"{path.stem}.api.json"
+        api.unlink(missing_ok=True)
+        if "error" in result:
+            entry = {"editor": "error", "error": result["error"].splitlines()[0]}
+        else:
+            output = result["output"]
+            broken = sorted(k for k, v in output.items() if "class_type" not in v)
+            if broken:  # nodes of types the editor does not know: it exports them classless
+                entry = {"editor": "incomplete", "nodes_without_class_type": broken}
+            else:
+                api.write_text(json.dumps(output, ensure_ascii=False, indent=1) + "\n", "utf-8")
+                entry = {"editor": "ok"}
+        manifest[path.stem] = entry
+        print(f"{path.stem}: {entry['editor']}", flush=True)
+    return manifest
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -227,28 +310,24 @@ async def main(args: argparse.Namespace) -> int:
     )
     if args.only:
         templates = [p for p in templates if p.stem in set(args.only)]
-    summary: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="oracle-profile-") as profile:
-        proc, page = await open_page(Path(profile), f"http://127.0.0.1:{port}/")
-        try:
-            for path in templates:
-                workflow = path.read_text("utf-8")
-                raw = await page.evaluate(f"({CONVERT_JS})({workflow})")
-                result = json.loads(raw)
-                target = out / f"{path.stem}.api.json"
-                if "error" in result:
-                    summary[path.stem] = "editor error: " + result["error"].splitlines()[0]
-                    target.unlink(missing_ok=True)
-                else:
-                    target.write_text(json.dumps(result["output"], indent=1) + "\n", "utf-8")
-                    summary[path.stem] = "ok"
-                print(f"{path.stem}: {summary[path.stem]}", flush=True)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            await proc.wait()
-            await runner.cleanup()
-    (out / "oracle_summary.json").write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
+    try:
+        async with editor(f"http://127.0.0.1:{port}/") as page:
+            widgets = json.loads(await page.evaluate(WIDGETS_JS % json.dumps(sorted(object_info))))
+            titles = json.loads(await page.evaluate(TITLES_JS))
+            manifest = await convert_templates(page, templates, out)
+    finally:
+        await runner.cleanup()
+    (out / "editor_widgets.json").write_text(one_per_line(widgets), "utf-8")
+    unnamed = {
+        name: titles[name]
+        for name, entry in object_info.items()
+        if name in titles and titles[name] != (entry.get("display_name") or name)
+    }
+    (out / "editor_titles.json").write_text(one_per_line(unnamed), "utf-8")
+    if not args.only:
+        (out / "MANIFEST.json").write_text(one_per_line(manifest), "utf-8")
+    ok = sum(1 for entry in manifest.values() if entry["editor"] == "ok")
+    print(f"oracle: the editor exported {ok} of {len(manifest)} templates completely")
     return 0
 
 
@@ -256,7 +335,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frontend", required=True, help="comfyui_frontend_package/static")
     parser.add_argument("--templates", required=True, help="comfyui_workflow_templates/templates")
-    parser.add_argument("--out", required=True, help="where <template>.api.json files go")
+    parser.add_argument("--out", required=True, help="where the fixtures go")
     parser.add_argument("--object-info", default=str(DEFAULT_OBJECT_INFO))
     parser.add_argument("--object-info-url", help="read /object_info from this ComfyUI or sim")
     parser.add_argument("--port", type=int, default=0)
