@@ -7,7 +7,8 @@ definition's order and takes each saved input (its link) **by name**; saved inpu
 definition does not have are kept after them. Links inside the subgraph name the definition's
 input by index (``origin_slot``), so reading the saved list by index instead wires a ``cfg`` to
 the source of ``steps`` (issue 11). This module does what the editor does, and refuses with a
-reason what the editor would refuse (an inner link from an input the definition lacks).
+reason what the editor would refuse (an inner link from an input the definition lacks) and what
+it would silently miswire (two inputs of one name).
 
 Promoted widgets: an instance input shows a widget when one of the inner inputs it feeds is a
 widget; the instance's ``widgets_values`` fill those widgets in input order. The editor's newer
@@ -55,7 +56,8 @@ def definition_inputs(definition: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def configured_instance(node: UINode, definition: Mapping[str, Any], graph: UIGraph) -> UINode:
     """``node`` with its inputs in the definition's order, saved links taken by name.
 
-    Raises SubgraphMismatch when an inner link starts at an input slot the definition lacks."""
+    Raises SubgraphMismatch when an inner link starts at an input slot the definition lacks, or
+    when names do not tell inputs apart (the editor would wire them all to one source)."""
     declared = definition_inputs(definition)
     for link in graph.links.values():
         if link.origin_id == SUBGRAPH_INPUT_ID and link.origin_slot >= len(declared):
@@ -63,14 +65,29 @@ def configured_instance(node: UINode, definition: Mapping[str, Any], graph: UIGr
                 f"a link inside the subgraph starts at input slot {link.origin_slot}, "
                 f"but the definition has {len(declared)} inputs"
             )
-    saved = {slot.name: slot for slot in node.inputs}  # the editor's Map: the last one wins
     names = [str(entry.get("name", "")) for entry in declared]
+    _refuse_ambiguous_names(names, node)
+    saved = {slot.name: slot for slot in node.inputs}
     inputs = [
         _merged(saved.get(name), name, str(entry.get("type", "*")))
         for name, entry in zip(names, declared, strict=True)
     ]
     inputs += [slot for slot in node.inputs if slot.name not in set(names)]
     return replace(node, inputs=tuple(inputs))
+
+
+def _refuse_ambiguous_names(names: list[str], node: UINode) -> None:
+    """Inputs are matched by name: two of one name would feed one source to both (the editor's
+    last-wins map), a silent miswiring; refuse instead."""
+    for name in set(names):
+        if names.count(name) > 1:
+            raise SubgraphMismatch(f"the subgraph has {names.count(name)} inputs named {name!r}")
+    linked: dict[str, set[str | None]] = {}
+    for slot in node.inputs:
+        linked.setdefault(slot.name, set()).add(slot.link)
+    for name, links in linked.items():
+        if len(links) > 1:
+            raise SubgraphMismatch(f"the instance has inputs named {name!r} with different links")
 
 
 def _merged(saved: InputSlot | None, name: str, type_: str) -> InputSlot:

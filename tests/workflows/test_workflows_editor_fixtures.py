@@ -182,3 +182,33 @@ def test_unnamed_class_gets_the_editors_title(schema):
     ui = _single_node("ImageScaleToTotalPixels", ["nearest-exact", 1.0])
     prompt = convert_ui_to_api(ui, schema)
     assert prompt["1"]["_meta"] == {"title": "Scale Image to Total Pixels"}
+
+
+def test_instance_saved_with_its_inputs_reordered_is_wired_by_name(schema, data):
+    """Saved instance inputs in another order than the definition's still feed the inner
+    input of the same name (the editor matches them by name)."""
+    ui = data("subgraph_ui.json")
+    expected = convert_ui_to_api(ui, schema)
+    instance = ui["nodes"][1]
+    instance["inputs"] = list(reversed(instance["inputs"]))
+    assert convert_ui_to_api(ui, schema) == expected
+
+
+def test_subgraph_with_two_inputs_of_one_name_is_refused(schema, data):
+    """Two definition inputs named alike cannot be told apart: an error naming the instance."""
+    ui = data("subgraph_ui.json")
+    ui["definitions"]["subgraphs"][0]["inputs"][1]["name"] = "clip"
+    with pytest.raises(ConversionError) as caught:
+        convert_ui_to_api(ui, schema)
+    problem = caught.value.problems[0]
+    assert problem.node_id == "2" and "2 inputs named 'clip'" in problem.message
+
+
+def test_types_the_editor_renames_on_load_are_exported_renamed(schema):
+    """T2IAdapterLoader loads as ControlNetLoader in the editor, and is exported so."""
+    prompt = convert_ui_to_api(_single_node("T2IAdapterLoader", ["x.safetensors"]), schema)
+    assert prompt["1"] == {
+        "inputs": {"control_net_name": "x.safetensors"},
+        "class_type": "ControlNetLoader",
+        "_meta": {"title": "Load ControlNet Model"},
+    }
