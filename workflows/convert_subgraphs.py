@@ -18,7 +18,7 @@ promotion (``properties.proxyWidgets``) names inner widgets explicitly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from comfyfarm.workflows.uigraph import SUBGRAPH_INPUT_ID, InputSlot, UIGraph, UINode, node_key
@@ -96,38 +96,113 @@ def _merged(saved: InputSlot | None, name: str, type_: str) -> InputSlot:
     return InputSlot(name=name, type=type_, link=saved.link, widget=saved.widget)
 
 
+def promoted_slots(
+    node: UINode,
+    definition: Mapping[str, Any],
+    graph: UIGraph,
+    is_widget: Callable[[UINode, str], bool],
+) -> list[int]:
+    """Input slots of a configured instance that show a promoted widget, in widget order: those
+    feeding an inner widget (``is_widget(inner node, input name)``)."""
+    declared = {str(e.get("name", "")): e for e in definition_inputs(definition)}
+    return [
+        index
+        for index, slot in enumerate(node.inputs)
+        if slot.name in declared and feeds_widget(declared[slot.name], graph, is_widget)
+    ]
+
+
 def promoted_values(
     node: UINode,
     definition: Mapping[str, Any],
     graph: UIGraph,
     is_widget: Callable[[UINode, str], bool],
 ) -> dict[int, Any]:
-    """Promoted widget values of a configured instance by input slot.
-
-    An input has a widget when an inner input it feeds is a widget (``is_widget(inner node,
-    input name)``); ``widgets_values`` (a list by widget position, or a dict by input name)
-    fill those widgets in input order."""
-    declared = {str(e.get("name", "")): e for e in definition_inputs(definition)}
+    """Promoted widget values a configured instance saved, by input slot: ``widgets_values`` (a
+    list by widget position, or a dict by input name) in promoted-widget order."""
     values = node.widgets_values
     promoted: dict[int, Any] = {}
-    position = 0
-    for index, slot in enumerate(node.inputs):
-        entry = declared.get(slot.name)
-        if entry is None or not feeds_widget(entry, graph, is_widget):
-            continue
+    for position, index in enumerate(promoted_slots(node, definition, graph, is_widget)):
+        name = node.inputs[index].name
         if isinstance(values, dict):
-            if slot.name in values:
-                promoted[index] = values[slot.name]
+            if name in values:
+                promoted[index] = values[name]
         elif isinstance(values, list) and position < len(values) and values[position] is not None:
             promoted[index] = values[position]
-        position += 1
     return promoted
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One instance's saved value for a promoted widget, and where that instance sits."""
+
+    value: Any
+    node_id: str
+    inside: str | None  # the name of the subgraph holding the instance; None: the root graph
+
+
+# In a write history: the subgraph's own inner node set the value (its definition configured).
+OWN_VALUE = None
+
+Write = Promotion | None
+
+
+def promotion_history(
+    ui: Mapping[str, Any],
+    subgraphs: Mapping[str, Mapping[str, Any]],
+    is_widget: Callable[[UINode, str], bool],
+) -> dict[tuple[str, str], list[Write]]:
+    """Who sets each promoted widget, in the order the editor does, by (definition id, input).
+
+    The editor (frontend 1.27.10) keeps a promoted widget's value in the inner widget, which all
+    instances of one definition share, so the last write wins for every instance. It configures
+    the definitions in order (each first sets its inner widgets: ``OWN_VALUE``, then the
+    instances inside it write), then the root graph's instances. Instances using
+    ``properties.proxyWidgets`` (newer editors: values per instance) are left out."""
+    history: dict[tuple[str, str], list[Write]] = {}
+    for def_id, holder in subgraphs.items():
+        for entry in definition_inputs(holder):
+            history.setdefault((def_id, str(entry.get("name", ""))), []).append(OWN_VALUE)
+        label = str(holder.get("name") or def_id)
+        for node in UIGraph.parse(holder).nodes.values():
+            _record(history, node, label, subgraphs, is_widget)
+    for node in UIGraph.parse(ui).nodes.values():
+        _record(history, node, None, subgraphs, is_widget)
+    return history
+
+
+def _record(
+    history: dict[tuple[str, str], list[Write]],
+    node: UINode,
+    inside: str | None,
+    subgraphs: Mapping[str, Mapping[str, Any]],
+    is_widget: Callable[[UINode, str], bool],
+) -> None:
+    definition = subgraphs.get(node.type)
+    if definition is None or isinstance(node.properties.get("proxyWidgets"), list):
+        return
+    graph = UIGraph.parse(definition)
+    try:
+        configured = configured_instance(node, definition, graph)
+    except SubgraphMismatch:
+        return  # reported where the instance is expanded
+    for index, value in promoted_values(configured, definition, graph, is_widget).items():
+        key = (node.type, configured.inputs[index].name)
+        history.setdefault(key, []).append(Promotion(value, node.id, inside))
 
 
 def feeds_widget(
     entry: Mapping[str, Any], graph: UIGraph, is_widget: Callable[[UINode, str], bool]
 ) -> bool:
     """Whether definition input ``entry`` feeds an inner widget (so the instance shows one)."""
+    return widget_target(entry, graph, is_widget) is not None
+
+
+def widget_target(
+    entry: Mapping[str, Any], graph: UIGraph, is_widget: Callable[[UINode, str], bool]
+) -> tuple[UINode, str] | None:
+    """The inner node and input whose widget definition input ``entry`` promotes: the first
+    linked inner input that is a widget, as the editor picks it."""
     link_ids = entry.get("linkIds")
     for link_id in link_ids if isinstance(link_ids, list) else []:
         link = graph.links.get(node_key(link_id))
@@ -136,8 +211,8 @@ def feeds_widget(
             continue
         slot = next((s for s in target.inputs if s.link == link.id), None)
         if slot is not None and is_widget(target, slot.input_name):
-            return True
-    return False
+            return target, slot.input_name
+    return None
 
 
 def proxy_widgets(node: UINode, inherited: Mapping[str, Any]) -> list[tuple[str, str, Any]] | None:
