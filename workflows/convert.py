@@ -30,25 +30,22 @@ viewport) are reported all at once (ConversionError), never converted by guess.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from comfyfarm.workflows.convert_groups import GroupNodeDef, GroupScope
+from comfyfarm.workflows.convert_promotions import shared_values
 from comfyfarm.workflows.convert_subgraphs import (
     SUBGRAPH_INPUT_TARGET,
-    Promotion,
     SubgraphMismatch,
     configured_instance,
     definition_inputs,
     feeds_widget,
     promoted_slots,
-    promotion_history,
     proxied_inputs,
     proxy_widgets,
     subgraph_definitions,
-    widget_target,
 )
 from comfyfarm.workflows.convert_titles import editor_title
 from comfyfarm.workflows.errors import ConversionError
@@ -73,7 +70,7 @@ from comfyfarm.workflows.uigraph import (
     UIGraph,
     UINode,
 )
-from comfyfarm.workflows.widgets import browser_captured, read_widgets, widget_inputs, wrap_value
+from comfyfarm.workflows.widgets import browser_captured, widget_inputs, wrap_value
 
 MAX_DEPTH = 32  # subgraphs inside subgraphs; deeper means a definition that contains itself
 
@@ -104,7 +101,8 @@ class Converter:
     # -- flattening -------------------------------------------------------------------------
 
     def convert(self) -> dict[str, Any]:
-        self.shared = self._shared_values()
+        self.shared, problems = shared_values(self.ui, self.subgraphs, self.schema, self._is_widget)
+        self.problems.extend(problems)
         root = GraphScope(UIGraph.parse(self.ui))
         for node in root.graph.nodes.values():
             self._add(node, root, node.mode, depth=0, path=())
@@ -160,53 +158,6 @@ class Converter:
         for inner in scope.graph.nodes.values():
             mode = inner.mode if inner_mode is None else inner_mode
             self._add(inner, scope, mode, depth=depth + 1, path=(*path, node.type))
-
-    def _shared_values(self) -> dict[tuple[str, str], Any]:
-        """The promoted value every instance of a definition sends (``promotion_history``).
-
-        An instance whose saved value the editor would silently replace (by another instance's,
-        or by the subgraph's own inner value configured after it) is reported instead."""
-        shared: dict[tuple[str, str], Any] = {}
-        for key, writes in promotion_history(self.ui, self.subgraphs, self._is_widget).items():
-            saved = [w for w in writes if w is not None]
-            if not saved:
-                continue
-            last = writes[-1]
-            final = last.value if last is not None else self._own_value(*key)
-            lost = [w for w in saved if final is _UNKNOWN or _differs(w.value, final)]
-            if not lost:
-                if last is not None:
-                    shared[key] = final
-                continue
-            self.problems.append(
-                self._replaced(key, saved, "its own inner value" if last is None else repr(final))
-            )
-        return shared
-
-    def _own_value(self, def_id: str, name: str) -> Any:
-        """The value the subgraph's inner widget promoted as ``name`` holds by itself."""
-        definition = self.subgraphs[def_id]
-        entry = next((e for e in definition_inputs(definition) if e.get("name") == name), None)
-        found = entry and widget_target(entry, UIGraph.parse(definition), self._is_widget)
-        node_schema = self.schema.node(found[0].type) if found else None
-        if not found or node_schema is None:
-            return _UNKNOWN
-        return read_widgets(found[0].widgets_values, node_schema).get(found[1], _UNKNOWN)
-
-    def _replaced(self, key: tuple[str, str], saved: list[Promotion], final: str) -> Problem:
-        def_id, name = key
-        label = str(self.subgraphs[def_id].get("name") or def_id)
-        where = ", ".join(
-            f"{p.value!r} on node {p.node_id}" + (f" inside {p.inside!r}" if p.inside else "")
-            for p in saved
-        )
-        message = (
-            f"instances of subgraph {label!r} promote {name!r} ({where}), but the editor keeps "
-            f"one value per subgraph and would send {final} to all of them"
-        )
-        fix = "give them the same value, or unpack the instances so each has its own nodes"
-        first = next((p for p in saved if p.inside is None), saved[0])
-        return Problem(first.node_id, None, def_id, name, "conversion", message, fix)
 
     def _is_widget(self, node: UINode, input_name: str, seen: frozenset[str] = frozenset()) -> bool:
         """Whether ``input_name`` of ``node`` is a widget in the editor (so it can be promoted)."""
@@ -374,13 +325,6 @@ class Converter:
             fix = f"did you mean {' or '.join(repr(c) for c in close)}? otherwise {fix}"
         message = f"node type {en.node.type!r} is not installed (unknown to {self.schema.origin})"
         return _problem(en, "unknown_node_type", message, fix)
-
-
-_UNKNOWN = object()  # a value we cannot work out
-
-
-def _differs(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str)
 
 
 def _titled(node: UINode, title: str) -> UINode:

@@ -18,7 +18,7 @@ promotion (``properties.proxyWidgets``) names inner widgets explicitly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from comfyfarm.workflows.uigraph import SUBGRAPH_INPUT_ID, InputSlot, UIGraph, UINode, node_key
@@ -130,65 +130,6 @@ def promoted_values(
         elif isinstance(values, list) and position < len(values) and values[position] is not None:
             promoted[index] = values[position]
     return promoted
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """One instance's saved value for a promoted widget, and where that instance sits."""
-
-    value: Any
-    node_id: str
-    inside: str | None  # the name of the subgraph holding the instance; None: the root graph
-
-
-# In a write history: the subgraph's own inner node set the value (its definition configured).
-OWN_VALUE = None
-
-Write = Promotion | None
-
-
-def promotion_history(
-    ui: Mapping[str, Any],
-    subgraphs: Mapping[str, Mapping[str, Any]],
-    is_widget: Callable[[UINode, str], bool],
-) -> dict[tuple[str, str], list[Write]]:
-    """Who sets each promoted widget, in the order the editor does, by (definition id, input).
-
-    The editor (frontend 1.27.10) keeps a promoted widget's value in the inner widget, which all
-    instances of one definition share, so the last write wins for every instance. It configures
-    the definitions in order (each first sets its inner widgets: ``OWN_VALUE``, then the
-    instances inside it write), then the root graph's instances. Instances using
-    ``properties.proxyWidgets`` (newer editors: values per instance) are left out."""
-    history: dict[tuple[str, str], list[Write]] = {}
-    for def_id, holder in subgraphs.items():
-        for entry in definition_inputs(holder):
-            history.setdefault((def_id, str(entry.get("name", ""))), []).append(OWN_VALUE)
-        label = str(holder.get("name") or def_id)
-        for node in UIGraph.parse(holder).nodes.values():
-            _record(history, node, label, subgraphs, is_widget)
-    for node in UIGraph.parse(ui).nodes.values():
-        _record(history, node, None, subgraphs, is_widget)
-    return history
-
-
-def _record(
-    history: dict[tuple[str, str], list[Write]],
-    node: UINode,
-    inside: str | None,
-    subgraphs: Mapping[str, Mapping[str, Any]],
-    is_widget: Callable[[UINode, str], bool],
-) -> None:
-    definition = subgraphs.get(node.type)
-    if definition is None or isinstance(node.properties.get("proxyWidgets"), list):
-        return
-    graph = UIGraph.parse(definition)
-    try:
-        configured = configured_instance(node, definition, graph)
-    except SubgraphMismatch:
-        return  # reported where the instance is expanded
-    for index, value in promoted_values(configured, definition, graph, is_widget).items():
-        key = (node.type, configured.inputs[index].name)
-        history.setdefault(key, []).append(Promotion(value, node.id, inside))
 
 
 def feeds_widget(
