@@ -10,8 +10,8 @@ plus widgets of its own, and fills them from ``widgets_values`` strictly by posi
 - a combo fed by a remote list (``remote``) is followed by an "auto-refresh" toggle (a slot,
   never sent) and, with ``remote.refresh_button``, a ``refresh`` button (a slot, sent);
 - the editor's own widgets that ``/object_info`` does not list (``EDITOR_WIDGETS``: audio players,
-  3D previews, the PreviewAny text box, the audio recorder) are sent with their value; some take a
-  slot, some do not; upload buttons trail and are never sent;
+  3D previews, the PreviewAny text box, the audio recorder) are sent with their own value (``""``:
+  nothing a saved file can hold); some take a slot, some do not; upload buttons trail, unsent;
 - before reading, the editor drops the slots that belonged to inputs now forced to be sockets
   (its ``migrateWidgetsValues``: only when the slot count matches the old layout exactly).
 
@@ -42,7 +42,8 @@ class EditorWidget:
     default: Any = ""
 
 
-# Sent widgets the editor adds on its own (frontend 1.27.10), appended after the schema widgets.
+# Sent widgets the editor adds on its own (frontend 1.27.10), appended after the schema widgets;
+# they export their own value ("" here: nothing recorded or rendered), never what a slot holds.
 _AUDIO_UI = (EditorWidget("audioUI", slot=False),)
 _VIEWPORT = (EditorWidget("image", slot=True),)
 EDITOR_WIDGETS: Mapping[str, tuple[EditorWidget, ...]] = {
@@ -74,8 +75,11 @@ class Widget:
     slot: bool = True
     sent: bool = True
     default: Any = None
+    fixed: bool = False  # sent as ``default`` whatever its slot holds (the editor's own widgets)
 
     def value_of(self, raw: Any) -> Any:
+        if self.fixed:
+            return self.default
         if raw is not None:
             return raw
         return self.spec.default_value() if self.spec is not None else self.default
@@ -108,7 +112,7 @@ def editor_widgets(schema: NodeSchema) -> list[Widget]:
             if remote.get("refresh_button"):
                 widgets.append(Widget("refresh", None, default="refresh"))
     for extra in EDITOR_WIDGETS.get(schema.class_type, ()):
-        widgets.append(Widget(extra.name, None, slot=extra.slot, default=extra.default))
+        widgets.append(Widget(extra.name, None, slot=extra.slot, default=extra.default, fixed=True))
     return widgets
 
 

@@ -22,6 +22,8 @@ FIXTURES = Path(__file__).parent / "editor_fixtures"
 MANIFEST: dict[str, dict[str, Any]] = json.loads((FIXTURES / "MANIFEST.json").read_text())
 EXPORTED = sorted(name for name, entry in MANIFEST.items() if entry["editor"] == "ok")
 INCOMPLETE = sorted(name for name, entry in MANIFEST.items() if entry["editor"] == "incomplete")
+CASES = FIXTURES / "cases"  # hand-made edge cases (tools/editor_oracle/cases), same oracle
+CASE_NAMES = sorted(json.loads((CASES / "MANIFEST.json").read_text()))
 # Our name for the editor's "Auto-refresh after generation" toggle of remote combos.
 EDITOR_NAMES = {"auto_refresh": "Auto-refresh after generation"}
 
@@ -42,6 +44,28 @@ def test_the_fixtures_cover_every_template():
 def test_template_converts_exactly_as_the_editor_exports_it(schema, name):
     """Our prompt equals the editor's export: same nodes, inputs, links, values and _meta."""
     assert convert_ui_to_api(load(f"{name}.ui.json"), schema) == load(f"{name}.api.json")
+
+
+@pytest.mark.parametrize("name", [n for n in CASE_NAMES if not n.startswith("refuse_")])
+def test_edge_case_converts_exactly_as_the_editor_exports_it(schema, name):
+    """Subgraph and widget edge cases: our prompt equals what the editor exported for them."""
+    ui = json.loads((CASES / f"{name}.ui.json").read_text())
+    assert convert_ui_to_api(ui, schema) == json.loads((CASES / f"{name}.api.json").read_text())
+
+
+@pytest.mark.parametrize("name", [n for n in CASE_NAMES if n.startswith("refuse_")])
+def test_edge_case_the_editor_exports_wrongly_is_refused(schema, name):
+    """Where the editor would silently send one instance's promoted value for another's, we
+    refuse and say which value it would send; the editor's export (recorded) shows it does."""
+    ui = json.loads((CASES / f"{name}.ui.json").read_text())
+    exported = json.loads((CASES / f"{name}.api.json").read_text())
+    with pytest.raises(ConversionError) as caught:
+        convert_ui_to_api(ui, schema)
+    (problem,) = caught.value.problems
+    assert problem.kind == "conversion" and "one value per subgraph" in problem.message
+    texts = {node["inputs"]["text"] for node in exported.values() if "text" in node["inputs"]}
+    said = problem.message.rsplit("would send ", 1)[1]
+    assert any(repr(text) in said for text in texts) or said.startswith("its own inner value")
 
 
 @pytest.mark.parametrize("name", INCOMPLETE)
@@ -151,20 +175,23 @@ def test_control_widget_of_an_input_not_called_seed_takes_its_slot():
 
 
 MP3 = {"filename_prefix": "audio/x", "quality": "V0", "audioUI": ""}
-OUTPUT_IMAGE = {"image": "a.png [output]", "refresh": "refresh"}
+OUTPUT_IMAGE = {"image": "a.png [output]", "refresh": "again"}
 OWN_WIDGET_CASES = [
     ("LoadAudio", ["song.flac", None, None], {"audio": "song.flac", "audioUI": ""}),
     ("SaveAudioMP3", ["audio/x", "V0"], MP3),
     ("PreviewAny", [], {"preview": ""}),
     ("SaveGLB", ["mesh/x", ""], {"filename_prefix": "mesh/x", "image": ""}),
-    ("LoadImageOutput", ["a.png [output]", False, "refresh", "image"], OUTPUT_IMAGE),
-    ("RecordAudio", ["take1.wav", ""], {"audio": "take1.wav"}),
+    ("LoadImageOutput", ["a.png [output]", False, "again", "image"], OUTPUT_IMAGE),
+    ("RecordAudio", ["take1.wav", ""], {"audio": ""}),
+    ("Preview3D", ["model.glb", "shot.png"], {"model_file": "model.glb", "image": ""}),
 ]
 
 
 @pytest.mark.parametrize(("class_type", "values", "expected"), OWN_WIDGET_CASES)
 def test_editor_own_widgets_are_sent_with_their_values(schema, class_type, values, expected):
-    """Widgets the editor adds itself (audio players, previews, refresh buttons) are sent."""
+    """Widgets the editor adds itself are sent: its own ones with their own value (checked in
+    the editor: a recorder or 3D preview sends "" whatever its slot holds), a remote combo's
+    refresh button with its slot's."""
     assert convert_ui_to_api(_single_node(class_type, values), schema)["1"]["inputs"] == expected
 
 

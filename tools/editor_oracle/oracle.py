@@ -312,18 +312,20 @@ async def main(args: argparse.Namespace) -> int:
         templates = [p for p in templates if p.stem in set(args.only)]
     try:
         async with editor(f"http://127.0.0.1:{port}/") as page:
-            widgets = json.loads(await page.evaluate(WIDGETS_JS % json.dumps(sorted(object_info))))
-            titles = json.loads(await page.evaluate(TITLES_JS))
+            if not args.no_tables:
+                names = json.dumps(sorted(object_info))
+                widgets = json.loads(await page.evaluate(WIDGETS_JS % names))
+                titles = json.loads(await page.evaluate(TITLES_JS))
+                unnamed = {
+                    name: titles[name]
+                    for name, entry in object_info.items()
+                    if name in titles and titles[name] != (entry.get("display_name") or name)
+                }
+                (out / "editor_widgets.json").write_text(one_per_line(widgets), "utf-8")
+                (out / "editor_titles.json").write_text(one_per_line(unnamed), "utf-8")
             manifest = await convert_templates(page, templates, out)
     finally:
         await runner.cleanup()
-    (out / "editor_widgets.json").write_text(one_per_line(widgets), "utf-8")
-    unnamed = {
-        name: titles[name]
-        for name, entry in object_info.items()
-        if name in titles and titles[name] != (entry.get("display_name") or name)
-    }
-    (out / "editor_titles.json").write_text(one_per_line(unnamed), "utf-8")
     if not args.only:
         (out / "MANIFEST.json").write_text(one_per_line(manifest), "utf-8")
     ok = sum(1 for entry in manifest.values() if entry["editor"] == "ok")
@@ -340,6 +342,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--object-info-url", help="read /object_info from this ComfyUI or sim")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="template names (without .json)")
+    parser.add_argument(
+        "--no-tables", action="store_true", help="skip editor_widgets.json, editor_titles.json"
+    )
     return parser.parse_args()
 
 

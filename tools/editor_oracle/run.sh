@@ -17,3 +17,8 @@ for wheel in "$work"/wheels/*.whl; do "$python" -m zipfile -e "$wheel" "$work/pk
   --frontend "$work/pkgs/comfyui_frontend_package/static" \
   --templates "$work/pkgs/comfyui_workflow_templates/templates" \
   --out "$out"
+# Hand-made edge cases (cases/*.json beside this script): the editor's word on them too.
+"$python" "$here/oracle.py" --no-tables \
+  --frontend "$work/pkgs/comfyui_frontend_package/static" \
+  --templates "$here/cases" \
+  --out "$out/cases"
