@@ -191,6 +191,14 @@ class Converter:
                 )
                 return
             self.group_defs[name] = definition
+        try:
+            en.node = definition.configured(en.node)
+        except ConversionError as exc:
+            self.problems.extend(
+                _problem(en, p.kind, p.message, p.fix, class_type=p.class_type)
+                for p in exc.problems
+            )
+            return
         scope = GroupScope(definition, en)
         en.inner = scope
         values = definition.instance_values(en.node.widgets_values)
@@ -278,8 +286,9 @@ class Converter:
             node = en.node
             if en.inner is not None or node.is_virtual or en.mode in (MODE_NEVER, MODE_BYPASS):
                 continue
-            if node.is_group_node:
-                self.problems.append(_missing_group(en))
+            if node.is_group_node:  # not expanded: no definition, or a problem already said
+                if node.group_name not in self.group_raw:
+                    self.problems.append(_missing_group(en))
                 continue
             node_schema = self.schema.node(node.type)
             if node_schema is None:

@@ -53,19 +53,47 @@ def test_edge_case_converts_exactly_as_the_editor_exports_it(schema, name):
     assert convert_ui_to_api(ui, schema) == json.loads((CASES / f"{name}.api.json").read_text())
 
 
-@pytest.mark.parametrize("name", [n for n in CASE_NAMES if n.startswith("refuse_")])
+# Why each refuse_ case is refused, and what the editor's recorded export shows it would do.
+REFUSED_BECAUSE = {
+    "refuse_groupnode_misnamed_input": "the editor would drop its link",
+    "refuse_subgraph_nested_before_definition": "would send its own inner value",
+    "refuse_subgraph_shared_conflict": "would send 'a castle on a hill' to all",
+    "refuse_subgraph_two_instances_differ": "would send 'ugly' to all",
+}
+EDITOR_SENT = {
+    "refuse_groupnode_misnamed_input": lambda out: "clip" not in out["5:1"]["inputs"],
+    "refuse_subgraph_nested_before_definition": lambda out: (
+        out["3:20:10"]["inputs"]["text"] == "inner default text"
+    ),
+    "refuse_subgraph_shared_conflict": lambda out: (
+        out["2:10"]["inputs"]["text"] == out["3:20:10"]["inputs"]["text"] == "a castle on a hill"
+    ),
+    "refuse_subgraph_two_instances_differ": lambda out: (
+        out["2:10"]["inputs"]["text"] == out["3:10"]["inputs"]["text"] == "ugly"
+    ),
+}
+
+
+def test_every_refuse_case_says_why():
+    """Each hand-made case we refuse has its reason and the editor's behaviour written down."""
+    assert (
+        set(REFUSED_BECAUSE)
+        == set(EDITOR_SENT)
+        == {n for n in CASE_NAMES if n.startswith("refuse_")}
+    )
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_BECAUSE))
 def test_edge_case_the_editor_exports_wrongly_is_refused(schema, name):
-    """Where the editor would silently send one instance's promoted value for another's, we
-    refuse and say which value it would send; the editor's export (recorded) shows it does."""
+    """Where the editor silently drops a link or sends one instance's promoted value for
+    another's (its recorded export shows it), we refuse, naming the node and the reason."""
     ui = json.loads((CASES / f"{name}.ui.json").read_text())
-    exported = json.loads((CASES / f"{name}.api.json").read_text())
+    assert EDITOR_SENT[name](json.loads((CASES / f"{name}.api.json").read_text()))
     with pytest.raises(ConversionError) as caught:
         convert_ui_to_api(ui, schema)
     (problem,) = caught.value.problems
-    assert problem.kind == "conversion" and "one value per subgraph" in problem.message
-    texts = {node["inputs"]["text"] for node in exported.values() if "text" in node["inputs"]}
-    said = problem.message.rsplit("would send ", 1)[1]
-    assert any(repr(text) in said for text in texts) or said.startswith("its own inner value")
+    assert problem.kind == "conversion" and problem.node_id and problem.fix
+    assert REFUSED_BECAUSE[name] in problem.message
 
 
 @pytest.mark.parametrize("name", INCOMPLETE)
