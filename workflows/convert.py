@@ -6,7 +6,8 @@ templates of ComfyUI 0.3.64, and the tests demand exact agreement, ``_meta`` inc
 
 ``convert_ui_to_api(ui, schema)`` flattens the graph (subgraph instances from
 ``definitions.subgraphs`` — inputs matched to the definition by name, with the widget values they
-promote, by input or through ``properties.proxyWidgets``: ``workflows.convert_subgraphs`` — and
+promote, by input (one value per definition, as the editor keeps it: ``convert_promotions``) or
+through ``properties.proxyWidgets``: ``workflows.convert_subgraphs`` — and
 legacy group nodes from ``extra.groupNodes`` expanded, with ids ``"<instance>:<inner>"``), then
 emits every real node that is neither muted (mode 2) nor bypassed
 (mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote, and the organising nodes
