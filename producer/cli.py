@@ -56,6 +56,7 @@ def submit_command(args: argparse.Namespace) -> int:
             count=args.count,
             validate=schema is not None and not published,
         )
+        _warn_repeats(jobs)
         options: dict[str, Any] = {
             "priority": args.priority,
             "labels": dict(_pairs(args.label)),
@@ -84,6 +85,15 @@ def submit_command(args: argparse.Namespace) -> int:
             )
         return 0
     return wait_all(farm, handles, args)
+
+
+def _warn_repeats(jobs: list[Any]) -> None:
+    """Say on stderr when jobs repeat an identical prompt (ComfyUI cache hits, same files)."""
+    from comfyfarm.workflows.repeats import repeat_warning
+
+    warning = repeat_warning([job.prompt for job in jobs], [job.params for job in jobs])
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _say_routing(handles: list[Job]) -> None:
@@ -165,9 +175,11 @@ def status_command(args: argparse.Namespace) -> int:
     status = farm.status()
     letters = farm.dead_letters(limit=10) if status.dead_letters else []
     code = 0 if status.serving else 1
+    phases = _job_phases(farm, status)
     if args.json:
         body = _status_dict(status)
         body["serving"] = len(status.serving)
+        body["job_phases"] = phases
         body["recent_dead_letters"] = [letter.to_dict() for letter in letters]
         print(json.dumps(body, sort_keys=True, default=str))
         return code
@@ -175,7 +187,9 @@ def status_command(args: argparse.Namespace) -> int:
     for worker in status.workers:
         info = worker.info
         online = {True: "online", False: "no ping", None: "?"}[worker.online]
-        job = f" running {info.current_job}" if info.current_job else ""
+        job = ""
+        if info.current_job:
+            job = f" {_doing(phases.get(info.current_job))} {info.current_job}"
         print(
             f"  {info.name:<12} {info.comfy_url:<28} comfyui {info.health:<9} {online}"
             f" (beat {worker.heartbeat_age:.0f}s ago){job}"
@@ -185,13 +199,44 @@ def status_command(args: argparse.Namespace) -> int:
         print(f"  {queue.name:<32} {queue.total}")
     print(f"running jobs: {len(status.running)}")
     for running in status.running:
-        print(f"  {running.job_id}  held by {running.holder}")
+        doing = _doing(phases.get(running.job_id))
+        print(f"  {running.job_id}  held by {running.holder}  ({doing})")
     print(f"dead letters: {status.dead_letters}")
     for entry in letters:
         print(f"  {entry}")
     if not status.serving:
         print("no worker can take a job now (none registered, or none with a healthy ComfyUI)")
     return code
+
+
+# What a job's progress phase means to someone reading ``status``: a job ComfyUI accepted but has
+# not started yet waits in ComfyUI's own queue (another prompt runs there), it is not running.
+_PHASE_WORDS = {
+    "queued": "starting",
+    "uploading": "uploading inputs",
+    "submitted": "waiting in ComfyUI's queue",
+    "running": "running",
+    "collecting": "collecting outputs",
+}
+
+
+def _doing(phase: str | None) -> str:
+    return _PHASE_WORDS.get(phase or "", "running")
+
+
+def _job_phases(farm: Farm, status: Any) -> dict[str, str]:
+    """The progress phase of every job a worker holds (no entry: no progress reported yet)."""
+    ids = {w.info.current_job for w in status.workers if w.info.current_job}
+    ids |= {running.job_id for running in status.running}
+    phases: dict[str, str] = {}
+    for job_id in sorted(ids):
+        try:
+            progress = farm.job(job_id).progress()
+        except (ProducerError, ContractError):
+            continue
+        if progress is not None:
+            phases[job_id] = progress.phase
+    return phases
 
 
 def _status_dict(status: Any) -> dict[str, Any]:
