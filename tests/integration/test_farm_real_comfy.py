@@ -148,3 +148,27 @@ def test_status_names_a_job_waiting_in_comfyuis_queue_as_waiting(
     assert f"waiting in ComfyUI's queue {job.job_id}" in done.stdout, done.stdout
     assert f"running {job.job_id}" not in done.stdout
     assert job.wait(30).status == "succeeded"
+
+
+def test_newer_comfyui_is_reconciled_through_its_job_api(
+    farm: Farm, workers: WorkerFactory, start_sim
+) -> None:
+    """On a newer ComfyUI (``/api/jobs``) a silent prompt is reconciled with
+    ``GET /api/jobs/{id}`` instead of /queue and /history, and the job succeeds."""
+    sim = start_sim(
+        "--comfy-version", "0.4.2", "--gpus", "2", "--step-ms", "1", "--load-ms", "0",
+        "--class-ms", "ImageInvert=2500", "--access-log", "--log-level", "info",
+    )  # fmt: skip
+    workers.start(sim)
+    prompt = {
+        **blank(color=3),
+        "3": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}},
+    }
+
+    result = farm.submit(prompt, stall_timeout_seconds=1.0).wait(30)
+
+    assert result.status == "succeeded", result.error
+    log = list(sim.proc.output)  # type: ignore[union-attr]
+    assert any(f"GET /api/jobs/{result.job_id}" in line for line in log)
+    assert not any("GET /api/queue" in line or "GET /queue" in line for line in log)
