@@ -8,7 +8,7 @@ import sys
 import uuid
 
 import requests
-from farm_kit import WorkerFactory, executions, wait_until
+from farm_kit import WorkerFactory, executions, png_bytes, wait_until
 
 from comfyfarm.producer import Farm
 from comfyfarm.workflows import SchemaSource, prepare_jobs
@@ -172,3 +172,39 @@ def test_newer_comfyui_is_reconciled_through_its_job_api(
     log = list(sim.proc.output)  # type: ignore[union-attr]
     assert any(f"GET /api/jobs/{result.job_id}" in line for line in log)
     assert not any("GET /api/queue" in line or "GET /queue" in line for line in log)
+
+
+def test_inputs_of_a_rejected_job_are_emptied_too(
+    farm: Farm, workers: WorkerFactory, start_sim, tmp_path
+) -> None:
+    """A job ComfyUI rejects after its input was uploaded leaves no image behind: the file in
+    comfyfarm/<job_id>/ is emptied (ComfyUI offers no delete route)."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0")
+    workers.start(sim)
+    image = tmp_path / "cat.png"
+    image.write_bytes(png_bytes())
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
+        "2": {
+            "class_type": "ImageScale",
+            "inputs": {
+                "image": ["1", 0],
+                "upscale_method": "nearest-exact",
+                "width": -1,
+                "height": 8,
+                "crop": "disabled",
+            },
+        },  # fmt: skip
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "s"}},
+    }
+
+    result = farm.submit(prompt, inputs=[("1", "image", str(image))]).wait(30)
+
+    assert result.status == "failed" and result.error is not None
+    assert result.error["type"] == "PromptRejected" and "input 'width'" in result.error["message"]
+    left = requests.get(
+        sim.url + "/view",
+        params={"filename": "cat.png", "subfolder": f"comfyfarm/{result.job_id}", "type": "input"},
+        timeout=5,
+    )
+    assert left.status_code == 200 and left.content == b""
