@@ -71,7 +71,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pair sweeps element by element instead of the cartesian product",
     )
-    parser.add_argument("--count", type=int, default=1, help="repeat each job N times")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        help="repeat each job N times; identical prompts are ComfyUI cache hits (the same "
+        "files), so for N different images add --param seed=random",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
