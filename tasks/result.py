@@ -28,7 +28,9 @@ class OutputRecord:
     """One output of a job: a stored file (``uri`` set) or a value (``value`` set, ``uri`` None).
 
     ``kind`` is ComfyUI's output key (``images``, ``gifs``, ``audio``, ``text`` …); ``index`` the
-    position within that node's list for that kind.
+    position within that node's list for that kind. ``animated``: ComfyUI flagged the file as
+    animated (WEBP/PNG animation, video). ``cached``: ComfyUI did not run the node but served it
+    from its cache (an identical earlier prompt), so the file is the one it made then.
     """
 
     node_id: str
@@ -40,6 +42,8 @@ class OutputRecord:
     sha256: str
     mime: str
     value: Any = None
+    animated: bool = False
+    cached: bool = False
 
     def __post_init__(self) -> None:
         f.text(E, "node_id", self.node_id, max_len=128)
@@ -68,6 +72,8 @@ class OutputRecord:
             "sha256": self.sha256,
             "mime": self.mime,
             "value": self.value,
+            "animated": self.animated,
+            "cached": self.cached,
         }
 
     @classmethod
@@ -83,6 +89,8 @@ class OutputRecord:
             sha256=d.get("sha256", ""),
             mime=d.get("mime", ""),
             value=d.get("value"),
+            animated=d.get("animated") is True,
+            cached=d.get("cached") is True,
         )
 
 

@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             count=args.count,
             validate=schema is not None and not published,
         )
+        _warn_repeats(jobs)
         if published:
             del options["queue"]
             handles = farm.submit_routed(jobs, schemas=published, **options)
@@ -164,6 +165,15 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0
     return wait_all(farm, handles, args)
+
+
+def _warn_repeats(jobs: list[Any]) -> None:
+    """Say on stderr when jobs repeat an identical prompt (ComfyUI cache hits, same files)."""
+    from comfyfarm.workflows.repeats import repeat_warning
+
+    warning = repeat_warning([job.prompt for job in jobs], [job.params for job in jobs])
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _say_routing(handles: list[Job]) -> None:
