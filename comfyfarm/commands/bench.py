@@ -3,7 +3,8 @@
 ``throughput`` (the default) compares native, naive and farm on one fleet; ``enqueue`` times
 ``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage; ``soak``
 runs many jobs through the farm while simulators crash and hang and workers are killed
-(``comfyfarm.bench.soak``); ``results`` runs the standard set and renders the README's results
+(``comfyfarm_bench.soak``); ``broker`` measures what a job costs Redis (commands, bytes,
+server CPU) and projects what one Redis can carry; ``results`` runs the standard set and renders the README's results
 table (``--write README.md`` updates it in place). A table goes to stdout, or with ``--json``
 one JSON object per mode/benchmark per line; progress goes to stderr. Exit status 1 when any
 job of a throughput run did not finish, or when a soak lost a job or executed a prompt twice.
@@ -16,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results")
+BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results", "broker")
 THROUGHPUT_JOBS, SOAK_JOBS = 64, 2000
 THROUGHPUT_JOB_MS, SOAK_JOB_MS = 1000.0, 20.0
 #: Seconds between worker kills; at the defaults a takeover takes ~35 s, so kills are sparser.
@@ -121,7 +122,32 @@ def run(args: argparse.Namespace) -> int:
         return _soak(args)
     if args.benchmark == "results":
         return _results(args)
+    if args.benchmark == "broker":
+        return _broker(args)
     return _throughput(args)
+
+
+def _broker(args: argparse.Namespace) -> int:
+    """Broker cost per job (commands, bytes, Redis CPU) and the projected ceiling of one Redis."""
+    import json
+    import tempfile
+
+    from comfyfarm_bench.broker import run_broker_cost
+
+    jobs = 2000 if args.jobs is None else args.jobs
+    job_ms = 20.0 if args.job_ms is None else args.job_ms
+    if jobs < 1 or args.instances < 1:
+        print("comfyfarm bench broker: --jobs and --instances must be >= 1", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="comfyfarm-bench-broker-") as workdir:
+        cost = run_broker_cost(jobs=jobs, instances=args.instances, job_ms=job_ms,
+                               timeout=args.timeout, workdir=Path(workdir))  # fmt: skip
+    if args.json:
+        print(json.dumps(cost.to_dict()))
+    else:
+        for key, value in cost.to_dict().items():
+            print(f"{key:>32}: {value}")
+    return 0 if cost.jobs == jobs else 1
 
 
 def _results(args: argparse.Namespace) -> int:

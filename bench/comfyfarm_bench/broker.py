@@ -1,0 +1,122 @@
+"""``comfyfarm bench broker``: what one job costs the broker, and what one Redis can carry.
+
+A fresh embedded Valkey, ``instances`` simulators and their workers run ``jobs`` jobs (all
+submitted at once, followed by one ``as_completed``). Valkey's own counters are read before and
+after: ``INFO commandstats`` (calls per command), ``INFO stats`` (bytes in and out) and ``INFO
+cpu`` (the server's CPU seconds). The idle background (heartbeats, health, takeover sweeps) is
+measured for ``idle_seconds`` before the run and reported apart, as commands per worker-second.
+
+The ceiling is projected from the server's CPU: Redis executes commands on one thread, so
+``1 / cpu_seconds_per_job`` is how many jobs per second one core of Redis can serve at these
+settings, and that many 1-second jobs keep as many GPUs busy. It is a projection from one run on
+this machine, not a measured saturation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from comfyfarm.producer import Farm
+from comfyfarm.services import RedisServer
+from comfyfarm.tasks.settings import Settings
+from comfyfarm_bench.farm import farm_environment
+from comfyfarm_bench.fleet import Fleet
+from comfyfarm_bench.prompts import fresh_jobs
+from comfyfarm_bench.workers import WorkerPool
+
+
+@dataclass
+class Counters:
+    """Valkey's cumulative counters at one moment."""
+
+    calls: dict[str, int]
+    bytes_in: int
+    bytes_out: int
+    cpu_seconds: float
+    at: float
+
+    @classmethod
+    def read(cls, client: redis.Redis) -> Counters:
+        stats, cpu = client.info("stats"), client.info("cpu")
+        calls = {
+            name.removeprefix("cmdstat_"): int(value["calls"])
+            for name, value in client.info("commandstats").items()
+        }
+        return cls(calls, int(stats["total_net_input_bytes"]),
+                   int(stats["total_net_output_bytes"]),
+                   float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+                   time.monotonic())  # fmt: skip
+
+    def minus(self, earlier: Counters) -> Counters:
+        calls = {k: v - earlier.calls.get(k, 0) for k, v in self.calls.items()}
+        return Counters({k: v for k, v in calls.items() if v > 0},
+                        self.bytes_in - earlier.bytes_in, self.bytes_out - earlier.bytes_out,
+                        self.cpu_seconds - earlier.cpu_seconds, self.at - earlier.at)  # fmt: skip
+
+
+@dataclass
+class BrokerCost:
+    jobs: int
+    instances: int
+    seconds: float
+    commands_per_job: float
+    bytes_in_per_job: float
+    bytes_out_per_job: float
+    cpu_ms_per_job: float
+    top_commands_per_job: dict[str, float] = field(default_factory=dict)
+    idle_commands_per_worker_second: float = 0.0
+    ceiling_jobs_per_second: float = 0.0
+    gpus_of_1s_jobs: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_broker_cost(
+    *, jobs: int, instances: int, job_ms: float, idle_seconds: float = 10.0,
+    timeout: float = 900.0, workdir: Path,
+) -> BrokerCost:  # fmt: skip
+    """Run ``jobs`` through a fresh farm and return what they cost the broker."""
+    with contextlib.ExitStack() as stack:
+        fleet = Fleet(instances, job_ms).start()
+        stack.callback(fleet.stop)
+        server = stack.enter_context(RedisServer())
+        env = farm_environment(server.url, workdir / "store")
+        stack.enter_context(WorkerPool(fleet.urls, env))
+        farm = stack.enter_context(Farm(Settings.from_env(env)))
+        client = stack.enter_context(redis.Redis.from_url(server.url))
+        farm.send([])
+        idle_start = Counters.read(client)
+        time.sleep(idle_seconds)  # the background rate is what this measures: a wait, not a sync
+        idle = Counters.read(client).minus(idle_start)
+        prepared = fresh_jobs(jobs)
+        before = Counters.read(client)
+        handles = farm.submit_many(prepared)
+        finished = sum(1 for _ in farm.as_completed(handles, timeout))
+        spent = Counters.read(client).minus(before)
+    per_job = max(finished, 1)
+    total_calls = sum(spent.calls.values())
+    top = sorted(spent.calls.items(), key=lambda item: -item[1])[:10]
+    cpu_per_job = spent.cpu_seconds / per_job
+    ceiling = 1.0 / cpu_per_job if cpu_per_job > 0 else 0.0
+    return BrokerCost(
+        jobs=finished,
+        instances=instances,
+        seconds=round(spent.at, 2),
+        commands_per_job=round(total_calls / per_job, 1),
+        bytes_in_per_job=round(spent.bytes_in / per_job),
+        bytes_out_per_job=round(spent.bytes_out / per_job),
+        cpu_ms_per_job=round(cpu_per_job * 1000, 3),
+        top_commands_per_job={name: round(count / per_job, 2) for name, count in top},
+        idle_commands_per_worker_second=round(
+            sum(idle.calls.values()) / max(idle.at, 1e-9) / instances, 2
+        ),
+        ceiling_jobs_per_second=round(ceiling, 1),
+        gpus_of_1s_jobs=round(ceiling, 0),
+    )
