@@ -1,13 +1,14 @@
-"""``comfyfarm bench [throughput|enqueue|outputs|soak|results]``: benchmarks on this machine.
+"""``comfyfarm bench [throughput|enqueue|outputs|soak|results|broker]``: benchmarks here.
 
 ``throughput`` (the default) compares native, naive and farm on one fleet; ``enqueue`` times
 ``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage; ``soak``
 runs many jobs through the farm while simulators crash and hang and workers are killed
 (``comfyfarm_bench.soak``); ``broker`` measures what a job costs Redis (commands, bytes,
 server CPU) and projects what one Redis can carry; ``results`` runs the standard set and
-renders the README's results table (``--write README.md`` updates it in place). A table goes to stdout, or with ``--json``
-one JSON object per mode/benchmark per line; progress goes to stderr. Exit status 1 when any
-job of a throughput run did not finish, or when a soak lost a job or executed a prompt twice.
+renders the README's results table (``--write README.md`` updates it in place). A table goes
+to stdout, or with ``--json`` one JSON object per mode/benchmark per line; progress goes to
+stderr. Exit status 1 when any job of a throughput run did not finish, or when a soak lost a
+job or executed a prompt twice.
 """
 
 from __future__ import annotations
