@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from farm_kit import WorkerFactory, png_bytes, sim_stats
+from local_http import Answer, serve
 
 from comfyfarm.producer import Farm
 
@@ -25,27 +24,14 @@ def image_server() -> Iterator[tuple[str, list[str]]]:
     """A local HTTP server of one PNG with an ETag; records the requests that got a body."""
     body, transfers = png_bytes(), []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.headers.get("If-None-Match") == '"p1"':
-                self.send_response(304)
-                self.end_headers()
-                return
-            transfers.append(self.path)
-            self.send_response(200)
-            self.send_header("ETag", '"p1"')
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(handler: Any) -> Answer:
+        if handler.headers.get("If-None-Match") == '"p1"':
+            return 304, {}, b""
+        transfers.append(handler.path)
+        return 200, {"ETag": '"p1"'}, body
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}/cat.png", transfers
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(answer) as served:
+        yield f"{served.base}/cat.png", transfers
 
 
 def test_a_loopback_input_url_fails_the_job_before_any_prompt_runs(

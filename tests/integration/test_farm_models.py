@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 from farm_kit import WorkerFactory
+from local_http import always, serve
 
 from comfyfarm.producer import Farm
 
@@ -21,24 +20,8 @@ WEIGHTS = b"\x01weights" * 4096
 
 @pytest.fixture
 def model_server() -> Iterator[tuple[str, list[str]]]:
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            seen.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(WEIGHTS)))
-            self.end_headers()
-            self.wfile.write(WEIGHTS)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}", seen
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(always(WEIGHTS)) as served:
+        yield served.base, served.paths
 
 
 def sd15_with_checkpoint(ckpt: str, seed: int) -> dict[str, Any]:

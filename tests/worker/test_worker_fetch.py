@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from local_http import Answer, serve
 
 from comfyfarm.tasks.models import InputFile
 from comfyfarm.worker.fetch import FetchError, FetchPolicy, fetch
@@ -17,40 +18,18 @@ from comfyfarm.worker.input_cache import InputCache
 from comfyfarm.worker.inputs import InputFileError, InputSources, read_input
 
 
-class Handler(BaseHTTPRequestHandler):
-    routes: dict[str, Any] = {}
-    hits: list[tuple[str, dict[str, str]]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        self.hits.append((self.path, dict(self.headers)))
-        route = self.routes.get(self.path.split("?")[0], (404, {}, b""))
-        status, headers, body = route(self) if callable(route) else route
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        if not callable(body):
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if callable(body):
-            body(self.wfile)
-        else:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture
-def server() -> Iterator[tuple[str, type[Handler]]]:
-    class Routes(Handler):
-        routes: dict[str, Any] = {}
-        hits: list[tuple[str, dict[str, str]]] = []
+def server() -> Iterator[tuple[str, SimpleNamespace]]:
+    """A local server answering from ``routes`` (path → answer or callable); ``hits`` records
+    every request as (path, headers)."""
+    routes: dict[str, Any] = {}
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Routes)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}", Routes
-    httpd.shutdown()
-    httpd.server_close()
+    def answer(handler: BaseHTTPRequestHandler) -> Answer:
+        route = routes.get(handler.path.split("?")[0], (404, {}, b""))
+        return route(handler) if callable(route) else route
+
+    with serve(answer) as served:
+        yield served.base, SimpleNamespace(routes=routes, hits=served.requests)
 
 
 def policy(
@@ -130,7 +109,7 @@ def test_the_cache_revalidates_and_stores_bytes_once(server: Any, tmp_path: Path
     transfer. Two URLs with the same bytes share one blob."""
     base, routes = server
 
-    def etagged(handler: Handler) -> tuple[int, dict[str, str], bytes]:
+    def etagged(handler: BaseHTTPRequestHandler) -> Answer:
         if handler.headers.get("If-None-Match") == '"v1"':
             return 304, {"ETag": '"v1"'}, b""
         return 200, {"ETag": '"v1"'}, b"same-bytes"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from blake3 import blake3
+from local_http import always, serve
 
 from comfyfarm.worker.fetch import FetchPolicy
 from comfyfarm.worker.inputs import InputFileError
@@ -21,24 +21,8 @@ WEIGHTS = b"\x00weights" * 1000
 @pytest.fixture
 def model_server() -> Iterator[tuple[str, list[str]]]:
     """Serves WEIGHTS under any path; records every request path."""
-    requests_seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            requests_seen.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(WEIGHTS)))
-            self.end_headers()
-            self.wfile.write(WEIGHTS)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}", requests_seen
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(always(WEIGHTS)) as served:
+        yield served.base, served.paths
 
 
 def store(root: Path, budget: int = 0) -> ModelStore:
