@@ -177,7 +177,7 @@ def _run_once(client: ComfyClient, tmp: Path, size: int, samples: _Samples) -> N
     )  # fmt: skip
     for store, times in (
         (LocalStore(tmp / "store"), samples.farm),
-        (LocalStore(tmp / "store", digest=False), samples.farm_no_digest),
+        (LocalStore(tmp / "store", digest="none"), samples.farm_no_digest),
     ):
         with PeakRssGrowth() as peak:
             started = time.perf_counter()
