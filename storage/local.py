@@ -206,8 +206,9 @@ def _fsync_dir(directory: Path) -> None:
 def _copy(key: str, chunks: Iterable[bytes], sink: _WriteBehind, digest: Digest) -> None:
     """Write every chunk to ``sink`` here while a helper thread feeds it to ``digest``.
 
-    hashlib releases the GIL for large buffers, so hashing overlaps reading the next chunk (a
-    socket) and writing this one, and a copy takes little longer than hashing alone. A source of
+    blake3 and hashlib release the GIL for large buffers, so hashing overlaps reading the next
+    chunk (a socket) and writing this one, and a copy takes little longer than hashing alone. A
+    source of
     one chunk (most images, every ``write_bytes``) is hashed right here, since starting a thread
     would cost more than it saves; so is everything when the store keeps no digests. Chunks must
     not change after they are yielded (bytes cannot). Errors of the source propagate unchanged,
