@@ -7,8 +7,10 @@ sources with the same file name get distinct names. The prompt is rewritten to r
 uploaded files.
 
 Sources: an absolute path on shared storage (or ``file://`` URI), an ``http(s)://`` URL, or a
-storage URI (``s3://bucket/key``, ``memory://name/key``). An ``s3://`` URI in the bucket of the
-worker's own storage is read with that storage's endpoint and region.
+storage URI (``s3://bucket/key``, ``memory://name/key``). A URI under the worker's own store (an
+uploaded asset's blob, a previous job's output) is read through that store, with its endpoint,
+region and credentials; another ``s3://`` URI in the bucket of the worker's own storage is read
+with that storage's endpoint and region.
 
 ```
 InputFileError(node_id, input_name, source, reason)   missing, unreadable, too big, refused (4xx)
@@ -26,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from comfyfarm.comfy.client import ComfyClient
-from comfyfarm.storage import StorageError, StorageUnavailable, open_store
+from comfyfarm.storage import OutputStore, StorageError, StorageUnavailable, open_store
 from comfyfarm.tasks.models import InputFile, JobSpec
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
@@ -66,12 +68,16 @@ def job_input_folder(job_id: str) -> str:
 
 
 def upload_inputs(
-    client: ComfyClient, spec: JobSpec, *, storage_url: str | None = None
+    client: ComfyClient,
+    spec: JobSpec,
+    *,
+    storage_url: str | None = None,
+    store: OutputStore | None = None,
 ) -> dict[str, Any]:
     """Upload every input file of ``spec`` and return a copy of its prompt that points at them.
 
-    ``storage_url`` is the worker's own output storage (used to read ``s3://`` inputs in its
-    bucket with its endpoint).
+    ``store`` is the worker's own output store (sources under it are read through it);
+    ``storage_url`` its URL (used to read other ``s3://`` inputs in its bucket with its endpoint).
     """
     prompt = copy.deepcopy(spec.prompt)
     subfolder = job_input_folder(spec.job_id)
@@ -85,7 +91,7 @@ def upload_inputs(
             if source_by_name.get(filename, item.source) != item.source:
                 filename = f"{index}_{filename}"  # same name, different file: keep both
             source_by_name[filename] = item.source
-            data = read_input(item, storage_url=storage_url)
+            data = read_input(item, storage_url=storage_url, store=store)
             uploaded = client.upload_image(
                 data, filename=filename, subfolder=subfolder, overwrite=True
             )
@@ -94,9 +100,14 @@ def upload_inputs(
     return prompt
 
 
-def read_input(item: InputFile, *, storage_url: str | None = None) -> bytes:
+def read_input(
+    item: InputFile, *, storage_url: str | None = None, store: OutputStore | None = None
+) -> bytes:
     """The bytes of one input file, size-capped (see the module docstring for sources)."""
     source = item.source
+    key = _key_in(store, source) if store is not None else None
+    if store is not None and key is not None:
+        return _read_from(item, store, key)
     scheme = urlsplit(source).scheme if "://" in source else ""
     if scheme in ("http", "https"):
         return _download(item)
@@ -118,6 +129,25 @@ def read_input(item: InputFile, *, storage_url: str | None = None) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise _error(item, exc.strerror or str(exc)) from exc
+
+
+def _key_in(store: OutputStore, source: str) -> str | None:
+    """The key of ``source`` in ``store`` if the URI names an object under it, else None."""
+    base = store.url.rstrip("/") + "/"
+    if "://" not in source or not source.startswith(base) or "?" in source or "#" in source:
+        return None
+    rest = source[len(base) :]
+    return unquote(rest) if base.startswith("file:") else rest  # file URIs are %-encoded
+
+
+def _read_from(item: InputFile, store: OutputStore, key: str) -> bytes:
+    try:
+        with store.open_read(key) as handle:
+            return _capped(item, handle)
+    except StorageUnavailable as exc:
+        raise _error(item, exc.reason, retryable=True) from exc
+    except StorageError as exc:
+        raise _error(item, exc.reason) from exc
 
 
 def _read_stored(item: InputFile, storage_url: str | None) -> bytes:

@@ -201,7 +201,7 @@ def _submit_and_follow(
             prompt = spec.prompt
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
-                prompt = upload_inputs(client, spec, storage_url=ctx.store.url)
+                prompt = upload_inputs(client, spec, storage_url=ctx.store.url, store=ctx.store)
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
             if ctx.ledger is not None:
