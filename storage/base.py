@@ -81,7 +81,9 @@ class OutputStore(Protocol):
 
     def read_bytes(self, key: str) -> bytes: ...
 
-    def open_read(self, key: str) -> BinaryIO: ...
+    def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
+        """A stream of the object from byte ``offset`` (for HTTP ranges); the caller closes it."""
+        ...
 
     def exists(self, key: str) -> bool: ...
 
@@ -102,7 +104,7 @@ class StoreBase:
     ) -> StoredObject:
         raise NotImplementedError
 
-    def open_read(self, key: str) -> BinaryIO:
+    def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
         raise NotImplementedError
 
     def write_bytes(

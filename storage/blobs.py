@@ -31,6 +31,7 @@ Errors of the store itself (``StorageUnavailable`` …) pass through unchanged.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import time
@@ -53,7 +54,7 @@ from comfyfarm.storage.asset_records import (
 )
 from comfyfarm.storage.base import ObjectNotFound, OutputStore, StorageError
 from comfyfarm.storage.digests import BLAKE3, is_blake3
-from comfyfarm.storage.keys import TEMP_PREFIX, check_key
+from comfyfarm.storage.keys import TEMP_PREFIX, check_key, key_of_uri
 from comfyfarm.storage.local import LocalStore
 
 BLOBS_DIR = "blobs"
@@ -144,16 +145,34 @@ class BlobStore:
         except ObjectNotFound:
             return None
 
-    def open_read(self, blob: Blob) -> BinaryIO:
-        """A binary stream of the blob's bytes (close it); ``BlobNotFound`` if they are gone."""
+    def open_read(self, blob: Blob, *, offset: int = 0) -> BinaryIO:
+        """A binary stream of the blob's bytes from ``offset`` (0 ≤ offset ≤ size, for HTTP
+        ranges; the caller stops after the range's length and closes it). ``BlobNotFound`` if
+        the bytes are gone, ValueError for an offset outside the blob."""
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= blob.size:
+            raise ValueError(f"offset must be between 0 and {blob.size}, not {offset!r}")
+        if offset == blob.size and offset:
+            return io.BytesIO(b"")  # S3 refuses a range that starts at the end
         try:
-            return self.store.open_read(blob.key)
+            return self.store.open_read(blob.key, offset=offset)
         except ObjectNotFound as exc:
             raise BlobNotFound(key=blob.key, reason=exc.reason) from None
 
     def uri(self, blob: Blob) -> str:
         """The storage URI of the blob (a worker reads it as an ``InputFile.source``)."""
         return self.store.uri(blob.key)
+
+    def presigned_url(self, blob: Blob, *, expires_seconds: int) -> str | None:
+        """A signed HTTPS URL for the blob's bytes where the store can make one (``s3://``),
+        valid ``expires_seconds``; None elsewhere (the gateway serves the bytes itself)."""
+        presign = getattr(self.store, "presigned_url", None)
+        if presign is None:
+            return None
+        return str(presign(blob.key, expires_seconds=expires_seconds))
+
+    def key_of(self, uri: str) -> str | None:
+        """The store key of a URI under this store (e.g. a job output's ``uri``), else None."""
+        return key_of_uri(self.store.url, uri)
 
     # -- asset records ------------------------------------------------------------------------
     def create_asset(

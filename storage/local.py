@@ -127,10 +127,13 @@ class LocalStore(StoreBase):
         return current
 
     # -- reading ----------------------------------------------------------------------------
-    def open_read(self, key: str) -> BinaryIO:
+    def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
         path = self._existing_path(key)
         try:
-            return path.open("rb")
+            stream = path.open("rb")
+            if offset:
+                stream.seek(offset)
+            return stream
         except FileNotFoundError:
             raise ObjectNotFound(key=key, reason="no such file") from None
         except OSError as exc:

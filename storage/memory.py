@@ -43,8 +43,8 @@ class MemoryStore(StoreBase):
             self._objects[key] = (buffer.getvalue(), content_type)
         return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, hash=digest.hash)
 
-    def open_read(self, key: str) -> BinaryIO:
-        return io.BytesIO(self._get(key)[0])
+    def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
+        return io.BytesIO(self._get(key)[0][offset:])
 
     def read_bytes(self, key: str) -> bytes:
         return self._get(key)[0]

@@ -169,9 +169,10 @@ class S3Store(StoreBase):
             raise
 
     # -- reading ----------------------------------------------------------------------------
-    def open_read(self, key: str) -> BinaryIO:
+    def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
         answer = self._call(key, self.client.get_object, Bucket=self.bucket,
-                            Key=self.object_key(key))  # fmt: skip
+                            Key=self.object_key(key), **ranged)  # fmt: skip
         return io.BufferedReader(_BodyReader(key, answer["Body"]), buffer_size=READ_BUFFER)
 
     def exists(self, key: str) -> bool:
@@ -192,6 +193,14 @@ class S3Store(StoreBase):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(key)}"
+
+    def presigned_url(self, key: str, *, expires_seconds: int) -> str:
+        """A signed HTTPS URL that GETs ``key`` for ``expires_seconds`` (no request is made)."""
+        return str(
+            self._call(key, self.client.generate_presigned_url, ClientMethod="get_object",
+                       Params={"Bucket": self.bucket, "Key": self.object_key(key)},
+                       ExpiresIn=expires_seconds)
+        )  # fmt: skip
 
     def _call(self, key: str, method: Any, **kwargs: Any) -> Any:
         try:

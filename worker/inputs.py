@@ -29,6 +29,7 @@ import requests
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import OutputStore, StorageError, StorageUnavailable, open_store
+from comfyfarm.storage.keys import key_of_uri
 from comfyfarm.tasks.models import InputFile, JobSpec
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
@@ -105,7 +106,7 @@ def read_input(
 ) -> bytes:
     """The bytes of one input file, size-capped (see the module docstring for sources)."""
     source = item.source
-    key = _key_in(store, source) if store is not None else None
+    key = key_of_uri(store.url, source) if store is not None else None
     if store is not None and key is not None:
         return _read_from(item, store, key)
     scheme = urlsplit(source).scheme if "://" in source else ""
@@ -129,15 +130,6 @@ def read_input(
         return path.read_bytes()
     except OSError as exc:
         raise _error(item, exc.strerror or str(exc)) from exc
-
-
-def _key_in(store: OutputStore, source: str) -> str | None:
-    """The key of ``source`` in ``store`` if the URI names an object under it, else None."""
-    base = store.url.rstrip("/") + "/"
-    if "://" not in source or not source.startswith(base) or "?" in source or "#" in source:
-        return None
-    rest = source[len(base) :]
-    return unquote(rest) if base.startswith("file:") else rest  # file URIs are %-encoded
 
 
 def _read_from(item: InputFile, store: OutputStore, key: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tracemalloc
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import blake3
 import pytest
+import requests
 
 from comfyfarm.storage import LocalStore, MemoryStore, OutputStore, UnsafeKey
 from comfyfarm.storage.asset_records import AssetRecord, RecordError, record_key
@@ -266,3 +268,58 @@ def test_max_bytes_must_be_positive() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_bytes"):
             BlobStore(MemoryStore("blobs-cap"), max_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_blobs_read_from_an_offset(store: OutputStore) -> None:
+    """open_read(offset=n) starts at byte n (HTTP ranges); the end gives nothing, past it fails."""
+    blobs = BlobStore(store, max_bytes=MiB)
+    blob, _ = upload(blobs, "acme", b"0123456789")
+    for offset, rest in ((0, b"0123456789"), (4, b"456789"), (10, b"")):
+        with blobs.open_read(blob, offset=offset) as stream:
+            assert stream.read() == rest
+    for bad in (-1, 11):
+        with pytest.raises(ValueError, match="offset"):
+            blobs.open_read(blob, offset=bad)
+
+
+def test_presigned_urls_only_where_the_store_signs(store: OutputStore) -> None:
+    """s3:// blobs get a signed https URL that fetches the bytes; other stores get None."""
+    blobs = BlobStore(store, max_bytes=MiB)
+    blob, _ = upload(blobs, "acme", b"signed bytes")
+    url = blobs.presigned_url(blob, expires_seconds=60)
+    if not store.url.startswith("s3://"):
+        assert url is None
+        return
+    assert url is not None and url.startswith("http")
+    assert requests.get(url, timeout=10).content == b"signed bytes"
+
+
+def test_key_of_finds_keys_of_uris_under_the_store(store: OutputStore) -> None:
+    """key_of maps a URI written by the store (e.g. an output's) back to its key; others None."""
+    blobs = BlobStore(store, max_bytes=MiB)
+    stored = store.write_bytes("job/9_0_my out.png", b"x")
+    assert blobs.key_of(stored.uri) == "job/9_0_my out.png"
+    assert blobs.key_of("https://example.com/job/x.png") is None
+    assert blobs.key_of(store.url + "-other/x.png") is None
+
+
+def test_a_spool_on_another_filesystem_is_copied_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the spool cannot be renamed into a file:// root (EXDEV), commit copies it instead."""
+    real_replace = os.replace
+
+    def cross_device(src: str, dst: str) -> None:
+        if Path(src).parent == spool:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = LocalStore(tmp_path / "root")
+    blobs = BlobStore(store, max_bytes=MiB, spool_dir=str(spool))
+    monkeypatch.setattr(os, "replace", cross_device)
+    blob, created = upload(blobs, "acme", b"copied")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert created and store.read_bytes(blob.key) == b"copied"
+    assert list(spool.iterdir()) == []
