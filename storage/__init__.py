@@ -1,7 +1,9 @@
 """Output storage chosen by URL: ``file://``, ``s3://``, ``memory://``.
 
 ``open_store(url)`` returns an ``OutputStore`` (see ``base``): streamed, atomic, idempotent
-writes; keys are checked relative POSIX paths (``keys``). Errors form one tree rooted at
+writes, each recorded with its digest (``digests``: ``blake3:<hex>`` by default); keys are
+checked relative POSIX paths (``keys``). ``blobs`` keeps content-addressed uploads and the asset
+records over them (``asset_records``) in any store. Errors form one tree rooted at
 ``StorageError``; ``StorageUnavailable`` is the retryable branch.
 """
 
