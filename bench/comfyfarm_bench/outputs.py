@@ -15,6 +15,11 @@ storage the way a worker does it, against a plain loopback download of the same 
 - **plain download + fsync**: the same, with one fsync at the end: what durability alone costs
   on this disk, to tell it apart from the streaming code.
 
+Besides wall-clock speeds it reports the CPU time this process spent per MB on each path (all
+its threads; the simulator serving the file is another process) and the load average when it
+started: the digest is hidden behind the copy only while a spare core is free, so on a busy
+machine the ratio falls toward plain CPU / farm CPU.
+
 A random file of ``size_mb`` MiB is written into the simulator's ``output/`` folder first. Each
 path runs ``repeats`` times, interleaved (plain, plain + fsync, farm, farm with SHA-256, farm
 without digests, plain, ...); speeds are medians, the RSS growth is the largest seen. MB here
@@ -56,6 +61,8 @@ class OutputsFigures:
     plain_fsync_mb_s: float
     farm_rss_growth_mb: float
     hwm_reset: bool
+    cpu_ms_per_mb: dict[str, float] = field(default_factory=dict)
+    load_average: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -85,6 +92,8 @@ class OutputsFigures:
             "ratio_no_digest": round(self.ratio_no_digest, 4),
             "farm_rss_growth_mb": round(self.farm_rss_growth_mb, 2),
             "rss_peak_from": "VmHWM+samples" if self.hwm_reset else "samples",
+            "cpu_ms_per_mb": {k: round(v, 2) for k, v in self.cpu_ms_per_mb.items()},
+            "load_average": round(self.load_average, 2),
         }
 
     def __str__(self) -> str:
@@ -102,7 +111,10 @@ class OutputsFigures:
             f"{self.plain_fsync_mb_s:,.0f} MB/s\n"
             f"  ratio farm/plain: BLAKE3 {self.ratio:.3f}, SHA-256 {self.ratio_sha256:.3f}, "
             f"no digest {self.ratio_no_digest:.3f}; RSS growth during the farm path: "
-            f"{self.farm_rss_growth_mb:.1f} MB"
+            f"{self.farm_rss_growth_mb:.1f} MB\n"
+            f"  CPU of this process per MB: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in self.cpu_ms_per_mb.items())
+            + f"; load average at start {self.load_average:.1f} on {os.cpu_count()} CPUs"
         )
 
 
@@ -143,6 +155,10 @@ class _Samples:
     farm_no_digest: list[float] = field(default_factory=list)
     growth_mb: float = 0.0
     hwm_reset: bool = True
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_cpu(self, path: str, seconds: float) -> None:
+        self.cpu.setdefault(path, []).append(seconds)
 
 
 def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO = sys.stderr) -> OutputsFigures:
@@ -155,6 +171,7 @@ def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO = sys.stderr) -
         (tmp / "plain").mkdir()
         size = write_random_file(tmp / "sim" / "output" / FILENAME, size_mb)
         samples = _Samples()
+        load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         with (
             SimulatorProcess(args=["--root", str(tmp / "sim")]) as sim,
             ComfyClient(sim.url) as client,
@@ -174,6 +191,8 @@ def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO = sys.stderr) -
         plain_fsync_mb_s=mb / statistics.median(samples.plain_fsync),
         farm_rss_growth_mb=samples.growth_mb,
         hwm_reset=samples.hwm_reset,
+        cpu_ms_per_mb={k: 1000 * statistics.median(v) / mb for k, v in samples.cpu.items()},
+        load_average=load_average,
     )
 
 
@@ -181,9 +200,11 @@ def _run_once(client: ComfyClient, tmp: Path, size: int, samples: _Samples) -> N
     view_url = f"{client.base_url}/view?filename={FILENAME}&type=output&subfolder="
     plain_dest = tmp / "plain" / "copy.bin"
     for fsync, times in ((False, samples.plain), (True, samples.plain_fsync)):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         got = plain_download(view_url, plain_dest, fsync=fsync)
         times.append(time.perf_counter() - started)
+        if not fsync:
+            samples.add_cpu("plain", time.process_time() - cpu)
         plain_dest.unlink()
         if got != size:
             raise RuntimeError(f"short download: {got} of {size} bytes")
@@ -197,9 +218,10 @@ def _run_once(client: ComfyClient, tmp: Path, size: int, samples: _Samples) -> N
         (LocalStore(tmp / "store", digest="none"), samples.farm_no_digest),
     ):
         with PeakRssGrowth() as peak:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             stored = store.write("bench/copy.bin", client.iter_output(output))
             times.append(time.perf_counter() - started)
+            samples.add_cpu(f"farm {store.digest}", time.process_time() - cpu)
         store.delete("bench/copy.bin")
         if stored.bytes != size:
             raise RuntimeError(f"short copy: {stored.bytes} of {size} bytes")
