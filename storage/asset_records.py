@@ -60,6 +60,17 @@ def new_asset_id() -> str:
     return str(uuid.uuid4())
 
 
+# Namespace of ids derived from names (uuid5): any gateway derives the same id for one output.
+_DERIVED = uuid.UUID("6f1d0b52-4c1e-5b8a-9d3e-2a7c4f9e8b10")
+
+
+def derived_asset_id(*parts: str) -> str:
+    """A stable asset id for something that already has a name, e.g. a job output:
+    ``derived_asset_id(tenant, job_id, key)`` is the same UUID in every gateway process, so the
+    output's ``Output.id`` needs no lookup table."""
+    return str(uuid.uuid5(_DERIVED, "\x00".join(parts)))
+
+
 def record_key(tenant: str, asset_id: str) -> str:
     """``assets/<tenant>/<id>.json``; raises ``UnsafeKey`` for a bad tenant or id."""
     if not is_asset_id(asset_id):

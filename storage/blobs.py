@@ -48,6 +48,7 @@ from comfyfarm.storage.asset_records import (
     AssetRecord,
     RecordError,
     check_tenant,
+    derived_asset_id,
     is_asset_id,
     new_asset_id,
     record_key,
@@ -56,6 +57,21 @@ from comfyfarm.storage.base import ObjectNotFound, OutputStore, StorageError
 from comfyfarm.storage.digests import BLAKE3, is_blake3
 from comfyfarm.storage.keys import TEMP_PREFIX, check_key, key_of_uri
 from comfyfarm.storage.local import LocalStore
+
+__all__ = [
+    "AssetRecord",
+    "Blob",
+    "BlobError",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobTooLarge",
+    "BlobWriter",
+    "HashMismatch",
+    "InvalidDigest",
+    "RecordError",
+    "blob_key",
+    "derived_asset_id",
+]
 
 BLOBS_DIR = "blobs"
 SPOOL_DIR = TEMP_PREFIX + "spool"  # inside a file:// root; keys can never name it
@@ -183,12 +199,15 @@ class BlobStore:
         name: str,
         mime_type: str,
         metadata: dict[str, Any] | None = None,
+        asset_id: str | None = None,
     ) -> AssetRecord:
         """Mint a new asset of ``tenant`` over ``blob`` (a blob of that tenant, or any stored
-        object, e.g. a job output: the record keeps the blob's key). ``RecordError`` names a
-        bad field (name too long, metadata not JSON or over 16 KiB, …)."""
+        object, e.g. a job output: the record keeps the blob's key). The id is random unless
+        ``asset_id`` is given (``derived_asset_id`` for outputs; writing it again replaces the
+        record). ``RecordError`` names a bad field (name too long, metadata not JSON or over
+        16 KiB, …)."""
         record = AssetRecord(
-            id=new_asset_id(),
+            id=new_asset_id() if asset_id is None else asset_id,
             tenant=check_tenant(tenant),
             digest=blob.digest,
             size=blob.size,

@@ -24,6 +24,7 @@ from comfyfarm.storage.blobs import (
     HashMismatch,
     InvalidDigest,
     blob_key,
+    derived_asset_id,
 )
 
 MiB = 1 << 20
@@ -323,3 +324,21 @@ def test_a_spool_on_another_filesystem_is_copied_in(
     monkeypatch.setattr(os, "replace", real_replace)
     assert created and store.read_bytes(blob.key) == b"copied"
     assert list(spool.iterdir()) == []
+
+
+def test_job_outputs_become_assets_under_stable_ids(store: OutputStore) -> None:
+    """An output minted with derived_asset_id gets the same id every time and reads its bytes."""
+    blobs = BlobStore(store, max_bytes=MiB)
+    stored = store.write_bytes("job-1/9_0_out.png", b"output pixels")
+    key = blobs.key_of(stored.uri)
+    assert key is not None
+    output = Blob(digest=stored.hash, size=stored.bytes, key=key)
+    asset_id = derived_asset_id("acme", "job-1", key)
+    assert asset_id == derived_asset_id("acme", "job-1", key) != derived_asset_id("x", "job-1", key)
+    first = blobs.create_asset("acme", output, name="out.png", mime_type="image/png",
+                               metadata={"job_id": "job-1"}, asset_id=asset_id)  # fmt: skip
+    again = blobs.create_asset("acme", output, name="out.png", mime_type="image/png",
+                               asset_id=asset_id)  # fmt: skip
+    assert first.id == again.id == asset_id and blobs.get_asset("acme", asset_id) == again
+    with blobs.open_read(blobs.blob_of(again)) as stream:
+        assert stream.read() == b"output pixels"
