@@ -16,32 +16,16 @@ record and never a blob, since other assets may share it (nothing collects unref
 yet). Two uploads of the same new bytes racing each other both write the same object (writes
 are atomic and idempotent) and both report ``created_new``.
 
-```
-StorageError (base)
-├── UnsafeKey                    a tenant that is not a safe path part
-└── BlobError                    a blob operation was refused
-    ├── BlobTooLarge             the upload passed max_bytes (the spool is gone)
-    ├── HashMismatch             the expected digest is not the computed one (nothing stored)
-    │   └── InvalidDigest        the expected digest is not blake3:<64 hex> at all
-    └── BlobNotFound             a blob's bytes are not in the store (also an ObjectNotFound)
-```
-Errors of the store itself (``StorageUnavailable`` …) pass through unchanged.
+Errors: ``blob_errors`` (``BlobError`` and its subclasses, below ``StorageError``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO
-
-import blake3
 
 from comfyfarm.storage.asset_records import (
     MAX_RECORD_BYTES,
@@ -53,9 +37,17 @@ from comfyfarm.storage.asset_records import (
     new_asset_id,
     record_key,
 )
-from comfyfarm.storage.base import ObjectNotFound, OutputStore, StorageError
-from comfyfarm.storage.digests import BLAKE3, is_blake3
-from comfyfarm.storage.keys import TEMP_PREFIX, check_key, key_of_uri
+from comfyfarm.storage.base import ObjectNotFound, OutputStore
+from comfyfarm.storage.blob_errors import (
+    BlobError,
+    BlobNotFound,
+    BlobTooLarge,
+    HashMismatch,
+    InvalidDigest,
+)
+from comfyfarm.storage.blob_writer import Blob, BlobWriter, blob_key
+from comfyfarm.storage.digests import is_blake3
+from comfyfarm.storage.keys import TEMP_PREFIX, key_of_uri
 from comfyfarm.storage.local import LocalStore
 
 __all__ = [
@@ -73,59 +65,9 @@ __all__ = [
     "derived_asset_id",
 ]
 
-BLOBS_DIR = "blobs"
 SPOOL_DIR = TEMP_PREFIX + "spool"  # inside a file:// root; keys can never name it
-COPY_CHUNK = 1 << 20
 # Reading one byte more than a record may have lets from_json refuse an oversized one.
 MAX_RECORD_READ = MAX_RECORD_BYTES + 1
-
-
-class BlobError(StorageError):
-    """Raised when a blob operation is refused (too large, wrong digest, missing bytes)."""
-
-
-class BlobTooLarge(BlobError):
-    """Raised when an upload passes ``max_bytes``; ``limit`` is that cap."""
-
-    def __init__(self, *, key: str, reason: str, limit: int) -> None:
-        self.limit = limit
-        super().__init__(key=key, reason=reason)
-
-
-class HashMismatch(BlobError):
-    """Raised when the caller's expected digest differs from the computed one."""
-
-    def __init__(self, *, key: str, reason: str, expected: str, actual: str) -> None:
-        self.expected = expected
-        self.actual = actual
-        super().__init__(key=key, reason=reason)
-
-
-class InvalidDigest(HashMismatch):
-    """Raised when an expected digest is not ``blake3:<64 lowercase hex>``."""
-
-
-class BlobNotFound(BlobError, ObjectNotFound):
-    """Raised when reading a blob whose bytes are not in the store."""
-
-
-@dataclass(frozen=True)
-class Blob:
-    """Immutable bytes: ``digest`` (``blake3:<hex>``), ``size`` in bytes, store ``key``."""
-
-    digest: str
-    size: int
-    key: str
-
-
-def blob_key(tenant: str, digest: str) -> str:
-    """``blobs/<tenant>/<hex[:2]>/<hex>`` for a ``blake3:<hex>`` digest."""
-    check_tenant(tenant)
-    if not is_blake3(digest):
-        raise InvalidDigest(key=str(digest)[:80], reason="not blake3:<64 lowercase hex>",
-                            expected=str(digest)[:80], actual="")  # fmt: skip
-    hexdigest = digest.partition(":")[2]
-    return check_key(f"{BLOBS_DIR}/{tenant}/{hexdigest[:2]}/{hexdigest}")
 
 
 class BlobStore:
@@ -147,7 +89,7 @@ class BlobStore:
         check_tenant(tenant)
         directory = self._spool_directory()
         fd, path = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
-        return BlobWriter(self, tenant, os.fdopen(fd, "wb"), path)
+        return BlobWriter(self.store, tenant, os.fdopen(fd, "wb"), path, max_bytes=self.max_bytes)
 
     def find(self, tenant: str, digest: str) -> Blob | None:
         """The blob of ``tenant`` with this ``blake3:<hex>`` digest, or None (also for a
@@ -262,95 +204,3 @@ class BlobStore:
             directory.mkdir(parents=True, exist_ok=True)
             return str(directory)
         return None  # the system's temporary folder
-
-    def _put(self, key: str, spool_path: str) -> None:
-        """Store the finished spool file under ``key``: a rename on ``file://`` where possible,
-        else one streamed write."""
-        if isinstance(self.store, LocalStore) and self.store.move_in(key, spool_path):
-            return
-        with open(spool_path, "rb") as source:
-            self.store.write(key, _chunks(source))
-
-
-class BlobWriter:
-    """One upload in progress (from ``BlobStore.begin``). Not thread-safe; one owner."""
-
-    def __init__(self, owner: BlobStore, tenant: str, spool: BinaryIO, spool_path: str) -> None:
-        self._owner = owner
-        self.tenant = tenant
-        self._spool: BinaryIO | None = spool
-        self._spool_path = spool_path
-        self._hash = blake3.blake3()
-        self.size = 0
-
-    def write(self, chunk: bytes) -> None:
-        """Hash and spool ``chunk``; ``BlobTooLarge`` (and the upload aborted) past the cap."""
-        spool = self._open_spool()
-        if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise TypeError(f"chunks must be bytes, not {type(chunk).__name__}")
-        length = memoryview(chunk).nbytes
-        if self.size + length > self._owner.max_bytes:
-            self.abort()
-            limit = self._owner.max_bytes
-            raise BlobTooLarge(key="", reason=f"upload is over the {limit}-byte limit", limit=limit)
-        self._hash.update(chunk)
-        spool.write(chunk)
-        self.size += length
-
-    def commit(self, expected_digest: str | None = None) -> tuple[Blob, bool]:
-        """Finish the upload: ``(blob, created_new)``, where ``created_new`` is False when the
-        tenant already had these bytes. With ``expected_digest``, a different computed digest
-        raises ``HashMismatch`` (a malformed one ``InvalidDigest``) and stores nothing."""
-        spool = self._open_spool()
-        digest = f"{BLAKE3}:{self._hash.hexdigest()}"
-        if expected_digest is not None and expected_digest != digest:
-            self.abort()
-            shown = str(expected_digest)[:80]
-            if not is_blake3(expected_digest):
-                reason = f"expected digest {shown!r} is not blake3:<64 lowercase hex>"
-                raise InvalidDigest(key="", reason=reason, expected=shown, actual=digest)
-            reason = f"expected {shown}, computed {digest}"
-            raise HashMismatch(key="", reason=reason, expected=shown, actual=digest)
-        key = blob_key(self.tenant, digest)
-        try:
-            spool.close()
-            created = not self._owner.store.exists(key)
-            if created:
-                self._owner._put(key, self._spool_path)
-        finally:
-            self.abort()  # drops the spool file if it is still there
-        return Blob(digest=digest, size=self.size, key=key), created
-
-    def abort(self) -> None:
-        """Drop the upload and its spool file; safe to call more than once."""
-        spool, self._spool = self._spool, None
-        if spool is not None:
-            with contextlib.suppress(OSError):
-                spool.close()
-        with contextlib.suppress(FileNotFoundError):
-            Path(self._spool_path).unlink()
-
-    @property
-    def closed(self) -> bool:
-        return self._spool is None
-
-    def __enter__(self) -> BlobWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.abort()
-
-    def _open_spool(self) -> BinaryIO:
-        if self._spool is None:
-            raise BlobError(key="", reason="this upload was already committed or aborted")
-        return self._spool
-
-
-def _chunks(source: BinaryIO) -> Iterator[bytes]:
-    while chunk := source.read(COPY_CHUNK):
-        yield chunk
