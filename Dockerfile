@@ -11,15 +11,20 @@ WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
+# The image serves every role but the embedded Valkey: core dependencies plus the role extras.
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['s3']))" > /tmp/requirements.txt \
+x = p['optional-dependencies']; \
+print('\n'.join(p['dependencies'] + [d for e in ('worker', 'sim', 'flower', 's3') for d in x[e]]))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
+# comfyfarm/<part> are symlinks to the top-level folders beside it (one import namespace).
 COPY comfyfarm comfyfarm
 COPY tasks tasks
-COPY worker worker
 COPY producer producer
+COPY worker worker
+COPY comfy comfy
+COPY storage storage
 COPY workflows workflows
 COPY simulator simulator
 RUN pip install --no-deps . \

@@ -1,7 +1,10 @@
 """The ComfyUI client: HTTP, WebSocket events, completion tracking, outputs.
 
 No Celery and no storage in here. ``ComfyClient`` talks HTTP, ``EventStream`` reads the WebSocket,
-``follow_prompt`` waits for one prompt, ``collect_outputs`` lists what it produced.
+``follow_prompt`` waits for one prompt, ``collect_outputs`` lists what it produced,
+``comfy.schemas.fetch_schemas`` reads node schemas and model lists. ``EventStream`` is imported on
+first use, so the HTTP side works without the worker extra's ``websocket-client`` (a producer
+validating against a live ComfyUI).
 """
 
 from comfyfarm.comfy.client import ComfyClient
@@ -26,7 +29,6 @@ from comfyfarm.comfy.prompts import QueuedPrompt
 from comfyfarm.comfy.state import PromptLookup, PromptState, QueueSnapshot
 from comfyfarm.comfy.tracker import PromptOutcome, PromptTracker, follow_prompt
 from comfyfarm.comfy.uploads import UploadedFile
-from comfyfarm.comfy.ws import EventStream
 
 __all__ = [
     "ComfyClient",
@@ -58,3 +60,11 @@ __all__ = [
     "follow_prompt",
     "safe_relative_path",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "EventStream":
+        from comfyfarm.comfy.ws import EventStream
+
+        return EventStream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

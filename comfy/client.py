@@ -175,6 +175,13 @@ class ComfyClient:
         path = "/object_info" if node_class is None else f"/object_info/{_quoted(node_class)}"
         return self._object(path)
 
+    def model_folders(self) -> list[str]:
+        """The names of ComfyUI's model folders (``GET /models``)."""
+        body = self._http.get_json("/models")
+        if not isinstance(body, list):
+            raise ComfyUnavailable(url=self.base_url, reason="/models answered a non-list")
+        return [str(folder) for folder in body]
+
     def list_models(self, folder: str) -> list[str]:
         """File names in a model folder (``checkpoints``, ``loras``...); unknown folder is 404."""
         body = self._http.get_json(f"/models/{_quoted(folder)}")

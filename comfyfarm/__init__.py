@@ -1,8 +1,11 @@
 """comfyfarm: a render farm for ComfyUI.
 
-This package is the command line and the one-machine orchestration (embedded Redis, simulators,
-demo, benchmarks). The product's parts live beside it: ``tasks`` (the contract), ``producer``,
-``worker``, ``workflows`` and ``simulator``.
+The one import namespace of the product. This folder holds the command line (``cli.py``,
+``commands/``) and the one-machine orchestration (embedded Valkey, simulators, demo); the parts
+live in the repository's top-level folders and are installed under this name through the symlinks
+``comfyfarm/<part> -> ../<part>``: ``comfyfarm.tasks`` (the contract), ``comfyfarm.producer``,
+``comfyfarm.worker``, ``comfyfarm.comfy`` (the ComfyUI client), ``comfyfarm.storage``,
+``comfyfarm.workflows`` and ``comfyfarm.simulator``.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from comfyfarm import __version__
+from comfyfarm import __version__, exits
 
 # name -> one line of help. The order is the order of `comfyfarm --help`.
 COMMANDS: dict[str, str] = {
@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "cancel": "cancel a queued or running job",
     "worker": "run a worker bound to one ComfyUI instance",
     "flower": "run Flower, the Celery monitor, with the farm's settings",
+    "exporter": "serve farm-wide Prometheus metrics: queue depths, workers, dead letters",
     "sim": "run the ComfyUI-compatible simulator (a stand-in GPU box)",
     "bench": "benchmarks: native vs naive vs farm throughput, enqueue rate, output streaming",
 }
@@ -64,14 +65,22 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if global_ns.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    module = importlib.import_module(f"comfyfarm.commands.{name}")
-    parser = argparse.ArgumentParser(prog=f"comfyfarm {name}", description=COMMANDS[name])
-    module.configure(parser)
-    args = parser.parse_args(argv[split + 1 :])
+    args: argparse.Namespace | None = None
     try:
+        module = importlib.import_module(f"comfyfarm.commands.{name}")
+        parser = argparse.ArgumentParser(prog=f"comfyfarm {name}", description=COMMANDS[name])
+        module.configure(parser)
+        args = parser.parse_args(argv[split + 1 :])
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return exits.INTERRUPTED
+    except Exception as exc:
+        explained = exits.explain(exc, broker_url=getattr(args, "broker_url", None))
+        if explained is None:
+            raise
+        status, message = explained
+        print(f"comfyfarm {name}: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

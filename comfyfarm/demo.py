@@ -78,8 +78,8 @@ def local_farm(
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from comfyfarm.commands.submit import wait_all
     from comfyfarm.producer import Farm
-    from comfyfarm.producer.cli import wait_all
     from comfyfarm.tasks.settings import Settings
     from comfyfarm.workflows import SchemaSource, WorkflowError, prepare_jobs
 

@@ -44,6 +44,7 @@ class ManagedProcess:
     ready: Callable[[str], bool]
     name: str
     env: dict[str, str] | None = None
+    cwd: str | None = None
     process: subprocess.Popen[str] | None = field(default=None, init=False)
     output: list[str] = field(default_factory=list, init=False)
 
@@ -57,6 +58,7 @@ class ManagedProcess:
             text=True,
             bufsize=1,
             env=self.env,
+            cwd=self.cwd,
             start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
         )
         became_ready = threading.Event()
@@ -71,11 +73,12 @@ class ManagedProcess:
 
     def _read_output(self, process: subprocess.Popen[str], became_ready: threading.Event) -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            self.output.append(line)
-            del self.output[:-200]
-            if not became_ready.is_set() and self.ready(line):
-                became_ready.set()
+        with process.stdout:  # closed at EOF, when the process and its children have exited
+            for line in process.stdout:
+                self.output.append(line)
+                del self.output[:-200]
+                if not became_ready.is_set() and self.ready(line):
+                    became_ready.set()
         became_ready.set()  # EOF: the process exited; start() reports it
 
     @property

@@ -1,4 +1,5 @@
-"""Turning what a caller has (an API prompt, a prepared workflow job, a JobSpec) into a JobSpec.
+"""Turning what a caller has (an API prompt, a prepared workflow job, a JobSpec) and its
+JobOptions into a JobSpec: the one builder of ``Farm.submit``, ``submit_many`` and direct mode.
 
 ``PreparedLike`` is duck-typed on ``comfyfarm.workflows.PreparedJob`` (prompt, params, inputs,
 workflow_name) so this module needs no import of the workflows package.
@@ -8,26 +9,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import PurePosixPath
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlsplit
 
 from comfyfarm.tasks.errors import JobSpecError
 from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
+from comfyfarm.tasks.options import DELIVERY_OPTIONS, InputLike, InputRefLike, JobOptions
 from comfyfarm.tasks.settings import Settings
-
-
-@runtime_checkable
-class InputRefLike(Protocol):
-    """Where a workflow wants a file: ``workflows.InputRef`` or anything with these fields."""
-
-    @property
-    def node_id(self) -> str: ...
-    @property
-    def input_name(self) -> str: ...
-    @property
-    def source(self) -> Any: ...
 
 
 @runtime_checkable
@@ -46,74 +37,102 @@ class PreparedLike(Protocol):
 
 #: What ``submit`` accepts: an API-format prompt, a prepared workflow job, or a finished JobSpec.
 Submittable: TypeAlias = Mapping[str, Any] | PreparedLike | JobSpec
-#: An input: an InputFile, an InputRef-like object, or (node_id, input_name, source[, filename]).
-InputLike: TypeAlias = InputFile | InputRefLike | tuple[Any, ...]
+
+# JobSpec fields build_spec fills itself; every other option that is a JobSpec field is copied.
+_COMPOSED = frozenset({"params", "inputs", "workflow_name", "job_id"})
 
 
 def build_spec(
     item: Submittable,
-    settings: Settings,
+    settings: Settings | None = None,
     *,
-    params: Mapping[str, Any] | None = None,
-    inputs: Iterable[InputLike] = (),
-    labels: Mapping[str, str] | None = None,
-    webhook_url: str | None = None,
-    job_id: str | None = None,
-    deadline_seconds: float | None = None,
-    stall_timeout_seconds: float | None = None,
-    required_outputs: Sequence[str] = (),
-    storage_prefix: str = "",
-    workflow_name: str | None = None,
-    max_retries: int | None = None,
     enqueued_at: float | None = None,
+    **options: Any,
 ) -> JobSpec:
-    """A validated JobSpec (raises JobSpecError naming the field).
+    """A validated JobSpec (raises JobSpecError naming the field); ``options`` are JobOptions
+    keywords (an unknown one is a TypeError).
 
-    A JobSpec ``item`` is returned as is (only ``enqueued_at`` is stamped); passing other options
-    with it is a TypeError. For a prepared job, ``params`` update its parameter record and
-    ``inputs`` add to its inputs. The deadline defaults to, and may not exceed,
-    COMFYFARM_MAX_JOB_SECONDS.
+    ``settings``: the farm's, which give the defaults of the deadline (also its cap,
+    COMFYFARM_MAX_JOB_SECONDS), stall timeout and retries; None (direct mode, no farm) keeps the
+    JobSpec defaults and caps nothing. ``queue`` and ``priority`` do not shape the spec.
     """
-    now = time.time() if enqueued_at is None else enqueued_at
-    if isinstance(item, JobSpec):
-        if params or labels or webhook_url or job_id or deadline_seconds or tuple(inputs):
-            raise TypeError("options that shape a job cannot be combined with a ready JobSpec")
-        _check_deadline(item.deadline_seconds, settings)
-        return JobSpec.from_dict({**item.to_dict(), "enqueued_at": now})
-    if isinstance(item, Mapping):
-        prompt = dict(item)
-        record = dict(params or {})
-        all_inputs = list(inputs)
-        name = workflow_name or ""
-    elif isinstance(item, PreparedLike):
-        prompt = item.prompt
-        record = {**dict(item.params or {}), **dict(params or {})}
-        all_inputs = [*item.inputs, *inputs]
-        name = workflow_name if workflow_name is not None else (item.workflow_name or "")
-    else:
-        raise TypeError(
-            f"cannot submit a {type(item).__name__}: pass an API-format prompt dict, a "
-            "workflows.PreparedJob or a JobSpec"
+    chosen = JobOptions.from_keywords(options, caller="build_spec")
+    return SpecBuilder(settings, chosen).build(item, enqueued_at)
+
+
+class SpecBuilder:
+    """Builds JobSpecs from items with one set of options, worked out once (``submit_many``
+    builds thousands of specs with the same options)."""
+
+    def __init__(self, settings: Settings | None, options: JobOptions) -> None:
+        self.settings = settings
+        self.options = options
+        given = options.given()
+        self._shaping = sorted(set(given) - DELIVERY_OPTIONS)
+        copied = {k: v for k, v in given.items() if k in _SPEC_FIELDS and k not in _COMPOSED}
+        self._values: dict[str, Any] = {**_farm_defaults(settings), **copied}
+
+    def build(self, item: Submittable, enqueued_at: float | None = None) -> JobSpec:
+        """A validated JobSpec for ``item`` (raises JobSpecError naming the field).
+
+        A JobSpec ``item`` is returned as is (only ``enqueued_at`` is stamped); options that
+        shape a job are a TypeError with it. For a prepared job, ``params`` update its
+        parameter record, ``inputs`` add to its inputs, ``workflow_name`` replaces its name.
+        """
+        now = time.time() if enqueued_at is None else enqueued_at
+        options = self.options
+        if isinstance(item, JobSpec):
+            if self._shaping:
+                raise TypeError(
+                    f"options that shape a job ({', '.join(self._shaping)}) cannot be combined "
+                    "with a ready JobSpec"
+                )
+            _check_deadline(item.deadline_seconds, self.settings)
+            return JobSpec.from_dict({**item.to_dict(), "enqueued_at": now})
+        params = dict(options.params or {})
+        if isinstance(item, Mapping):
+            prompt = dict(item)
+            record = params
+            all_inputs = list(options.inputs)
+            name = options.workflow_name or ""
+        elif isinstance(item, PreparedLike):
+            prompt = item.prompt
+            record = {**dict(item.params or {}), **params}
+            all_inputs = [*item.inputs, *options.inputs]
+            name = (
+                options.workflow_name
+                if options.workflow_name is not None
+                else (item.workflow_name or "")
+            )
+        else:
+            raise TypeError(
+                f"cannot submit a {type(item).__name__}: pass an API-format prompt dict, a "
+                "workflows.PreparedJob or a JobSpec"
+            )
+        _check_deadline(self._values.get("deadline_seconds"), self.settings)
+        return JobSpec(
+            job_id=options.job_id or new_job_id(),
+            prompt=prompt,
+            inputs=[to_input_file(entry, index) for index, entry in enumerate(all_inputs)],
+            params=record,
+            workflow_name=name,
+            enqueued_at=now,
+            **self._values,
         )
-    deadline = settings.max_job_seconds if deadline_seconds is None else deadline_seconds
-    _check_deadline(deadline, settings)
-    return JobSpec(
-        job_id=job_id or new_job_id(),
-        prompt=prompt,
-        inputs=[to_input_file(entry, index) for index, entry in enumerate(all_inputs)],
-        storage_prefix=storage_prefix,
-        deadline_seconds=deadline,
-        stall_timeout_seconds=(
-            settings.stall_timeout if stall_timeout_seconds is None else stall_timeout_seconds
-        ),
-        required_outputs=list(required_outputs),
-        webhook_url=webhook_url,
-        labels=dict(labels or {}),
-        params=record,
-        workflow_name=name,
-        enqueued_at=now,
-        max_retries=settings.max_retries if max_retries is None else max_retries,
-    )
+
+
+_SPEC_FIELDS = frozenset(spec.name for spec in fields(JobSpec))
+
+
+def _farm_defaults(settings: Settings | None) -> dict[str, Any]:
+    """The spec values a farm's settings decide when the caller gives none."""
+    if settings is None:
+        return {}
+    return {
+        "deadline_seconds": settings.max_job_seconds,
+        "stall_timeout_seconds": settings.stall_timeout,
+        "max_retries": settings.max_retries,
+    }
 
 
 def to_input_file(entry: InputLike, index: int = 0) -> InputFile:
@@ -159,7 +178,9 @@ def source_filename(source: str) -> str:
     return PurePosixPath(path).name or "input"
 
 
-def _check_deadline(deadline: float, settings: Settings) -> None:
+def _check_deadline(deadline: object, settings: Settings | None) -> None:
+    if settings is None:
+        return
     if isinstance(deadline, int | float) and deadline > settings.max_job_seconds:
         raise JobSpecError(
             field="deadline_seconds",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from comfyfarm.producer.build import InputLike, Submittable, build_spec
+from comfyfarm.producer.build import SpecBuilder, Submittable
 from comfyfarm.producer.job import CancelOutcome, Job, JobContext
 from comfyfarm.producer.publish import DEFAULT_CHUNK, Publisher
 from comfyfarm.producer.status import FarmStatus, QueueDepth, collect_status, queue_depths
@@ -33,6 +33,7 @@ from comfyfarm.tasks.errors import JobSpecError
 from comfyfarm.tasks.fields import uuid_text
 from comfyfarm.tasks.keys import DeadLetter, list_dead_letters
 from comfyfarm.tasks.models import JobResult, JobSpec
+from comfyfarm.tasks.options import JobOptions
 from comfyfarm.tasks.routing import SHARED_QUEUE, check_queue
 from comfyfarm.tasks.settings import Settings
 
@@ -62,93 +63,39 @@ class Farm:
         return cls(Settings.from_env(environ))
 
     # -- submitting ----------------------------------------------------------------------------
-    def submit(
-        self,
-        prompt_or_prepared: Submittable,
-        *,
-        params: Mapping[str, Any] | None = None,
-        inputs: Iterable[InputLike] = (),
-        queue: str | None = None,
-        priority: int | None = None,
-        labels: Mapping[str, str] | None = None,
-        webhook_url: str | None = None,
-        job_id: str | None = None,
-        deadline_seconds: float | None = None,
-        stall_timeout_seconds: float | None = None,
-        required_outputs: Sequence[str] = (),
-        storage_prefix: str = "",
-        workflow_name: str | None = None,
-        max_retries: int | None = None,
-    ) -> Job:
+    def submit(self, prompt_or_prepared: Submittable, **options: Any) -> Job:
         """Enqueue one job and return its handle.
 
         ``prompt_or_prepared``: an API-format prompt dict, a ``workflows.PreparedJob`` or a
-        ``JobSpec``. ``queue``: ``SHARED_QUEUE`` (default), ``worker_queue(name)`` or
-        ``capability_queue(cap)``. ``priority``: 0 (lowest) … 9 (most urgent), default 5.
-        ``params``: the human parameter record shown in Flower and kept in the result.
-        Raises JobSpecError (nothing sent) or SubmitError.
+        ``JobSpec``. ``options``: the fields of ``JobOptions`` (an unknown one is a TypeError),
+        e.g. ``params`` (the human parameter record shown in Flower and kept in the result),
+        ``queue`` (``SHARED_QUEUE`` by default, ``worker_queue(name)``, ``capability_queue(cap)``),
+        ``priority`` (0 lowest … 9 most urgent, default 5). Raises JobSpecError (nothing sent) or
+        SubmitError.
         """
-        spec = build_spec(
-            prompt_or_prepared,
-            self.settings,
-            params=params,
-            inputs=inputs,
-            labels=labels,
-            webhook_url=webhook_url,
-            job_id=job_id,
-            deadline_seconds=deadline_seconds,
-            stall_timeout_seconds=stall_timeout_seconds,
-            required_outputs=required_outputs,
-            storage_prefix=storage_prefix,
-            workflow_name=workflow_name,
-            max_retries=max_retries,
-        )
-        return self.send([spec], queue=queue, priority=priority)[0]
+        chosen = JobOptions.from_keywords(options, caller="submit")
+        spec = SpecBuilder(self.settings, chosen).build(prompt_or_prepared)
+        return self.send([spec], queue=chosen.queue, priority=chosen.priority)[0]
 
     def submit_many(
-        self,
-        items: Iterable[Submittable],
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        labels: Mapping[str, str] | None = None,
-        webhook_url: str | None = None,
-        deadline_seconds: float | None = None,
-        stall_timeout_seconds: float | None = None,
-        required_outputs: Sequence[str] = (),
-        storage_prefix: str = "",
-        workflow_name: str | None = None,
-        max_retries: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK,
+        self, items: Iterable[Submittable], *, chunk_size: int = DEFAULT_CHUNK, **options: Any
     ) -> list[Job]:
         """Enqueue many jobs with few Redis round trips (one pipeline per ``chunk_size`` jobs).
 
         Every item is validated before anything is sent (JobSpecError names the item). The
-        options apply to every item that is not already a JobSpec.
+        ``options`` (those of ``submit``) apply to every item; a ready JobSpec item takes only
+        ``queue`` and ``priority``.
         """
+        chosen = JobOptions.from_keywords(options, caller="submit_many")
+        builder = SpecBuilder(self.settings, chosen)
+        ready = SpecBuilder(self.settings, JobOptions(queue=chosen.queue, priority=chosen.priority))
         specs = []
         for index, item in enumerate(items):
             try:
-                if isinstance(item, JobSpec):
-                    specs.append(build_spec(item, self.settings))
-                    continue
-                specs.append(
-                    build_spec(
-                        item,
-                        self.settings,
-                        labels=labels,
-                        webhook_url=webhook_url,
-                        deadline_seconds=deadline_seconds,
-                        stall_timeout_seconds=stall_timeout_seconds,
-                        required_outputs=required_outputs,
-                        storage_prefix=storage_prefix,
-                        workflow_name=workflow_name,
-                        max_retries=max_retries,
-                    )
-                )
+                specs.append((ready if isinstance(item, JobSpec) else builder).build(item))
             except JobSpecError as exc:
                 raise JobSpecError(field=f"items[{index}].{exc.field}", reason=exc.reason) from None
-        return self.send(specs, queue=queue, priority=priority, chunk_size=chunk_size)
+        return self.send(specs, queue=chosen.queue, priority=chosen.priority, chunk_size=chunk_size)
 
     def submit_routed(
         self,
@@ -168,6 +115,8 @@ class Farm:
         from comfyfarm.producer.schema_lookup import published_schemas
         from comfyfarm.tasks.registry import list_workers
 
+        if "queue" in options:
+            raise TypeError("submit_routed() chooses each job's queue itself: give no queue")
         if schemas is None:
             schemas = published_schemas(self.settings)
         live = {worker.name for worker in list_workers(self.redis, self.settings.key_prefix)}

@@ -8,8 +8,7 @@ one of the worker the jobs are sent to (``comfyfarm.producer.placement`` checks 
 
 from __future__ import annotations
 
-import redis
-
+from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.schemas import PublishedSchema, load_schemas
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.workflows import SchemaSource
@@ -38,7 +37,7 @@ def find_schema(
 
 def published_schemas(settings: Settings) -> list[PublishedSchema]:
     """Every schema the farm's workers published, newest first; NoSchemaSource when none."""
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=10, socket_connect_timeout=5)
+    client = redis_client(settings, decode_responses=False)
     try:
         published = load_schemas(client, settings.key_prefix)
     finally:

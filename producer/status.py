@@ -1,4 +1,5 @@
-"""A snapshot of the farm: workers (registry + ping), queue depths, running jobs, dead letters.
+"""A snapshot of the farm: workers (registry + ping), queue depths, running jobs, dead letters,
+and warnings about its set-up (a broker that would lose the queues on restart: ``persistence``).
 
 Queue depth is the sum of ``LLEN`` over a queue's ten priority lists (under the key prefix).
 Queues are the shared one, those named by registered workers, and any other non-empty
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from comfyfarm.producer.persistence import broker_persistence
 from comfyfarm.tasks.keys import WorkerInfo, count_dead_letters, list_workers
 from comfyfarm.tasks.keyspace import job_id_from_lease_key, lease_pattern
 from comfyfarm.tasks.routing import PRIORITY_SEP, SHARED_QUEUE, queue_keys
@@ -54,6 +56,8 @@ class FarmStatus:
     dead_letters: int
     pinged_nodes: list[str]
     checked_at: float
+    #: Sentences for the operator about the farm's set-up (e.g. a broker without AOF).
+    warnings: list[str] = field(default_factory=list)
 
     def queue_depth(self, name: str = SHARED_QUEUE) -> int:
         return next((queue.total for queue in self.queues if queue.name == name), 0)
@@ -131,6 +135,7 @@ def collect_status(client: redis.Redis, prefix: str, pinged_nodes: list[str] | N
         for info in infos
     ]
     names = {queue for info in infos for queue in info.queues}
+    warning = broker_persistence(client).warning
     return FarmStatus(
         workers=workers,
         queues=queue_depths(client, prefix, names),
@@ -138,6 +143,7 @@ def collect_status(client: redis.Redis, prefix: str, pinged_nodes: list[str] | N
         dead_letters=count_dead_letters(client, prefix),
         pinged_nodes=sorted(pinged_nodes or []),
         checked_at=now,
+        warnings=[warning] if warning else [],
     )
 
 

@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{k}={','.join(v)}" for k, v in DEFAULT_MODELS.items()),
     )
     models.add_argument(
+        "--models-dir",
+        type=Path,
+        help="a models/ folder: its files (e.g. checkpoints/x.safetensors) are listed as ComfyUI "
+        "lists them, including files added while it runs",
+    )
+    models.add_argument(
         "--no-models",
         action="store_true",
         help="start from empty model lists (like a bare ComfyUI)",
@@ -146,6 +152,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         port=args.port,
         root=args.root,
         models=models,
+        models_dir=args.models_dir,
         timing=timing,
         jobs_api=args.jobs_api,
         previews=args.previews,
@@ -160,7 +167,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 async def _serve(config: SimConfig, root: Path, scratch: Path | None) -> None:
     from aiohttp import web
 
-    from comfyfarm.simulator.app import Simulator, build_app
+    from comfyfarm.simulator.app import build_app
+    from comfyfarm.simulator.instance import Simulator
 
     sim = Simulator(config, root, scratch=scratch)
     access_log = logging.getLogger("aiohttp.access") if config.access_log else None

@@ -61,6 +61,7 @@ class SimConfig:
     port: int = 8188
     root: Path | None = None
     models: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_MODELS))
+    models_dir: Path | None = None  # listed like ComfyUI's models/ (files added later appear too)
     timing: Timing = field(default_factory=Timing)
     jobs_api: bool = False
     previews: bool = False

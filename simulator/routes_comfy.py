@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from comfyfarm.simulator.app import Simulator
 from comfyfarm.simulator.config import MODEL_FOLDERS
+from comfyfarm.simulator.instance import Simulator
 from comfyfarm.simulator.prompt_queue import SENSITIVE_EXTRA_DATA_KEYS, QueueItem
 from comfyfarm.simulator.validation import validate_prompt
 from comfyfarm.simulator.ws_hub import SERVER_FEATURES, Client

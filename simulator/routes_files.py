@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfarm.simulator.app import Simulator
+from comfyfarm.simulator.instance import Simulator
 from comfyfarm.simulator.routes_comfy import server_error
 
 FORCED_DOWNLOAD = {

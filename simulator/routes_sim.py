@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfarm.simulator.app import Simulator
 from comfyfarm.simulator.faults import DEFAULTS
+from comfyfarm.simulator.instance import Simulator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -10,6 +10,7 @@ import copy
 import json
 from collections.abc import Callable, Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from comfyfarm.simulator.files import StorageRoots
@@ -32,15 +33,25 @@ def _load_entries() -> dict[str, Any]:
     return entries
 
 
+MODEL_SUFFIXES = frozenset({".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"})
+
+
 class NodeSchemas:
     """The node classes this simulator knows, their inputs, outputs and output-node flag."""
 
     roots: StorageRoots
 
-    def __init__(self, models: Mapping[str, tuple[str, ...]], roots: StorageRoots) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, tuple[str, ...]],
+        roots: StorageRoots,
+        *,
+        models_dir: Path | None = None,
+    ) -> None:
         self._entries = _load_entries()
         self._models = {folder: sorted(files) for folder, files in models.items()}
         self.roots = roots
+        self.models_dir = models_dir
 
     def __contains__(self, class_type: object) -> bool:
         return isinstance(class_type, str) and class_type in self._entries
@@ -50,7 +61,15 @@ class NodeSchemas:
         return list(self._entries)
 
     def model_files(self, folder: str) -> list[str]:
-        return list(self._models.get(folder, ()))
+        """The folder's files: the configured names plus, as ComfyUI does, what is in
+        ``models_dir/<folder>`` now (relative POSIX paths; partial downloads excluded)."""
+        files = set(self._models.get(folder, ()))
+        directory = self.models_dir / folder if self.models_dir else None
+        if directory is not None and directory.is_dir():
+            for path in directory.rglob("*"):
+                if path.is_file() and path.suffix.lower() in MODEL_SUFFIXES:
+                    files.add(path.relative_to(directory).as_posix())
+        return sorted(files)
 
     def is_output(self, class_type: str) -> bool:
         return bool(self._entries[class_type].get("output_node"))

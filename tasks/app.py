@@ -16,6 +16,9 @@ Configured for minutes-long GPU jobs on a Redis broker (see the research notes, 
   (``task_track_started``): it would cost a write before every prompt is submitted, and the
   worker's first progress update ("submitted", sent right after the POST) says more. Flower still
   shows STARTED, from the task-started event.
+- Redis Sentinel: a ``sentinel://`` broker or backend gets ``master_name``
+  (``settings.sentinel_master``) in its transport options; kombu and Celery then ask the
+  sentinels for the master and follow a failover.
 - Soft shutdown: on SIGTERM (with ``REMAP_SIGTERM=SIGQUIT``) a worker re-queues its job before
   exiting instead of leaving it to the visibility timeout.
 
@@ -33,7 +36,7 @@ from celery import Celery
 
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import PRIORITY_SEP, PRIORITY_STEPS, SHARED_QUEUE, celery_priority
-from comfyfarm.tasks.settings import Settings
+from comfyfarm.tasks.settings import Settings, uses_sentinel
 
 HEALTH_CHECK_INTERVAL = 25
 SOFT_SHUTDOWN_SECONDS = 20.0
@@ -99,6 +102,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": True,
     }
     config.update(_tls_options(settings))
+    if uses_sentinel(settings.broker_url):
+        transport["master_name"] = settings.sentinel_master
+    if uses_sentinel(settings.result_backend):
+        config["result_backend_transport_options"]["master_name"] = settings.sentinel_master
     return config
 
 

@@ -2,25 +2,57 @@
 
 Celery and kombu keep their own connections; this one is for ``tasks.keys`` & co. Every call has
 a timeout: a dead Redis is an error after seconds, not a hang.
+
+With Redis Sentinel (``sentinel://h1:26379/0;sentinel://h2:26379/0`` and
+``settings.sentinel_master``) the client asks the sentinels for the current master and asks again
+after a connection error, so it follows a failover as Celery's own connections do. The URL's
+password (and user) are the master's; sentinels that need their own password are not supported.
 """
 
 from __future__ import annotations
 
-import redis
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from comfyfarm.tasks.settings import Settings
+import redis
+from redis.sentinel import Sentinel
+
+from comfyfarm.tasks.settings import Settings, sentinel_urls, uses_sentinel
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 
 
-def redis_client(settings: Settings, *, url: str | None = None) -> redis.Redis:
-    """A client for ``url`` (default: the broker URL) that returns ``str`` values."""
-    return redis.Redis.from_url(
-        url or settings.broker_url,
-        decode_responses=True,
-        socket_timeout=SOCKET_TIMEOUT,
+def redis_client(
+    settings: Settings, *, url: str | None = None, decode_responses: bool = True
+) -> redis.Redis:
+    """A client for ``url`` (default: the broker URL) that returns ``str`` values (``bytes`` with
+    ``decode_responses=False``)."""
+    target = url or settings.broker_url
+    options: dict[str, Any] = {
+        "decode_responses": decode_responses,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+    }
+    if uses_sentinel(target):
+        return _master(target, settings.sentinel_master, options)
+    return redis.Redis.from_url(target, **options)
+
+
+def _master(url: str, master: str, options: dict[str, Any]) -> redis.Redis:
+    parts = [urlsplit(part) for part in sentinel_urls(url)]
+    first = parts[0]
+    auth: dict[str, Any] = {
+        "username": unquote(first.username) if first.username else None,
+        "password": unquote(first.password) if first.password else None,
+        "db": int(first.path.strip("/") or 0),
+    }
+    sentinel = Sentinel(
+        [(part.hostname or "127.0.0.1", part.port or 26379) for part in parts],
+        socket_timeout=CONNECT_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_keepalive=True,
-        health_check_interval=25,
     )
+    client: redis.Redis = sentinel.master_for(master, **auth, **options)
+    return client

@@ -13,6 +13,8 @@
                                        to (a re-delivered job looks for its prompt there), TTL
 ``<prefix>submitted:<job_id>:count``   string: how many times it was POSTed (the retry limit
                                        counts these, not deliveries that never reached one), TTL
+``<prefix>takeover``                   string: name of the worker sweeping for orphaned jobs this
+                                       round (``worker.takeover``), TTL = the sweep interval
 ``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
                                        lists a worker's ComfyUI serves (producers validate
                                        against it without reaching ComfyUI), TTL
@@ -61,6 +63,10 @@ def worker_key(prefix: str, name: str) -> str:
 
 def workers_index_key(prefix: str) -> str:
     return f"{prefix}workers"
+
+
+def takeover_key(prefix: str) -> str:
+    return f"{prefix}takeover"
 
 
 def dead_letter_key(prefix: str) -> str:

@@ -14,7 +14,9 @@ from comfyfarm.tasks.errors import JobResultError
 PROGRESS_STATE = "PROGRESS"
 PROGRESS_VERSION = 1
 Phase = Literal["queued", "uploading", "submitted", "running", "collecting"]
-PHASES: tuple[str, ...] = ("queued", "uploading", "submitted", "running", "collecting")
+PHASES: tuple[str, ...] = (
+    "queued", "uploading", "downloading", "submitted", "running", "collecting",
+)  # fmt: skip
 
 E = JobResultError
 

@@ -27,7 +27,9 @@ class WorkerInfo:
     ``name``: short name (``gpu0``), also in its queue name. ``node``: the Celery node name
     (``gpu0@host``) that answers ``ping``. ``health``: ``ok`` | ``degraded`` | ``down`` (its
     ComfyUI as the worker last saw it) or another short word. ``heartbeat``: ``time.time()`` of the
-    last registration.
+    last registration. ``holding``: delivery tags of the broker messages it holds unacknowledged
+    (``worker.takeover`` restores early a message that no live worker holds); None if the worker
+    does not say.
     """
 
     name: str
@@ -37,6 +39,7 @@ class WorkerInfo:
     capabilities: list[str] = field(default_factory=list)
     queues: list[str] = field(default_factory=list)
     current_job: str | None = None
+    holding: list[str] | None = None
     heartbeat: float = 0.0
     started_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -50,6 +53,7 @@ class WorkerInfo:
             "capabilities": list(self.capabilities),
             "queues": list(self.queues),
             "current_job": self.current_job,
+            "holding": None if self.holding is None else list(self.holding),
             "heartbeat": self.heartbeat,
             "started_at": self.started_at,
             "extra": dict(self.extra),
@@ -65,6 +69,7 @@ class WorkerInfo:
             capabilities=[str(c) for c in data.get("capabilities", [])],
             queues=[str(q) for q in data.get("queues", [])],
             current_job=data.get("current_job"),
+            holding=_tags(data.get("holding")),
             heartbeat=float(data.get("heartbeat", 0.0)),
             started_at=float(data.get("started_at", 0.0)),
             extra=dict(data.get("extra", {})),
@@ -130,6 +135,10 @@ def list_workers(client: redis.Redis, prefix: str) -> list[WorkerInfo]:
     if gone:
         client.zrem(index, *gone)
     return sorted(workers, key=lambda w: w.name)
+
+
+def _tags(value: Any) -> list[str] | None:
+    return [str(tag) for tag in value] if isinstance(value, list) else None
 
 
 def _text(value: str | bytes) -> str:

@@ -5,7 +5,9 @@ Nothing here reads the environment at import time: call ``Settings.from_env()`` 
 
 Redis passwords and TLS come through the URLs: ``redis://:PASSWORD@host:6379/0``,
 ``redis://USER:PASSWORD@host/0`` (ACL), ``rediss://host:6380/0`` (TLS; certificates are verified
-unless the URL says ``?ssl_cert_reqs=none``).
+unless the URL says ``?ssl_cert_reqs=none``). Redis Sentinel: ``sentinel://:PASSWORD@h1:26379/0;
+sentinel://h2:26379/0`` (the sentinels; the password is the master's) plus ``sentinel_master``
+(``COMFYFARM_SENTINEL_MASTER``), the name the sentinels monitor.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ VISIBILITY_MARGIN_SECONDS = 300.0
 #: Seconds between two sweeps that re-queue unacknowledged jobs older than the visibility timeout
 #: (kombu's default is a sweep every ~100 s).
 DEFAULT_RESTORE_INTERVAL = 10.0
-REDIS_SCHEMES = ("redis", "rediss")
+REDIS_SCHEMES = ("redis", "rediss", "sentinel")
+#: Separator of the sentinel addresses in a broker URL (Celery's): sentinel://h1:26379;sentinel://h2
+SENTINEL_SEP = ";"
 STORAGE_SCHEMES = ("file", "s3", "memory")
 #: Digests a store can record for each output (``hash`` = ``<algorithm>:<hex>``, or empty).
 OUTPUT_DIGESTS = ("blake3", "sha256", "none")
@@ -36,6 +40,8 @@ OUTPUT_DIGESTS = ("blake3", "sha256", "none")
 
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``, for logs and reprs."""
+    if SENTINEL_SEP in url:
+        return SENTINEL_SEP.join(redact_url(part) for part in url.split(SENTINEL_SEP))
     try:
         parts = urlsplit(url)
         if parts.password is None:
@@ -81,8 +87,18 @@ class Settings:
     lease_seconds: float = 30.0
     restore_interval: float = DEFAULT_RESTORE_INTERVAL
     max_retries: int = 3
+    sentinel_master: str = ""
     webhook_secret: str | None = field(default=None, compare=False)
     flower_basic_auth: str | None = field(default=None, compare=False)
+    input_allow: str = ""
+    max_input_bytes: int = 100 * 1024 * 1024
+    input_timeout: float = 60.0
+    input_cache_dir: str = ""
+    input_cache_mb: int = 2048
+    models_dir: str = ""
+    models_cache_gb: float = 0.0
+    max_model_bytes: int = 64 << 30
+    model_timeout: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.result_backend:
@@ -147,8 +163,8 @@ class Settings:
 
     # -- validation ---------------------------------------------------------------------------
     def _validate(self) -> None:
-        _check_url("BROKER_URL", self.broker_url, REDIS_SCHEMES)
-        _check_url("RESULT_BACKEND", self.result_backend, REDIS_SCHEMES)
+        _check_redis_url("BROKER_URL", self.broker_url, self.sentinel_master)
+        _check_redis_url("RESULT_BACKEND", self.result_backend, self.sentinel_master)
         _check_storage_url(self.storage_url)
         if self.output_digest not in OUTPUT_DIGESTS:
             _fail("OUTPUT_DIGEST", str(self.output_digest), f"must be {', '.join(OUTPUT_DIGESTS)}")
@@ -178,6 +194,16 @@ class Settings:
                 str(self.lease_seconds),
                 f"must be shorter than COMFYFARM_VISIBILITY_TIMEOUT={self.visibility_timeout:g}",
             )
+        _check_positive("input_timeout", self.input_timeout)
+        if not 0 < self.max_input_bytes <= 1 << 40:
+            _fail("MAX_INPUT_BYTES", str(self.max_input_bytes), "must be between 1 and 2**40")
+        _check_positive("model_timeout", self.model_timeout)
+        if self.max_model_bytes <= 0:
+            _fail("MAX_MODEL_BYTES", str(self.max_model_bytes), "must be positive")
+        if not math.isfinite(self.models_cache_gb) or self.models_cache_gb < 0:
+            _fail("MODELS_CACHE_GB", str(self.models_cache_gb), "must be 0 (no limit) or more")
+        if self.input_cache_mb < 0:
+            _fail("INPUT_CACHE_MB", str(self.input_cache_mb), "must be 0 (no cache) or more")
         if not 0 <= self.max_retries <= 100:
             _fail("MAX_RETRIES", str(self.max_retries), "must be between 0 and 100")
         if self.flower_basic_auth is not None:
@@ -213,6 +239,27 @@ def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
         _fail(name, redact_url(url), f"scheme must be one of {', '.join(schemes)}")
     if not parts.hostname:
         _fail(name, redact_url(url), "needs a host, e.g. redis://127.0.0.1:6379/0")
+
+
+def uses_sentinel(url: str) -> bool:
+    """Whether ``url`` names Redis Sentinels rather than one Redis."""
+    return url.startswith("sentinel://")
+
+
+def sentinel_urls(url: str) -> list[str]:
+    """The sentinel addresses of a ``sentinel://…;sentinel://…`` URL, one URL each."""
+    return [part.strip() for part in url.split(SENTINEL_SEP) if part.strip()]
+
+
+def _check_redis_url(name: str, url: str, sentinel_master: str) -> None:
+    if not uses_sentinel(url):
+        _check_url(name, url, REDIS_SCHEMES[:2])
+        return
+    for part in sentinel_urls(url):
+        _check_url(name, part, ("sentinel",))
+    if not sentinel_master:
+        _fail(name, redact_url(url), "a sentinel:// URL needs COMFYFARM_SENTINEL_MASTER (the "
+              "name the sentinels monitor)")  # fmt: skip
 
 
 def _check_storage_url(url: str) -> None:
@@ -255,8 +302,18 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "lease_seconds": _parse_float,
     "restore_interval": _parse_float,
     "max_retries": _parse_int,
+    "sentinel_master": _parse_str,
     "webhook_secret": _parse_str,
     "flower_basic_auth": _parse_str,
+    "input_allow": _parse_str,
+    "max_input_bytes": _parse_int,
+    "input_timeout": _parse_float,
+    "input_cache_dir": _parse_str,
+    "input_cache_mb": _parse_int,
+    "models_dir": _parse_str,
+    "models_cache_gb": _parse_float,
+    "max_model_bytes": _parse_int,
+    "model_timeout": _parse_float,
 }
 
 
@@ -267,6 +324,9 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "BROKER_URL", DEFAULT_BROKER_URL,
          "Redis for the job queues (redis://:PW@host:port/db; rediss:// for TLS)"),
         (p + "RESULT_BACKEND", "= BROKER_URL", "Redis for job states, progress and results"),
+        (p + "SENTINEL_MASTER", "unset",
+         "with Redis Sentinel: the master name the sentinels monitor; BROKER_URL is then "
+         "sentinel://:PW@host1:26379/0;sentinel://host2:26379/0 (PW is the master's)"),
         (p + "STORAGE_URL", "file://<cwd>/comfyfarm-output",
          "where outputs go: file:///dir, a path, s3://bucket/prefix?endpoint_url=..&region=.., "
          "memory://name"),
@@ -279,13 +339,15 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "MAX_JOB_SECONDS", f"{DEFAULT_MAX_JOB_SECONDS:g}",
          "longest a job may run; the default and upper bound of a job's deadline"),
         (p + "VISIBILITY_TIMEOUT", f"3 × MAX_JOB_SECONDS + {VISIBILITY_MARGIN_SECONDS:g}",
-         "seconds before Redis re-delivers an unacknowledged job (recovery time after a crash); "
-         "must exceed MAX_JOB_SECONDS"),
+         "seconds before Redis re-delivers an unacknowledged job: only the last-resort net (a "
+         "dead worker's job is taken over much sooner, see LEASE_SECONDS); must exceed "
+         "MAX_JOB_SECONDS"),
         (p + "RESULT_EXPIRES", "604800 (7 days)", "how long job results and states are kept"),
         (p + "STALL_TIMEOUT", "120",
          "default seconds without any ComfyUI event before a job is checked and failed"),
         (p + "LEASE_SECONDS", "30",
-         "TTL of a running job's lease (renewed while it runs; a second copy skips a live one)"),
+         "TTL of a running job's lease (renewed while it runs; a second copy skips a live one); "
+         "a killed worker's job is taken over max(LEASE_SECONDS, 30) + up to 5 s after it died"),
         (p + "RESTORE_INTERVAL", f"{DEFAULT_RESTORE_INTERVAL:g}",
          "seconds between the sweeps that re-queue jobs of a worker that died (unacknowledged "
          "for longer than VISIBILITY_TIMEOUT)"),
@@ -294,6 +356,21 @@ def describe() -> list[tuple[str, str, str]]:
          "count (failures before that, e.g. ComfyUI restarting, are retried up to 20 more times)"),
         (p + "WEBHOOK_SECRET", "unset", "HMAC-SHA256 key for signing webhook calls (never logged)"),
         (p + "FLOWER_BASIC_AUTH", "unset", "user:password for Flower (never logged)"),
+        (p + "INPUT_ALLOW", "unset",
+         "non-public hosts, IPs or CIDR networks that input URLs may reach (comma-separated); "
+         "loopback, private and link-local addresses are refused otherwise (SSRF)"),
+        (p + "MAX_INPUT_BYTES", "104857600 (100 MiB)", "largest input file a worker fetches"),
+        (p + "INPUT_TIMEOUT", "60", "seconds for a whole input download (all redirects)"),
+        (p + "INPUT_CACHE_DIR", "~/.cache/comfyfarm/inputs",
+         "where a worker keeps inputs fetched by URL (by BLAKE3 of their content)"),
+        (p + "INPUT_CACHE_MB", "2048", "size of that cache (least recently used go; 0 = none)"),
+        (p + "MODELS_DIR", "unset",
+         "the worker's ComfyUI models/ folder: models named by URL in a workflow are downloaded "
+         "there (once) before the prompt"),
+        (p + "MODELS_CACHE_GB", "0 (no limit)",
+         "budget of downloaded models; least recently used downloads go (never the operator's)"),
+        (p + "MAX_MODEL_BYTES", "68719476736 (64 GiB)", "largest model file a worker downloads"),
+        (p + "MODEL_TIMEOUT", "3600", "seconds for one model download"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),

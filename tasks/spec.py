@@ -23,7 +23,7 @@ other ``version``.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from comfyfarm.tasks import fields as f
@@ -146,22 +146,11 @@ class JobSpec:
         f.integer(E, "max_retries", self.max_retries, minimum=0, maximum=100)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "job_id": self.job_id,
-            "prompt": self.prompt,
-            "inputs": [item.to_dict() for item in self.inputs],
-            "storage_prefix": self.storage_prefix,
-            "deadline_seconds": self.deadline_seconds,
-            "stall_timeout_seconds": self.stall_timeout_seconds,
-            "required_outputs": list(self.required_outputs),
-            "webhook_url": self.webhook_url,
-            "labels": dict(self.labels),
-            "params": self.params,
-            "workflow_name": self.workflow_name,
-            "enqueued_at": self.enqueued_at,
-            "max_retries": self.max_retries,
-        }
+        body = {name: getattr(self, name) for name in _FIELD_NAMES}
+        body["inputs"] = [item.to_dict() for item in self.inputs]
+        body["required_outputs"] = list(self.required_outputs)
+        body["labels"] = dict(self.labels)
+        return body
 
     @classmethod
     def from_dict(cls, data: object) -> JobSpec:
@@ -187,10 +176,14 @@ class JobSpec:
         )
 
 
-_OPTIONAL_KEYS = (
-    "storage_prefix", "deadline_seconds", "stall_timeout_seconds", "required_outputs", "labels",
-    "params", "workflow_name", "enqueued_at", "max_retries",
-)  # fmt: skip
+_FIELD_NAMES = tuple(spec.name for spec in fields(JobSpec))
+# Every field read by name; those below are given explicitly (version checked, inputs parsed, a
+# null webhook_url kept).
+_OPTIONAL_KEYS = tuple(
+    spec.name
+    for spec in fields(JobSpec)
+    if spec.name not in ("version", "job_id", "prompt", "inputs", "webhook_url")
+)
 
 
 def check_prompt(value: object) -> None:

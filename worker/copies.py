@@ -2,8 +2,9 @@
 
 Redis re-delivers a job whose message stayed unacknowledged past the visibility timeout, whether
 or not its worker is still busy with it, and a pool process killed mid-job hands its message back
-at once. Every copy first claims the job's lease (``claim_lease``): a lease that its holder keeps
-renewing means the job runs elsewhere, one that is released or expires means its holder is gone.
+at once. Every copy first claims the job's lease (``worker.policy.claim_lease``): a lease that its
+holder keeps renewing means the job runs elsewhere, one that is released or expires means its
+holder is gone.
 
 A copy that finds the job running elsewhere is acknowledged — but then nothing would remain of
 the job in Redis if that worker died afterwards (its own message was the one re-delivered). So
@@ -15,46 +16,18 @@ the lease still renewed sends the next watch; one that finds the lease gone take
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from celery import Task
 
-from comfyfarm.tasks.lease import Lease
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import SHARED_QUEUE
 from comfyfarm.tasks.settings import Settings
 
-#: How often a copy that found the job's lease taken looks at it again.
-LEASE_POLL_SECONDS = 0.25
 #: Message header of a watch copy.
 WATCH_HEADER = "comfyfarm_watch"
 #: Longest pause between two watches of a long job (when the visibility timeout allows it).
 MAX_WATCH_SECONDS = 60.0
-
-
-def claim_lease(lease: Lease, *, poll: float = LEASE_POLL_SECONDS) -> tuple[bool, bool]:
-    """Take the job's lease; returns ``(acquired, waited)``.
-
-    A lease held by someone else is either a live copy of the job (its holder renews the lease
-    every ttl/3) or one whose holder died: a pool child killed mid-job is re-queued at once
-    (``reject_on_worker_lost``) while its lease lives on for up to ttl. So we watch it: renewed
-    means alive (give up), released or expired means we take over.
-    """
-    if lease.acquire():
-        return True, False
-    last = lease.remaining()
-    deadline = time.monotonic() + max(lease.ttl, last or 0.0) + 1.0
-    while time.monotonic() < deadline:
-        time.sleep(poll)  # polling the lease's TTL: Redis sends no event for a renewal
-        if lease.acquire():
-            return True, True
-        remaining = lease.remaining()
-        if remaining is not None and last is not None and remaining > last + poll / 2:
-            return False, True
-        if remaining is not None:
-            last = remaining
-    return lease.acquire(), True
 
 
 def is_watch(task: Task) -> bool:

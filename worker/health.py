@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.errors import ComfyError
@@ -30,6 +31,7 @@ class HealthMonitor:
     on_beat: Callable[[bool], None] = lambda healthy: None
     healthy: bool = False
     reason: str = "not checked yet"
+    stats: dict[str, Any] | None = None  # the latest /system_stats answer (None while down)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -37,8 +39,9 @@ class HealthMonitor:
     def check(self) -> bool:
         """One synchronous check (also used before the worker starts consuming)."""
         try:
-            self.client.system_stats()
+            self.stats = self.client.system_stats()
         except ComfyError as exc:
+            self.stats = None
             if self.healthy or self.reason == "not checked yet":
                 log.warning("ComfyUI at %s is unhealthy: %s", self.client.base_url, exc)
             self.healthy, self.reason = False, str(exc)

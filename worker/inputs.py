@@ -6,11 +6,12 @@ names. Within one job, a source used by several inputs is uploaded once, and two
 sources with the same file name get distinct names. The prompt is rewritten to reference the
 uploaded files.
 
-Sources: an absolute path on shared storage (or ``file://`` URI), an ``http(s)://`` URL, or a
-storage URI (``s3://bucket/key``, ``memory://name/key``). A URI under the worker's own store (an
-uploaded asset's blob, a previous job's output) is read through that store, with its endpoint,
-region and credentials; another ``s3://`` URI in the bucket of the worker's own storage is read
-with that storage's endpoint and region.
+Sources: an absolute path on shared storage (or ``file://`` URI), an ``http(s)://`` URL (fetched
+under the SSRF policy of ``worker/fetch.py`` through the worker's cache, ``worker/input_cache.py``),
+or a storage URI (``s3://bucket/key``, ``memory://name/key``). A URI under the worker's own store
+(an uploaded asset's blob, a previous job's output) is read through that store, with its
+endpoint, region and credentials; another ``s3://`` URI in the bucket of the worker's own storage
+is read with that storage's endpoint and region.
 
 ```
 InputFileError(node_id, input_name, source, reason)   missing, unreadable, too big, refused (4xx)
@@ -21,19 +22,21 @@ InputFileError(node_id, input_name, source, reason)   missing, unreadable, too b
 from __future__ import annotations
 
 import copy
+import functools
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
-
-import requests
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import OutputStore, StorageError, StorageUnavailable, open_store
 from comfyfarm.storage.keys import key_of_uri
 from comfyfarm.tasks.models import InputFile, JobSpec
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker.fetch import FetchError, FetchPolicy, display_url, fetch
+from comfyfarm.worker.input_cache import InputCache
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
-DOWNLOAD_TIMEOUT = 30.0
 JOB_INPUT_FOLDER = "comfyfarm"
 
 
@@ -68,17 +71,52 @@ def job_input_folder(job_id: str) -> str:
     return f"{JOB_INPUT_FOLDER}/{job_id}"
 
 
+@dataclass
+class InputSources:
+    """How URLs are fetched: the SSRF/size/time policy and the worker's cache (worker/fetch.py,
+    worker/input_cache.py)."""
+
+    policy: FetchPolicy
+    cache: InputCache | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InputSources:
+        policy = FetchPolicy.parse(
+            settings.input_allow, max_bytes=settings.max_input_bytes, timeout=settings.input_timeout
+        )
+        cache = None
+        if settings.input_cache_mb > 0:
+            root = settings.input_cache_dir or str(Path.home() / ".cache/comfyfarm/inputs")
+            cache = InputCache(Path(root), max_bytes=settings.input_cache_mb << 20)
+        return cls(policy, cache)
+
+    def fetch(self, url: str) -> bytes:
+        if self.cache is not None:
+            return self.cache.get(url, self.policy)
+        body = fetch(url, self.policy)
+        body.raise_for_status()
+        return b"".join(body.chunks())
+
+
+@functools.cache
+def default_sources() -> InputSources:
+    """This process's sources, from the environment's settings (read once, at first use)."""
+    return InputSources.from_settings(Settings.from_env())
+
+
 def upload_inputs(
     client: ComfyClient,
     spec: JobSpec,
     *,
     storage_url: str | None = None,
     store: OutputStore | None = None,
+    sources: InputSources | None = None,
 ) -> dict[str, Any]:
     """Upload every input file of ``spec`` and return a copy of its prompt that points at them.
 
     ``store`` is the worker's own output store (sources under it are read through it);
-    ``storage_url`` its URL (used to read other ``s3://`` inputs in its bucket with its endpoint).
+    ``storage_url`` its URL (used to read other ``s3://`` inputs in its bucket with its
+    endpoint); ``sources`` fetch URLs (default: ``default_sources()``).
     """
     prompt = copy.deepcopy(spec.prompt)
     subfolder = job_input_folder(spec.job_id)
@@ -92,7 +130,7 @@ def upload_inputs(
             if source_by_name.get(filename, item.source) != item.source:
                 filename = f"{index}_{filename}"  # same name, different file: keep both
             source_by_name[filename] = item.source
-            data = read_input(item, storage_url=storage_url, store=store)
+            data = read_input(item, storage_url=storage_url, store=store, sources=sources)
             uploaded = client.upload_image(
                 data, filename=filename, subfolder=subfolder, overwrite=True
             )
@@ -102,7 +140,11 @@ def upload_inputs(
 
 
 def read_input(
-    item: InputFile, *, storage_url: str | None = None, store: OutputStore | None = None
+    item: InputFile,
+    *,
+    storage_url: str | None = None,
+    store: OutputStore | None = None,
+    sources: InputSources | None = None,
 ) -> bytes:
     """The bytes of one input file, size-capped (see the module docstring for sources)."""
     source = item.source
@@ -111,7 +153,7 @@ def read_input(
         return _read_from(item, store, key)
     scheme = urlsplit(source).scheme if "://" in source else ""
     if scheme in ("http", "https"):
-        return _download(item)
+        return _download(item, sources or default_sources())
     if scheme in ("s3", "memory"):
         return _read_stored(item, storage_url)
     if scheme == "file":
@@ -169,25 +211,14 @@ def _capped(item: InputFile, handle: BinaryIO) -> bytes:
     return data
 
 
-def _download(item: InputFile) -> bytes:
+def _download(item: InputFile, sources: InputSources) -> bytes:
     try:
-        with requests.get(item.source, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
-            if response.status_code >= 500 or response.status_code == 429:
-                raise _error(item, f"HTTP {response.status_code}", retryable=True)
-            if response.status_code >= 400:
-                raise _error(item, f"HTTP {response.status_code}")
-            chunks: list[bytes] = []
-            total = 0
-            for chunk in response.iter_content(1 << 16):
-                total += len(chunk)
-                if total > MAX_INPUT_BYTES:
-                    raise _error(item, f"over the {MAX_INPUT_BYTES}-byte limit")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except requests.RequestException as exc:
-        raise _error(item, f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        return sources.fetch(item.source)
+    except FetchError as exc:
+        raise _error(item, exc.reason, retryable=exc.retryable) from exc
 
 
 def _error(item: InputFile, reason: str, *, retryable: bool = False) -> InputFileError:
     kind = InputUnavailable if retryable else InputFileError
-    return kind(node_id=item.node_id, input_name=item.input_name, source=item.source, reason=reason)
+    shown = display_url(item.source) if "://" in item.source else item.source
+    return kind(node_id=item.node_id, input_name=item.input_name, source=shown, reason=reason)

@@ -12,14 +12,15 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 import redis
-import requests
 from celery.utils.nodenames import host_format
 from celery.worker import state as worker_state
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.errors import ComfyError
+from comfyfarm.comfy.schemas import fetch_schemas
 from comfyfarm.tasks.keys import register_worker, unregister_worker
 from comfyfarm.tasks.schemas import publish_schema
 
@@ -34,6 +35,7 @@ class WorkerRegistry:
     Written by the health monitor's heartbeat in the main process, where Celery tracks the
     running request (``celery.worker.state.active_requests``), so ``current_job`` is the job the
     pool child is running now; the health gate's timer asks for an early beat when it changes.
+    ``holding`` (``worker.takeover.Holdings.tags``) lists the messages it holds unacknowledged.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class WorkerRegistry:
         queues: list[str],
         capabilities: list[str],
         ttl: float = REGISTRY_TTL,
+        holding: Callable[[], list[str] | None] | None = None,
     ) -> None:
         self._rds = rds
         self._prefix = prefix
@@ -58,10 +61,13 @@ class WorkerRegistry:
             "host": socket.gethostname(), "pid": os.getpid(),
         }  # fmt: skip
         self._written_job: str | None = None
+        self._holding = holding
 
     def beat(self, healthy: bool) -> None:
         job = self._written_job = current_job()  # even if the write fails: no poke storm
         entry = {**self._static, "healthy": healthy, "current_job": job}
+        if self._holding is not None:
+            entry["holding"] = self._holding()
         register_worker(self._rds, self._prefix, self._name, entry, ttl=self._ttl)
 
     def outdated(self) -> bool:
@@ -96,34 +102,23 @@ class SchemaPublisher:
             return
         if self._published:
             return
+        url = self._client.base_url
         try:
-            object_info = self._client.object_info()
-            models = {
-                folder: self._client.list_models(folder)
-                for folder in model_folders(self._client.base_url)
-            }
+            schemas = fetch_schemas(self._client)
+            if schemas.missing:
+                # Partial model lists would make producers refuse jobs this ComfyUI can run.
+                log.warning("could not read the model lists %s of %s; publishing at the next "
+                            "check", ", ".join(schemas.missing), url)  # fmt: skip
+                return
             publish_schema(
-                self._rds, self._prefix, self._name, comfy_url=self._client.base_url,
-                object_info=object_info, models=models,
+                self._rds, self._prefix, self._name, comfy_url=url,
+                object_info=schemas.object_info, models=schemas.models,
             )  # fmt: skip
         except (ComfyError, redis.RedisError) as exc:
-            log.warning("could not publish the node schemas of %s: %s", self._client.base_url, exc)
+            log.warning("could not publish the node schemas of %s: %s", url, exc)
             return
         self._published = True
-        log.info("published %d node schemas of %s", len(object_info), self._client.base_url)
-
-
-def model_folders(base_url: str, timeout: float = 5.0) -> list[str]:
-    """ComfyUI's model folder names (``GET /api/models``, else ``/models``); [] when unknown."""
-    for route in ("/api/models", "/models"):
-        try:
-            response = requests.get(base_url + route, timeout=timeout)
-            folders = response.json() if response.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return []
-        if isinstance(folders, list):
-            return [str(folder) for folder in folders]
-    return []
+        log.info("published %d node schemas of %s", len(schemas.object_info), url)
 
 
 def current_job() -> str | None:

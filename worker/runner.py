@@ -16,10 +16,11 @@ output store and callbacks) and does, in order:
 5. **collect** every output (files streamed from ``/view`` into the store, text kept as values) and
    write ``<prefix>/<job_id>/result.json`` beside them.
 
-Failures raise the client's typed errors (retryable vs permanent); the caller decides what a failure
-means (the Celery task retries retryable ones, direct mode reports them). A cancel ends with a
-``cancelled`` result. Both direct mode (``comfyfarm run``) and the Celery task are thin shells
-around this function.
+Failures raise the typed errors of the client, the store and the inputs; ``worker.policy`` decides
+what a failure means (``worker.job_errors.classify``: the Celery task retries ``Retryable`` ones,
+direct mode records every one as a failed result). A cancel ends with a ``cancelled`` result.
+Both direct mode (``comfyfarm run``) and the Celery task are thin shells around this function
+and that policy.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from comfyfarm.comfy.client import ComfyClient
@@ -51,6 +52,7 @@ from comfyfarm.storage.keys import job_output_key, result_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 from comfyfarm.worker.inputs import upload_inputs
+from comfyfarm.worker.models import resolve_models
 from comfyfarm.worker.progress import ProgressEstimator
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,18 @@ def locate_prompt(job_id: str, ctx: JobContext) -> tuple[ComfyClient, PromptLook
     return ctx.client, ctx.client.lookup(job_id)
 
 
+def _download_progress(
+    ctx: JobContext, estimator: ProgressEstimator
+) -> Callable[[str, int, int], None]:
+    """Progress of a model download: phase ``downloading``, the loader node, bytes done/total."""
+
+    def report(node_id: str, done: int, total: int) -> None:
+        snapshot = estimator.phase("downloading")
+        ctx.on_progress(replace(snapshot, node=node_id, value=float(done), max=float(total)))
+
+    return report
+
+
 def _submit_and_follow(
     spec: JobSpec,
     ctx: JobContext,
@@ -202,6 +216,7 @@ def _submit_and_follow(
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
                 prompt = upload_inputs(client, spec, storage_url=ctx.store.url, store=ctx.store)
+            prompt = resolve_models(prompt, _download_progress(ctx, estimator))
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
             if ctx.ledger is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps, signals
@@ -30,13 +31,18 @@ from celery.exceptions import TimeLimitExceeded
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker import metrics as worker_metrics
+from comfyfarm.worker import takeover, webhook_task
 from comfyfarm.worker import task as job_task
-from comfyfarm.worker import webhook_task
+from comfyfarm.worker.deps import WorkerDeps
 from comfyfarm.worker.health import HealthMonitor
+from comfyfarm.worker.metrics import WorkerMetrics
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
 from comfyfarm.worker.runner import cancel_prompt
+from comfyfarm.worker.supervisor import ComfySupervisor, JobCounter, load_warmup_prompt
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,15 @@ class WorkerOptions:
     health_interval: float = 2.0
     loglevel: str = "INFO"
     depth: int = 1
+    metrics_port: int | None = None  # serve Prometheus metrics (worker/metrics.py) when set
+    metrics_host: str = "127.0.0.1"
+    metrics_token: str | None = None
+    comfy_cmd: list[str] | None = None  # run ComfyUI as a child process (worker/supervisor.py)
+    comfy_cwd: str | None = None
+    comfy_log: str | None = None
+    warmup_prompt: str | None = None
+    recycle_after_jobs: int | None = None
+    recycle_above_mb: int | None = None
 
     def concurrency(self) -> int:
         """Pool processes: the running prompt plus ``depth`` waiting in ComfyUI's queue."""
@@ -125,24 +140,25 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
             self.registry.remove()
 
 
-def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
+def build_worker_app(
+    settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None
+) -> Celery:
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
-    job_task.bind(
-        job_task.WorkerBinding(
-            settings=settings,
-            comfy_url=options.comfy_url,
-            worker_name=options.name,
-            client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
-        )
+    deps = WorkerDeps(
+        settings,
+        comfy_url=options.comfy_url,
+        worker_name=options.name,
+        client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
     )
-    job_task.register(app)
+    job_task.register(app, deps)
     webhook_task.register(app, secret=settings.webhook_secret)
-    signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
+    signals.worker_process_init.connect(lambda **_: job_task.warm_up(app, deps), weak=False)
     rds = redis_client(settings)
+    holding = takeover.install(app, settings, options.name)  # a dead worker's jobs, in seconds
     registry = WorkerRegistry(
         rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
-        queues=options.queues(), capabilities=options.capabilities,
+        queues=options.queues(), capabilities=options.capabilities, holding=holding,
     )  # fmt: skip
     comfy = ComfyClient(options.comfy_url, timeout=5.0)
     schemas = SchemaPublisher(comfy, rds, settings.key_prefix, options.name)
@@ -150,8 +166,11 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
     def on_check(healthy: bool) -> None:
         schemas.update(healthy)  # first: the registry then shows a worker whose schemas exist
         registry.beat(healthy)
+        if metrics is not None:
+            metrics.comfy_checked(healthy, monitor.stats)
 
-    HealthGate.monitor = HealthMonitor(comfy, interval=options.health_interval, on_beat=on_check)
+    monitor = HealthMonitor(comfy, interval=options.health_interval, on_beat=on_check)
+    HealthGate.monitor = monitor
     HealthGate.registry = registry
     HealthGate.queues = options.queues()
     app.steps["consumer"].add(HealthGate)
@@ -178,7 +197,47 @@ def stop_abandoned_prompts(client: ComfyClient) -> None:
 
 def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Run the worker in this process until it is shut down (SIGTERM: warm, SIGQUIT: soft)."""
-    app = build_worker_app(settings, options)
+    metrics, metrics_dir = None, None
+    if options.metrics_port is not None:
+        # Before the pool forks and before prometheus_client is first imported.
+        metrics_dir = worker_metrics.prepare_multiprocess_dir()
+        metrics = worker_metrics.WorkerMetrics(options.name)
+        worker_metrics.connect_job_signals(metrics)
+        port = worker_metrics.serve(
+            options.metrics_port, options.metrics_host, metrics_dir, token=options.metrics_token
+        )
+        log.info("metrics on http://%s:%d/metrics", options.metrics_host, port)
+    supervisor = start_supervised_comfy(options) if options.comfy_cmd else None
+    try:
+        app = build_worker_app(settings, options, metrics)
+        _run_celery(app, options)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        if metrics_dir is not None:
+            worker_metrics.remove_multiprocess_dir(metrics_dir)
+
+
+def start_supervised_comfy(options: WorkerOptions) -> ComfySupervisor:
+    """Start the worker's own ComfyUI and wait until it answers (and is warmed up)."""
+    assert options.comfy_cmd
+    jobs = JobCounter()
+    jobs.connect(RUN_JOB)
+    supervisor = ComfySupervisor(
+        command=options.comfy_cmd,
+        url=options.comfy_url,
+        cwd=options.comfy_cwd,
+        log_path=Path(options.comfy_log or f"comfyfarm-logs/comfyui-{options.name}.log"),
+        warmup_prompt=load_warmup_prompt(options.warmup_prompt) if options.warmup_prompt else None,
+        recycle_after_jobs=options.recycle_after_jobs,
+        recycle_above_bytes=(options.recycle_above_mb or 0) << 20 or None,
+        jobs=jobs,
+    )
+    supervisor.start()
+    return supervisor
+
+
+def _run_celery(app: Celery, options: WorkerOptions) -> None:
     app.worker_main(
         [
             "worker",

@@ -15,9 +15,10 @@ import difflib
 import math
 import random
 from typing import Any
+from urllib.parse import urlsplit
 
 from comfyfarm.workflows.errors import ParameterError
-from comfyfarm.workflows.models import known_models, model_folder
+from comfyfarm.workflows.models import DOWNLOADABLE_MODEL_EXTENSIONS, known_models, model_folder
 from comfyfarm.workflows.problems import Problem, Target
 from comfyfarm.workflows.schema import InputSpec, SchemaSource
 
@@ -76,12 +77,27 @@ def random_int(spec: InputSpec, rng: random.Random | None = None) -> int:
     return (rng or random).randint(low, high)
 
 
+def model_url_problem(url: str, target: Target) -> Problem | None:
+    """A model named by URL is fetched by the worker (``--models-dir``): only its file name is
+    checked here."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1].lower()
+    if name.endswith(DOWNLOADABLE_MODEL_EXTENSIONS):
+        return None
+    return target.problem(
+        "invalid_model_url",
+        f"a model URL must name a file ending in {', '.join(DOWNLOADABLE_MODEL_EXTENSIONS)}",
+        "link to the model file itself (e.g. …/resolve/main/model.safetensors)",
+    )
+
+
 def combo_problem(
     value: Any, spec: InputSpec, target: Target, schema: SchemaSource | None
 ) -> Problem | None:
     """Why ``value`` is not a valid choice of the combo ``spec`` (None when it is)."""
     options = [str(option) for option in spec.options or ()]
     folder = model_folder(target.class_type or "", spec, value)
+    if folder is not None and isinstance(value, str) and value.startswith(("https://", "http://")):
+        return model_url_problem(value, target)
     if folder is not None:
         listed = known_models(schema, folder) if schema is not None else []
         if spec.options is None or value in (spec.options or ()) or value in listed:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from comfyfarm.workflows.schema import InputSpec, SchemaSource
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+# What a worker downloads into its models/ folder when a workflow names a model by URL.
+DOWNLOADABLE_MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 
 # (class_type, input_name) wins over input_name alone.
 _BY_CLASS: dict[tuple[str, str], str] = {
@@ -39,9 +41,14 @@ _BY_INPUT: dict[str, str] = {
 }
 
 
+def folder_of_input(class_type: str, input_name: str) -> str | None:
+    """The ``models/`` folder a known loader input reads from (no schema needed)."""
+    return _BY_CLASS.get((class_type, input_name)) or _BY_INPUT.get(input_name)
+
+
 def model_folder(class_type: str, spec: InputSpec, value: object) -> str | None:
     """The ``models/`` folder this input reads from, or None when it is not a model input."""
-    folder = _BY_CLASS.get((class_type, spec.name)) or _BY_INPUT.get(spec.name)
+    folder = folder_of_input(class_type, spec.name)
     if folder:
         return folder
     if spec.type == "COMBO" and isinstance(value, str) and value.lower().endswith(MODEL_EXTENSIONS):

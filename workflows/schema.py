@@ -1,7 +1,7 @@
 """SchemaSource: the node schemas of one ComfyUI (its ``/object_info``) plus its model lists.
 
 A schema source is what conversion, coercion and validation are driven by. It comes from a live
-ComfyUI (``from_url``: ``/api/object_info`` or ``/object_info``, and ``/models/{folder}``), from a
+ComfyUI (``from_url``, through ``comfyfarm.comfy.schemas.fetch_schemas``), from a
 saved copy of ``/object_info`` (``from_file``) or from a dict (``from_object_info``).
 
 ``InputSpec`` reads one input entry (``["INT", {"min": 1, ...}]``, ``[["a", "b"], {}]``,
@@ -16,8 +16,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from comfyfarm.workflows.errors import SchemaUnavailable
 
@@ -241,32 +239,26 @@ class SchemaSource:
         cls, comfy_url: str, *, timeout: float = 10.0, include_models: bool = True
     ) -> SchemaSource:
         """Fetch ``/object_info`` (and the ``/models/{folder}`` lists) from a live ComfyUI."""
+        # Lazily: the ComfyUI client is needed only here, not by the many users of saved schemas.
+        from comfyfarm.comfy.client import ComfyClient
+        from comfyfarm.comfy.errors import ComfyError, ComfyRequestError, ComfyUnavailable
+        from comfyfarm.comfy.schemas import fetch_schemas
+
         base = comfy_url.rstrip("/")
-        object_info: Any = None
-        reasons: list[str] = []
-        for route in ("/api/object_info", "/object_info"):
-            try:
-                response = requests.get(base + route, timeout=timeout)
-            except requests.RequestException as exc:
-                raise SchemaUnavailable(
-                    source=base, reason=f"ComfyUI is not reachable ({type(exc).__name__}: {exc})"
-                ) from exc
-            if response.status_code != 200:
-                reasons.append(f"GET {route} answered HTTP {response.status_code}")
-                continue
-            try:
-                answer = response.json()
-            except ValueError:
-                reasons.append(f"GET {route} did not answer JSON (is this a ComfyUI?)")
-                continue
-            if isinstance(answer, dict):
-                object_info = answer
-                break
-            reasons.append(f"GET {route} answered JSON that is not an object")
-        if object_info is None:
-            raise SchemaUnavailable(source=base, reason="; ".join(reasons))
-        models = _fetch_models(base, timeout) if include_models else {}
-        return cls(object_info, models=models, origin=base)
+        try:
+            with ComfyClient(base, timeout=timeout) as client:
+                fetched = fetch_schemas(client, include_models=include_models)
+        except ComfyUnavailable as exc:
+            raise SchemaUnavailable(
+                source=base, reason=f"ComfyUI is not reachable or not answering JSON ({exc.reason})"
+            ) from exc
+        except ComfyRequestError as exc:
+            raise SchemaUnavailable(
+                source=base, reason=f"/object_info answered HTTP {exc.status}: is this a ComfyUI?"
+            ) from exc
+        except ComfyError as exc:
+            raise SchemaUnavailable(source=base, reason=str(exc)) from exc
+        return cls(fetched.object_info, models=fetched.models, origin=base)
 
     def node(self, class_type: str) -> NodeSchema | None:
         """The schema of ``class_type``, or None when this ComfyUI does not have that node."""
@@ -292,26 +284,3 @@ class SchemaSource:
     @property
     def class_types(self) -> list[str]:
         return list(self._raw)
-
-
-def _fetch_models(base: str, timeout: float) -> dict[str, list[str]]:
-    """``/models`` then ``/models/{folder}``; model lists are a bonus, so failures give ``{}``."""
-    for prefix in ("/api", ""):
-        try:
-            response = requests.get(f"{base}{prefix}/models", timeout=timeout)
-            folders = response.json() if response.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return {}
-        if not isinstance(folders, list):
-            continue
-        models: dict[str, list[str]] = {}
-        for folder in folders:
-            try:
-                answer = requests.get(f"{base}{prefix}/models/{folder}", timeout=timeout)
-                names = answer.json() if answer.status_code == 200 else None
-            except (requests.RequestException, ValueError):
-                continue
-            if isinstance(names, list):
-                models[str(folder)] = [str(name) for name in names]
-        return models
-    return {}

@@ -3,9 +3,11 @@
 One run starts an embedded Valkey, ``workers`` simulators with random job faults (``crash``,
 ``hang``, ``drop_ws`` at ``fault_rate`` each per executed prompt) and one ``comfyfarm worker`` per
 simulator with the short reliability settings of ``SOAK_ENV`` (those of the fault tests, see
-``tests/reliability/conftest.py``). It submits every job at once (``Farm.submit_many``; the
-model-free ``empty_invert`` workflow, 8×8 pixels, one distinct colour per job, so no two prompts
-are alike and ComfyUI's cache never serves one). While they run, ``SimKeeper`` threads restart
+``tests/reliability/conftest.py``), or with ``defaults`` the product's own settings (95-minute
+visibility timeout, 30 s lease, 120 s stall timeout; only the simulated job time is the soak's).
+It submits every job at once (``Farm.submit_many``; the model-free ``empty_invert`` workflow, 8×8
+pixels, one distinct colour per job, so no two prompts are alike and ComfyUI's cache never serves
+one). While they run, ``SimKeeper`` threads restart
 crashed, hung and unresponsive simulators on their ports and ``WorkerKiller`` SIGKILLs a random
 worker's process group every ``kill_every`` seconds and starts it again. The run ends when every
 job has a final result or ``timeout`` seconds have passed; then, for ``settle`` seconds (a
@@ -37,7 +39,9 @@ Summary (``SoakSummary.to_dict``), what each number means:
   crash; expected to be small, not zero: about 3 % of jobs at a 2 % crash rate);
 - ``faults_injected``: ``crash`` (simulator exits with the crash code), ``hang`` (hung simulators
   restarted), ``drop_ws`` (as reported fired by the simulators), ``worker_kill``;
-- ``missing_outputs``: succeeded jobs whose output file is not in the store.
+- ``missing_outputs``: succeeded jobs whose output file is not in the store;
+- ``recovery``: per worker kill, seconds until every job it held was taken over by another worker
+  (``recovery_seconds`` p50/max over the kills, see ``comfyfarm_bench.soak_recovery``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from comfyfarm_bench.soak_faults import (
     kill_group,
 )
 from comfyfarm_bench.soak_ledger import ExecutionLedger
+from comfyfarm_bench.soak_recovery import RecoveryWatch
 from comfyfarm_bench.workers import WORKER_READY_TIMEOUT
 
 #: The fault tests' recovery in seconds (tests/reliability/conftest.py ``FAST``): jobs run at most
@@ -110,6 +115,7 @@ class SoakOptions:
     poll: float = 0.1
     depth: int = 1
     workdir: Path | None = None  # kept; default: a temporary one, removed unless jobs went wrong
+    defaults: bool = False  # the product's settings instead of SOAK_ENV's short timeouts
 
     def check(self) -> None:
         if self.jobs < 1 or self.workers < 1:
@@ -125,8 +131,13 @@ class SoakOptions:
             raise SoakError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
 
     @property
+    def settings_env(self) -> dict[str, str]:
+        """The COMFYFARM_* settings of workers and producer: none (defaults) or ``SOAK_ENV``."""
+        return {} if self.defaults else dict(SOAK_ENV)
+
+    @property
     def stall_timeout(self) -> float:
-        return float(SOAK_ENV["COMFYFARM_STALL_TIMEOUT"])
+        return Settings.from_env(self.settings_env).stall_timeout
 
 
 @dataclass
@@ -147,6 +158,7 @@ class SoakSummary:
     timed_out: bool = False
     seconds: float = 0.0
     workdir: str | None = None
+    recovery: dict[str, Any] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for result in self.results.values() if result.status == status)
@@ -189,6 +201,7 @@ class SoakSummary:
             "succeeded_unobserved_ids": self.succeeded_unobserved[:20],
             "missing_outputs": len(self.missing_outputs),
             "faults_injected": self.faults,
+            "recovery": self.recovery,
             "sim_restarts": self.restarts,
             "queued_at_end": self.queued_at_end,
             "timed_out": self.timed_out,
@@ -204,7 +217,7 @@ class SoakSummary:
                 "seed": options.seed,
                 "timeout": options.timeout,
                 "depth": options.depth,
-                "settings": SOAK_ENV,
+                "settings": options.settings_env or "product defaults",
             },
             "workdir": self.workdir,
         }
@@ -236,7 +249,7 @@ def run_soak(options: SoakOptions) -> SoakSummary:
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(RedisServer())
         sims = stack.enter_context(_fleet(options))
-        env = {**farm_environment(redis.url, workdir / "store"), **SOAK_ENV}
+        env = {**farm_environment(redis.url, workdir / "store"), **options.settings_env}
         env["PYTHONUNBUFFERED"] = "1"
         slots = stack.enter_context(_workers(options, sims, env, workdir))
         farm = stack.enter_context(Farm(Settings.from_env(env)))
@@ -254,7 +267,11 @@ def run_soak(options: SoakOptions) -> SoakSummary:
         for keeper in keepers:
             stack.callback(keeper.stop)  # before the simulators stop: no restarts then
             keeper.start()
-        killer = WorkerKiller(slots, options.kill_every if options.faults else 0.0, rng=rng)
+        watch = RecoveryWatch(farm.redis, farm.settings.key_prefix)
+        stack.callback(watch.stop)
+        killer = WorkerKiller(
+            slots, options.kill_every if options.faults else 0.0, rng=rng, watch=watch
+        )
         stack.callback(killer.stop)
         killer.start()
         handles = farm.submit_many(jobs)
@@ -268,6 +285,8 @@ def run_soak(options: SoakOptions) -> SoakSummary:
             keeper.poll_once()
         summary.queued_at_end = sum(depth.total for depth in farm.queue_depths())
         summary.lost_jobs = _lost(handles, summary.results, workdir)
+        watch.stop()
+        summary.recovery = watch.to_dict()
     summary.seconds = time.monotonic() - began
     _account(summary, ledger, keepers, killer)
     if own_workdir and summary.healthy:

@@ -29,10 +29,11 @@ import requests
 
 from comfyfarm.services import ManagedProcess, ServiceError, SimulatorProcess
 from comfyfarm_bench.soak_ledger import ExecutionLedger, Incarnation
+from comfyfarm_bench.soak_recovery import RecoveryWatch
 
 log = logging.getLogger(__name__)
 
-CRASH_EXIT_CODE = 70  # simulator.app.CRASH_EXIT_CODE (the simulator imports nothing of ours)
+CRASH_EXIT_CODE = 70  # simulator.instance.CRASH_EXIT_CODE (the simulator imports nothing of ours)
 STATS_TIMEOUT = 2.0
 START_ATTEMPTS = 5
 
@@ -188,10 +189,19 @@ class WorkerSlot:
 
 
 class WorkerKiller:
-    """SIGKILLs a random worker's process group every ``every`` seconds and starts it again."""
+    """SIGKILLs a random worker's process group every ``every`` seconds and starts it again;
+    ``watch`` (``soak_recovery.RecoveryWatch``) is told which jobs each kill orphaned."""
 
-    def __init__(self, slots: Sequence[WorkerSlot], every: float, *, rng: random.Random) -> None:
+    def __init__(
+        self,
+        slots: Sequence[WorkerSlot],
+        every: float,
+        *,
+        rng: random.Random,
+        watch: RecoveryWatch | None = None,
+    ) -> None:
         self.slots = list(slots)
+        self.watch = watch
         self.every = every
         self.rng = rng
         self.kills = 0
@@ -216,14 +226,27 @@ class WorkerKiller:
             if not slot.proc.alive():
                 continue
             pid = slot.proc.pid
+            held = self._held_by(slot.name)
             kill_group(slot.proc)
+            killed_at = time.time()
             self.kills += 1
-            self.events.append({"worker": slot.name, "pid": pid, "at": time.time()})
+            self.events.append({"worker": slot.name, "pid": pid, "at": killed_at})
+            if self.watch is not None:
+                self.watch.killed(slot.name, held, at=killed_at)
             try:
                 slot.proc.start(slot.ready_timeout)
             except ServiceError as exc:
                 self.failed_restarts += 1
                 log.warning("worker %s did not start again: %s", slot.name, exc)
+
+    def _held_by(self, name: str) -> dict[str, str]:
+        if self.watch is None:
+            return {}
+        try:
+            return self.watch.held_by(name)
+        except Exception as exc:  # a measurement must not stop the kills
+            log.warning("could not read the jobs of worker %s: %s", name, exc)
+            return {}
 
 
 def kill_group(proc: ManagedProcess, timeout: float = 10.0) -> None:

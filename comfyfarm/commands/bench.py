@@ -19,6 +19,8 @@ from pathlib import Path
 BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results")
 THROUGHPUT_JOBS, SOAK_JOBS = 64, 2000
 THROUGHPUT_JOB_MS, SOAK_JOB_MS = 1000.0, 20.0
+#: Seconds between worker kills; at the defaults a takeover takes ~35 s, so kills are sparser.
+SOAK_KILL_EVERY, SOAK_KILL_EVERY_DEFAULTS = 30.0, 60.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -75,8 +77,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--fault-kinds", default="crash,hang,drop_ws", help="simulator faults (crash,hang,drop_ws)"
     )
     soak.add_argument(
-        "--kill-every", type=float, default=30.0,
-        help="SIGKILL a random worker every N seconds and restart it (30; 0 = never)",
+        "--kill-every", type=float, default=None,
+        help="SIGKILL a random worker every N s and restart it (30, --defaults 60; 0 = never)",
+    )  # fmt: skip
+    soak.add_argument(
+        "--defaults", action="store_true",
+        help="the product's default settings (visibility timeout, lease, stall timeout ...) "
+        "instead of the fault tests' short ones; recovery_seconds then shows the takeover",
     )  # fmt: skip
     soak.add_argument("--seed", type=int, default=1, help="seed of prompts, faults and kills (1)")
     soak.add_argument(
@@ -197,12 +204,13 @@ def _soak(args: argparse.Namespace) -> int:
             fault_rate=args.fault_rate,
             fault_kinds=tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip()),
             job_ms=SOAK_JOB_MS if args.job_ms is None else args.job_ms,
-            kill_every=args.kill_every,
+            kill_every=_kill_every(args),
             seed=args.seed,
             timeout=args.timeout,
             settle=args.settle,
             depth=args.depth,
             workdir=args.workdir,
+            defaults=args.defaults,
         )
         options.check()
     except SoakError as exc:
@@ -217,4 +225,14 @@ def _soak(args: argparse.Namespace) -> int:
                     "lost", "duplicate_executions", "retried", "faults_injected", "seconds",
                     "workdir"):  # fmt: skip
             print(f"{key:22} {data[key]}")
+        recovery = data["recovery"]
+        print(f"{'recovery_seconds':22} {recovery['recovery_seconds']} over "
+              f"{recovery['kills_with_jobs']} kills with jobs ({recovery['not_recovered']} "
+              "not recovered)")  # fmt: skip
     return 0 if summary.healthy else 1
+
+
+def _kill_every(args: argparse.Namespace) -> float:
+    if args.kill_every is not None:
+        return float(args.kill_every)
+    return SOAK_KILL_EVERY_DEFAULTS if args.defaults else SOAK_KILL_EVERY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -12,6 +13,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comfyfarm.producer.cli import cancel_command
+    from comfyfarm.producer.farm import Farm
+    from comfyfarm.reporting import emit
 
-    return cancel_command(args)
+    farm = Farm.from_env()
+    outcome = farm.cancel(args.job_id, reason=args.reason)
+    emit(asdict(outcome), args.json, text=str(outcome))
+    return 0

@@ -89,6 +89,8 @@ def is_loopback(address: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    import flower  # noqa: F401  (Celery only says "no such command" without it)
+
     from comfyfarm.tasks.app import make_app
     from comfyfarm.tasks.settings import Settings
 

@@ -1,4 +1,8 @@
-"""``comfyfarm result JOB``: a job's result (outputs, error, timings)."""
+"""``comfyfarm result JOB``: a job's result (outputs, error, timings).
+
+Exit status 0 for a succeeded job, 1 for a failed one (or ``--wait`` timing out), 3 when the job
+has no result yet.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comfyfarm.producer.cli import result_command
+    import sys
 
-    return result_command(args)
+    from comfyfarm.producer.errors import JobTimeout
+    from comfyfarm.producer.farm import Farm
+    from comfyfarm.reporting import describe_result, emit
+
+    farm = Farm.from_env()
+    job = farm.job(args.job_id)
+    try:
+        result = job.wait(args.timeout) if args.wait else job.result()
+    except JobTimeout as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        emit(
+            {"job_id": args.job_id, "status": job.status()},
+            args.json,
+            text=f"job {args.job_id}: {job.status()} (no result yet)",
+        )
+        return 3
+    emit(result.to_dict(), args.json, text=describe_result(result))
+    return 0 if result.status == "succeeded" else 1

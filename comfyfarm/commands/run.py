@@ -3,7 +3,8 @@ right).
 
 Loads the workflow (API or UI format, a path or a library name), applies ``--param``/``--set``/
 ``--sweep``, validates every job against that ComfyUI's node schemas and model lists before
-anything is queued, then runs the jobs one after another through the same runner the farm's
+anything is queued, then runs the jobs one after another through the same spec builder as
+``comfyfarm submit`` (with no farm: no farm defaults or caps) and the same runner the farm's
 workers use, downloading every output into ``--out``.
 """
 
@@ -13,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -77,11 +77,11 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from comfyfarm.comfy.client import ComfyClient
     from comfyfarm.comfy.errors import ComfyError
+    from comfyfarm.producer.build import build_spec
     from comfyfarm.storage import open_store
-    from comfyfarm.storage.base import StorageError
-    from comfyfarm.tasks.models import InputFile, JobProgress, JobSpec
-    from comfyfarm.worker.inputs import InputFileError
-    from comfyfarm.worker.runner import JobContext, run_job
+    from comfyfarm.tasks.models import JobProgress
+    from comfyfarm.worker.policy import run_once
+    from comfyfarm.worker.runner import JobContext
     from comfyfarm.workflows import SchemaSource, SchemaUnavailable, WorkflowError, prepare_jobs
 
     client = ComfyClient(args.comfy_url.rstrip("/"))
@@ -113,45 +113,16 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     client_id = str(uuid.uuid4())  # one socket identity for the whole run
     for job in jobs:
-        spec = JobSpec(
-            job_id=str(uuid.uuid4()),
-            prompt=job.prompt,
-            inputs=[
-                InputFile(
-                    node_id=ref.node_id,
-                    input_name=ref.input_name,
-                    source=ref.source,
-                    filename=ref.filename,
-                )
-                for ref in job.inputs
-            ],
-            deadline_seconds=args.deadline,
-            stall_timeout_seconds=args.stall_timeout,
-            params=job.params,
-            workflow_name=job.workflow_name,
-            enqueued_at=time.time(),
+        spec = build_spec(
+            job, deadline_seconds=args.deadline, stall_timeout_seconds=args.stall_timeout
         )
 
         def show(progress: JobProgress, job_id: str = spec.job_id) -> None:
             bars.update(job_id, progress.to_dict())
 
         ctx = JobContext(client=client, store=store, client_id=client_id, on_progress=show)
-        try:
-            result = run_job(spec, ctx)
-        except (ComfyError, InputFileError, StorageError) as exc:
-            failures += 1
-            bars.finish(spec.job_id, "failed")
-            _report(
-                {
-                    "prompt_id": spec.job_id,
-                    "status": "failed",
-                    "error": _error(exc),
-                    "params": job.params,
-                    "outputs": [],
-                },
-                args.json,
-            )
-            continue
+        # Every outcome, failures included, leaves result.json beside the outputs.
+        result = run_once(spec, ctx)
         bars.finish(spec.job_id, result.status)
         _report(_direct_result(result.to_dict()), args.json)
         failures += result.status != "succeeded"
@@ -175,13 +146,6 @@ def _direct_result(result: dict[str, Any]) -> dict[str, Any]:
         "params": result.get("params", {}),
         "outputs": outputs,
     }
-
-
-def _error(exc: Exception) -> dict[str, Any]:
-    to_dict = getattr(exc, "to_dict", None)
-    return (
-        dict(to_dict()) if callable(to_dict) else {"type": type(exc).__name__, "message": str(exc)}
-    )
 
 
 def _report(result: dict[str, Any], as_json: bool) -> None:

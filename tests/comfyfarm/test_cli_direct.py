@@ -130,6 +130,23 @@ def test_run_reports_an_execution_error_with_node(start_sim, tmp_path: Path, cap
     assert "CUDA out of memory" in json.dumps(result["error"])
 
 
+def test_run_writes_result_json_for_a_failed_job(start_sim, tmp_path: Path, capsys) -> None:
+    """A failed job leaves <out>/<job_id>/result.json with its error, as the farm does."""
+    sim = start_sim(
+        "--step-ms", "1", "--load-ms", "0",
+        "--fault", "node_error:class_type=KSampler,message=CUDA out of memory",
+    )  # fmt: skip
+    code = main(
+        ["run", "sd15_text2image", "--comfy-url", sim.url, "--out", str(tmp_path), "--json"]
+    )
+    assert code == 1
+    printed = json.loads(capsys.readouterr().out.strip())
+    stored = json.loads((tmp_path / printed["prompt_id"] / "result.json").read_text())
+    assert stored["job_id"] == printed["prompt_id"] and stored["status"] == "failed"
+    assert stored["error"] == printed["error"] and stored["error"]["type"] == "ExecutionFailed"
+    assert stored["worker"] == "direct" and stored["outputs"] == []
+
+
 def test_run_with_unreachable_comfyui_exits_3(tmp_path: Path, capsys) -> None:
     """No ComfyUI at the URL: a clear error and exit 3, no traceback."""
     from comfyfarm.services import free_port

@@ -112,17 +112,18 @@ class WorkerFactory:
         *,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        command: tuple[str, ...] = (sys.executable, "-P", "-m", "comfyfarm"),
+        cwd: str | None = None,
     ) -> WorkerProcess:
+        """``command`` runs the CLI; ``cwd``: the worker's directory."""
         name = name or f"w{len(self.started)}"
-        argv = [
-            sys.executable, "-P", "-m", "comfyfarm", "worker",
-            "--comfy-url", sim.url, "--name", name, *args,
-        ]  # fmt: skip
+        argv = [*command, "worker", "--comfy-url", sim.url, "--name", name, *args]
         proc = ManagedProcess(
             argv,
             ready=lambda line: bool(READY_LINE.search(line)),
             name=f"worker {name}",
             env=self.env(env),
+            cwd=cwd,
         )
         worker = WorkerProcess(name, sim, proc)
         self.started.append(worker)

@@ -3,12 +3,14 @@ the shared queue, and a job that runs out of retries becomes a dead letter."""
 
 from __future__ import annotations
 
+import json
+
 import requests
 from celery.result import AsyncResult
-from farm_kit import WorkerFactory, executions, wait_until
+from farm_kit import WorkerFactory, executions, path_of, wait_until
 
 from comfyfarm.producer import Farm
-from comfyfarm.tasks.models import new_job_id
+from comfyfarm.tasks.models import JobResult, new_job_id
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import SHARED_QUEUE, worker_queue
 from comfyfarm.workflows import SchemaSource, prepare_jobs
@@ -17,7 +19,8 @@ from comfyfarm.workflows import SchemaSource, prepare_jobs
 def test_node_error_fails_the_job_at_once_with_node_details(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A node error fails the job on attempt 1 with node id, node type and message in the result."""
+    """A node error fails the job on attempt 1 with node id, node type and message in the result
+    (and in result.json beside where its outputs would be)."""
     sim = start_sim(
         "--step-ms", "1", "--load-ms", "0",
         "--fault", "node_error:class_type=KSampler,message=CUDA out of memory (simulated)",
@@ -38,6 +41,8 @@ def test_node_error_fails_the_job_at_once_with_node_details(
     state = AsyncResult(job.job_id, app=farm.app)
     assert state.state == "FAILURE" and "KSampler" in str(state.result)
     assert farm.dead_letters() == []
+    written = path_of(farm.settings.storage_url) / job.job_id / "result.json"
+    assert JobResult.from_dict(json.loads(written.read_text())) == result
 
 
 def test_retryable_failure_is_retried_on_the_shared_queue_and_succeeds(
@@ -78,6 +83,8 @@ def test_job_that_runs_out_of_retries_fails_and_is_dead_lettered(
     assert "retries exhausted" in letter.reason
     assert letter.spec is not None and letter.spec["job_id"] == job.job_id
     assert executions(sim, job.job_id) == 0
+    written = path_of(farm.settings.storage_url) / job.job_id / "result.json"
+    assert JobResult.from_dict(json.loads(written.read_text())) == result
 
 
 def test_unreadable_payload_is_dead_lettered_and_fails_naming_the_field(

@@ -294,7 +294,10 @@ def test_dockerfile_copies_every_package_and_the_metadata() -> None:
     sources = {source for group in copied_sources() for source in group}
     find = pyproject()["tool"]["setuptools"]["packages"]["find"]
     packages = {name.rstrip("*") for name in find["include"]}
-    assert packages | {"pyproject.toml", "README.md"} <= sources
+    # comfyfarm/<part> are symlinks to top-level folders: those must be copied too
+    parts = {link.resolve().name for link in (ROOT / "comfyfarm").iterdir() if link.is_symlink()}
+    assert parts >= {"tasks", "producer", "worker", "comfy", "storage", "workflows", "simulator"}
+    assert packages | parts | {"pyproject.toml", "README.md"} <= sources
     for source in sources:
         assert (ROOT / source).exists(), source
 
@@ -309,11 +312,14 @@ def test_dockerfile_base_image_matches_requires_python() -> None:
     assert (int(match[1]), int(match[2])) >= (int(minimum[1]), int(minimum[2]))
 
 
-def test_dockerfile_installs_s3_and_runs_as_a_user_owning_the_output() -> None:
-    """pip installs the s3 extra; a non-root user owns /output; the entrypoint is comfyfarm."""
+def test_dockerfile_installs_the_role_extras_and_runs_as_a_user_owning_the_output() -> None:
+    """pip installs the worker, sim, flower and s3 extras; a non-root user owns /output; the
+    entrypoint is comfyfarm."""
     steps = dockerfile()
     runs = " ".join(args for instruction, args in steps if instruction == "RUN")
-    assert "optional-dependencies']['s3']" in runs or ".[s3]" in runs
+    roles = re.search(r"for e in \(([^)]*)\)", runs)
+    assert roles, "the Dockerfile names the extras it installs"
+    assert {"worker", "sim", "flower", "s3"} <= set(re.findall(r"'(\w+)'", roles[1]))
     users = [args for instruction, args in steps if instruction == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert re.search(rf"chown {users[-1]}(:\w+)? /output", runs)

@@ -9,7 +9,7 @@ import requests
 import websocket
 from sim_kit import Recorder, empty_image, history, new_id, submit
 
-from comfyfarm.simulator.app import CRASH_EXIT_CODE
+from comfyfarm.simulator.instance import CRASH_EXIT_CODE
 
 
 def _arm(url: str, body: dict) -> dict:

@@ -181,3 +181,5 @@ def test_comfyfarm_sim_command_serves(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -15,7 +15,14 @@ from comfyfarm.comfy.uploads import UploadedFile
 from comfyfarm.storage import LocalStore, MemoryStore
 from comfyfarm.storage.blobs import BlobStore
 from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
-from comfyfarm.worker.inputs import InputFileError, InputUnavailable, read_input, upload_inputs
+from comfyfarm.worker.fetch import FetchPolicy
+from comfyfarm.worker.inputs import (
+    InputFileError,
+    InputSources,
+    InputUnavailable,
+    read_input,
+    upload_inputs,
+)
 
 PROMPT = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
@@ -164,11 +171,12 @@ def http_source() -> Iterator[Any]:
 def test_http_sources_are_downloaded_and_5xx_is_retryable(http_source: Any) -> None:
     """http sources are downloaded; 5xx is InputUnavailable (retryable), 404 a permanent error."""
     url, statuses = http_source
-    assert read_input(item(url)) == b"img"
+    local = InputSources(FetchPolicy.parse("127.0.0.1", max_bytes=1 << 20, timeout=10))
+    assert read_input(item(url), sources=local) == b"img"
     statuses.append(503)
     with pytest.raises(InputUnavailable):
-        read_input(item(url))
+        read_input(item(url), sources=local)
     statuses.append(404)
     with pytest.raises(InputFileError) as caught:
-        read_input(item(url))
+        read_input(item(url), sources=local)
     assert not isinstance(caught.value, InputUnavailable)

@@ -98,6 +98,7 @@ def fake_comfy():
 def test_from_url_reads_object_info_and_model_lists(fake_comfy, object_info):
     """/api/object_info plus /api/models/{folder} become one schema source."""
     _Comfy.routes = {
+        "/api/prompt": {"exec_info": {"queue_remaining": 0}},  # how the client finds /api routes
         "/api/object_info": {"SaveImage": object_info["SaveImage"]},
         "/api/models": ["checkpoints"],
         "/api/models/checkpoints": ["sd15.safetensors"],
@@ -117,7 +118,7 @@ def test_from_url_falls_back_to_the_unprefixed_route(fake_comfy, object_info):
 def test_from_url_rejects_a_server_that_is_not_comfyui(fake_comfy):
     """HTML or 404 answers give a SchemaUnavailable with the reason."""
     _Comfy.routes = {"/api/object_info": b"<html>hi</html>"}
-    with pytest.raises(SchemaUnavailable, match="did not answer JSON"):
+    with pytest.raises(SchemaUnavailable, match="is this a ComfyUI"):
         SchemaSource.from_url(fake_comfy)
 
 

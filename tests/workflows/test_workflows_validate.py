@@ -193,3 +193,24 @@ def test_missing_model_with_an_installed_alternative(object_info):
     missing = [p for p in problems if p.kind == "missing_model"][0]
     assert "did you mean 'v1-5-pruned-emaonly.safetensors'" in missing.fix
     assert any(p.kind == "prompt_no_outputs" for p in problems)
+
+
+def test_a_checkpoint_named_by_url_passes_preflight(schema):
+    """ckpt_name may be an http(s) URL of a model file (the worker downloads it): no problem."""
+    trace = json.loads((PROTOCOL / "15_ui_to_api_sd15_text2image.json").read_text())
+    prompt = trace["api_prompt"]
+    prompt["4"]["inputs"]["ckpt_name"] = "https://hub.example/m/sd15.safetensors"
+    assert validate_prompt(prompt, schema) == []
+
+
+def test_a_model_url_that_is_not_a_model_file_is_refused(schema):
+    """A URL whose file is not a model (.exe, a page) is refused with where and why."""
+    trace = json.loads((PROTOCOL / "15_ui_to_api_sd15_text2image.json").read_text())
+    prompt = trace["api_prompt"]
+    prompt["4"]["inputs"]["ckpt_name"] = "https://hub.example/m/page.html"
+    [problem] = validate_prompt(prompt, schema)
+    assert (problem.node_id, problem.input_name, problem.kind) == (
+        "4",
+        "ckpt_name",
+        "invalid_model_url",
+    )

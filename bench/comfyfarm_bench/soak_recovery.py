@@ -1,0 +1,160 @@
+"""How long the jobs of a killed worker wait before another worker takes them over.
+
+``RecoveryWatch`` is told by the soak's ``WorkerKiller`` just before each kill which worker dies
+(``held_by``: the jobs whose lease that worker holds, read from Redis — a lease's owner is
+``<worker name>:<random>``) and right after it (``killed``). A thread then polls those jobs until
+each is *taken over*: its lease is held by another owner (a new worker started it, or followed
+its prompt), or its final result exists, written after the kill. A job that finished before the
+kill is not counted; one that is never taken over before ``stop`` is counted as not recovered.
+
+Per kill, ``recovery_seconds`` is the time from the kill to the takeover of its *last* job (the
+kill is over when every job it orphaned runs again); a kill of a worker that held no job has
+none. ``to_dict`` gives every kill and the nearest-rank p50 and max over the kills.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from comfyfarm.tasks.keyspace import job_id_from_lease_key, job_result_key, lease_key, lease_pattern
+from comfyfarm_bench.timeline import percentile
+
+POLL_SECONDS = 0.25
+#: A kill whose jobs are not all taken over within this long stops being watched (not recovered).
+WATCH_LIMIT_SECONDS = 900.0
+
+
+@dataclass
+class Kill:
+    """One kill: which worker, when (``time.time()``), the jobs it held (job id → lease owner)
+    and when each was taken over (seconds after the kill)."""
+
+    worker: str
+    at: float
+    held: dict[str, str]
+    taken_over: dict[str, float] = field(default_factory=dict)
+    finished_before: set[str] = field(default_factory=set)
+
+    @property
+    def orphaned(self) -> set[str]:
+        return set(self.held) - self.finished_before
+
+    @property
+    def recovered(self) -> bool:
+        return self.orphaned <= set(self.taken_over)
+
+    @property
+    def recovery_seconds(self) -> float | None:
+        """Kill to the takeover of its last job; None when it orphaned none or not all came back."""
+        if not self.orphaned or not self.recovered:
+            return None
+        return max(self.taken_over[job] for job in self.orphaned)
+
+    def to_dict(self) -> dict[str, Any]:
+        seconds = self.recovery_seconds
+        return {
+            "worker": self.worker,
+            "at": round(self.at, 3),
+            "jobs": len(self.orphaned),
+            "recovered": self.recovered,
+            "recovery_seconds": None if seconds is None else round(seconds, 2),
+        }
+
+
+class RecoveryWatch:
+    """Measures the takeover of killed workers' jobs (see the module docstring)."""
+
+    def __init__(self, rds: redis.Redis, prefix: str) -> None:
+        self._rds = rds
+        self._prefix = prefix
+        self.kills: list[Kill] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def held_by(self, worker: str) -> dict[str, str]:
+        """Job id → lease owner of every lease ``worker`` holds now."""
+        keys = [_text(k) for k in self._rds.scan_iter(match=lease_pattern(self._prefix), count=500)]
+        if not keys:
+            return {}
+        owners = self._rds.mget(keys)
+        return {
+            job_id_from_lease_key(self._prefix, key): _text(owner)
+            for key, owner in zip(keys, owners, strict=True)
+            if owner is not None and _text(owner).startswith(f"{worker}:")
+        }
+
+    def killed(self, worker: str, held: dict[str, str], *, at: float) -> None:
+        """``worker`` was killed at ``at`` holding ``held`` (from ``held_by`` just before)."""
+        kill = Kill(worker, at, held)
+        self.kills.append(kill)
+        if held:
+            thread = threading.Thread(target=self._follow, args=(kill,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+    def _follow(self, kill: Kill) -> None:
+        waiting = dict(kill.held)
+        limit = time.monotonic() + WATCH_LIMIT_SECONDS
+        while waiting and time.monotonic() < limit and not self._stop.is_set():
+            ids = list(waiting)
+            with self._rds.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.get(lease_key(self._prefix, job_id))
+                    pipe.get(job_result_key(self._prefix, job_id))
+                replies = pipe.execute()
+            now = time.time()
+            for index, job_id in enumerate(ids):
+                owner, result = replies[2 * index], replies[2 * index + 1]
+                finished = _finished_at(result)
+                if finished is not None and finished <= kill.at:
+                    kill.finished_before.add(job_id)
+                    del waiting[job_id]
+                elif finished is not None or (
+                    owner is not None and _text(owner) != waiting[job_id]
+                ):
+                    kill.taken_over[job_id] = now - kill.at
+                    del waiting[job_id]
+            self._stop.wait(POLL_SECONDS)
+
+    def to_dict(self) -> dict[str, Any]:
+        seconds = [s for kill in self.kills if (s := kill.recovery_seconds) is not None]
+        p50, worst = percentile(seconds, 50), max(seconds, default=None)
+        return {
+            "kills": len(self.kills),
+            "kills_with_jobs": sum(1 for kill in self.kills if kill.orphaned),
+            "not_recovered": sum(1 for kill in self.kills if kill.orphaned and not kill.recovered),
+            "recovery_seconds": {
+                "p50": None if p50 is None else round(p50, 2),
+                "max": None if worst is None else round(worst, 2),
+            },
+            "per_kill": [kill.to_dict() for kill in self.kills],
+        }
+
+
+def _moved(owner: bytes | str | None, old_owner: str) -> bool:
+    """Whether the lease is held now, by someone else than the killed worker."""
+    return owner is not None and _text(owner) != old_owner
+
+
+def _finished_at(result: bytes | str | None) -> float | None:
+    if result is None:
+        return None
+    try:
+        return float(json.loads(result)["timings"]["finished_at"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0  # a result we cannot read: it exists, so the job is over
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

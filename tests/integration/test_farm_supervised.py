@@ -1,0 +1,105 @@
+"""A worker that runs its own ComfyUI (the simulator as the child): started, restarted after a
+crash, recycled, warmed up, and stopped with the worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+import requests
+from farm_kit import WorkerFactory, sim_stats, wait_until
+
+from comfyfarm.producer import Farm
+from comfyfarm.services import SimulatorProcess, free_port
+
+PROMPT = {
+    "1": {"class_type": "EmptyImage",
+          "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "s"}},
+}  # fmt: skip
+
+
+def supervised_sim(tmp_path: Path) -> tuple[SimulatorProcess, str]:
+    """A simulator that is not started here (the worker starts it) and its command line."""
+    sim = SimulatorProcess(port=free_port())
+    command = [sys.executable, "-P", "-m", "comfyfarm.simulator", "--port", str(sim.port),
+               "--step-ms", "1", "--load-ms", "0", "--root", str(tmp_path / "comfy")]  # fmt: skip
+    return sim, shlex.join(command)
+
+
+def comfy_pid(sim: SimulatorProcess) -> int:
+    """The simulator's pid, from the argv it reports in /system_stats."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"comfyfarm.simulator" in cmdline and str(sim.port).encode() in cmdline:
+                return int(entry.name)
+    raise AssertionError("the supervised simulator is not running")
+
+
+def answers(sim: SimulatorProcess) -> bool:
+    try:
+        return requests.get(sim.url + "/system_stats", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def starts_logged(log: Path) -> int:
+    return log.read_text().count("comfyfarm: starting ComfyUI")
+
+
+def test_worker_starts_its_comfyui_restarts_it_after_a_crash_and_stops_it(
+    workers: WorkerFactory, farm: Farm, tmp_path: Path
+) -> None:
+    """The child answers before jobs run; after SIGKILL it is started again and jobs still
+    succeed; SIGTERM to the worker stops the child too. Its output goes to the log file."""
+    sim, command = supervised_sim(tmp_path)
+    log = tmp_path / "comfy.log"
+    worker = workers.start(sim, "sup", args=("--comfy-cmd", command, "--comfy-log", str(log)))
+    assert farm.submit(PROMPT).wait(timeout=60).status == "succeeded"
+    assert starts_logged(log) == 1
+
+    os.kill(comfy_pid(sim), signal.SIGKILL)
+    wait_until(lambda: starts_logged(log) == 2, what="ComfyUI started again")
+    wait_until(lambda: answers(sim), what="the restarted ComfyUI to answer")
+    assert farm.submit(PROMPT).wait(timeout=60).status == "succeeded"
+
+    worker.terminate()
+    worker.reap()
+    assert not answers(sim)
+
+
+def test_comfyui_is_recycled_after_n_jobs_when_idle(
+    workers: WorkerFactory, farm: Farm, tmp_path: Path
+) -> None:
+    """--recycle-after-jobs 2: after two jobs the child is restarted; later jobs succeed."""
+    sim, command = supervised_sim(tmp_path)
+    log = tmp_path / "comfy.log"
+    workers.start(
+        sim, "rec", args=("--comfy-cmd", command, "--comfy-log", str(log),
+                          "--recycle-after-jobs", "2"),
+    )  # fmt: skip
+    for _ in range(2):
+        assert farm.submit(PROMPT).wait(timeout=60).status == "succeeded"
+    wait_until(lambda: starts_logged(log) == 2, what="ComfyUI recycled")
+    wait_until(lambda: answers(sim), what="the recycled ComfyUI to answer")
+    assert farm.submit(PROMPT).wait(timeout=60).status == "succeeded"
+
+
+def test_the_warmup_prompt_runs_before_the_worker_takes_jobs(
+    workers: WorkerFactory, tmp_path: Path
+) -> None:
+    """--warmup PROMPT.json is executed once on the fresh ComfyUI before the worker is ready."""
+    sim, command = supervised_sim(tmp_path)
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps(PROMPT))
+    workers.start(sim, "warm", args=("--comfy-cmd", command, "--warmup", str(warmup),
+                                     "--comfy-log", str(tmp_path / "c.log")))  # fmt: skip
+    assert sum(sim_stats(sim)["executions"].values()) == 1

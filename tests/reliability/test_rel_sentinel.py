@@ -1,0 +1,106 @@
+"""Redis is not a single point of failure: a farm on Redis Sentinel (primary, replica, three
+sentinels, all real ``valkey-server`` processes) survives the primary's SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from farm_kit import Reaper, WorkerFactory, sim_stats, wait_until
+from sentinel_kit import SentinelGroup
+
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.errors import SettingsError
+from comfyfarm.tasks.models import JobResult
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.workflows import prepare_jobs
+
+JOBS = 50
+
+
+@pytest.fixture
+def group() -> Iterator[SentinelGroup]:
+    with SentinelGroup() as sentinels:
+        yield sentinels
+
+
+def test_a_sentinel_url_needs_the_master_name() -> None:
+    """Without COMFYFARM_SENTINEL_MASTER the error names what is missing."""
+    with pytest.raises(SettingsError, match="COMFYFARM_SENTINEL_MASTER"):
+        Settings(broker_url="sentinel://127.0.0.1:26379/0;sentinel://127.0.0.1:26380/0")
+
+
+def test_the_farms_own_client_follows_a_failover(group: SentinelGroup) -> None:
+    """Leases, ledger and registry live on whatever node the sentinels name master (with the
+    master's password from the URL)."""
+    settings = Settings(broker_url=group.url, sentinel_master=group.master)
+    client = redis_client(settings)
+    client.set("before", "1")
+    assert group.node(group.primary).get("before") == b"1"
+    group.kill_primary()
+    group.wait_for_failover()
+
+    wait_until(lambda: _set_after(client), 20, "a write to the new master")
+    assert group.node(group.replica).get("after") == b"1"
+    assert client.get("before") == "1"
+
+
+def _set_after(client: redis.Redis) -> bool:
+    try:
+        return bool(client.set("after", "1"))
+    except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+        return False  # the old master is gone and the new one not promoted yet
+
+
+def test_jobs_flowing_while_the_primary_dies_all_succeed_once(
+    group: SentinelGroup, start_sim, reaper: Reaper, tmp_path: Path
+) -> None:
+    """50 jobs on two workers; the primary is SIGKILLed after the first ones finished: the
+    sentinels promote the replica, workers and producer follow it, every job succeeds and the
+    simulators executed each prompt once."""
+    prefix = f"sen-{uuid.uuid4().hex[:8]}:"
+    store = (tmp_path / "out").as_uri()
+    settings = Settings(
+        broker_url=group.url, sentinel_master=group.master, storage_url=store, key_prefix=prefix
+    )
+    sims = [start_sim("--job-ms", "300", "--load-ms", "0") for _ in range(2)]
+    factory = WorkerFactory(group.url, prefix, store)
+    try:
+        factory.start_many(sims, env={"COMFYFARM_SENTINEL_MASTER": group.master})
+        jobs = prepare_jobs("empty_invert", schema=None, sweeps=[f"color=1..{JOBS}"])
+        with Farm(settings) as farm:
+            handles = farm.submit_many(jobs)
+            ids = [handle.job_id for handle in handles]
+            wait_until(lambda: _finished(farm, ids) >= 10, 60, "the first 10 jobs")
+            group.kill_primary()
+            group.wait_for_failover()
+            results = wait_until(lambda: _all_results(farm, ids), 150, "every job's result")
+    finally:
+        factory.stop_all(reaper)
+
+    assert [r.status for r in results] == ["succeeded"] * JOBS, [r.error for r in results]
+    executed: dict[str, int] = {}
+    for sim in sims:
+        for prompt_id, count in sim_stats(sim)["executions"].items():
+            executed[prompt_id] = executed.get(prompt_id, 0) + int(count)
+    assert {job_id: executed.get(job_id, 0) for job_id in ids} == dict.fromkeys(ids, 1)
+
+
+def _finished(farm: Farm, ids: list[str]) -> int:
+    return sum(1 for job_id in ids if farm.job(job_id).result() is not None)
+
+
+def _all_results(farm: Farm, ids: list[str]) -> list[JobResult] | None:
+    try:
+        results = [farm.job(job_id).result() for job_id in ids]
+    except (redis.ConnectionError, redis.TimeoutError):
+        time.sleep(0.5)  # the producer's connection is moving to the new master
+        return None
+    if any(result is None for result in results):
+        return None
+    return [result for result in results if result is not None]

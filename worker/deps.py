@@ -1,0 +1,97 @@
+"""What the job task depends on: built once at worker start and passed in, never module globals.
+
+``WorkerDeps`` is made in the worker's main process, before the pool forks. The clients it
+hands out (ComfyUI, output store, Redis) are opened in each pool process on first use
+(``open``): a socket or connection pool made before the fork would be shared by accident.
+Tests pass their own factories and runner instead of patching anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import redis
+
+from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.storage import OutputStore, open_store
+from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker.policy import FarmPolicy
+from comfyfarm.worker.runner import JobContext, run_job
+
+Runner = Callable[[JobSpec, JobContext], JobResult]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """One pool process's clients and policy."""
+
+    client: ComfyClient
+    store: OutputStore
+    redis: redis.Redis
+    policy: FarmPolicy
+    #: One WebSocket identity per pool process: with pipelining several processes follow
+    #: prompts on the same ComfyUI, and ComfyUI keeps only the newest socket of a client id.
+    client_id: str
+
+
+class WorkerDeps:
+    """Settings, the ComfyUI this worker is bound to, and how to open what a job needs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        comfy_url: str,
+        worker_name: str,
+        client_id: str,
+        open_client: Callable[[str], ComfyClient] = ComfyClient,
+        open_output_store: Callable[[str], OutputStore] | None = None,
+        open_redis: Callable[[Settings], redis.Redis] = redis_client,
+        run: Runner = run_job,
+    ) -> None:
+        self.settings = settings
+        self.comfy_url = comfy_url
+        self.worker_name = worker_name
+        self.client_id = client_id
+        self.run = run
+        self._open_client = open_client
+        # By default the store records the digest the settings ask for (COMFYFARM_OUTPUT_DIGEST).
+        self._open_store = open_output_store or partial(open_store, digest=settings.output_digest)
+        self._open_redis = open_redis
+        self._opened: tuple[int, Opened] | None = None
+
+    def open(self) -> Opened:
+        """This process's clients, opened on its first call (again after a fork)."""
+        pid = os.getpid()
+        if self._opened is None or self._opened[0] != pid:
+            rds = self._open_redis(self.settings)
+            opened = Opened(
+                client=self._open_client(self.comfy_url),
+                store=self._open_store(self.settings.storage_url),
+                redis=rds,
+                policy=FarmPolicy(rds, self.settings, worker_name=self.worker_name),
+                client_id=f"{self.client_id}-{pid}",
+            )
+            self._opened = (pid, opened)
+        return self._opened[1]
+
+    def job_context(
+        self, spec: JobSpec, *, on_progress: Callable[[JobProgress], None], attempts: int
+    ) -> JobContext:
+        """The runner's context for ``spec`` in this process."""
+        opened = self.open()
+        return JobContext(
+            client=opened.client,
+            store=opened.store,
+            client_id=opened.client_id,
+            worker_name=self.worker_name,
+            on_progress=on_progress,
+            cancel_requested=lambda: opened.policy.cancel_requested(spec.job_id),
+            attempts=attempts,
+            ledger=opened.policy.ledger,
+        )
