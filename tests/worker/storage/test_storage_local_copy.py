@@ -1,9 +1,11 @@
-"""How ``LocalStore.write`` copies: the digest in a helper thread, write-behind, errors, cleanup."""
+"""How ``LocalStore.write`` copies: BLAKE3 inline, SHA-256 in a helper thread, write-behind, errors,
+cleanup."""
 
 from __future__ import annotations
 
 import array
 import errno
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -50,15 +52,17 @@ def files_in(directory: Path) -> list[str]:
     ],
     ids=["nothing", "one-empty", "many-single-bytes", "odd-and-empty", "around-a-mib"],
 )
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
 def test_bytes_and_digest_are_exact_for_any_chunking(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int], algorithm: str
 ) -> None:
     """Size, digest and file content match the data, whatever the chunk sizes and windows."""
     monkeypatch.setattr(local_module, "WRITE_BEHIND", 4096)  # many write-behind windows
     chunks = pieces(sizes)
     data = b"".join(chunks)
-    stored = LocalStore(tmp_path).write(KEY, iter(chunks))
-    assert (stored.bytes, stored.hash) == (len(data), b3(data))
+    stored = LocalStore(tmp_path, digest=algorithm).write(KEY, iter(chunks))
+    expected = b3(data) if algorithm == "blake3" else "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (stored.bytes, stored.hash) == (len(data), expected)
     assert (tmp_path / KEY).read_bytes() == data
     assert hash_threads() == []
 
@@ -102,7 +106,7 @@ def test_hash_lags_at_most_the_backlog(tmp_path: Path, monkeypatch: pytest.Monke
             yield b"x" * 100
         permits.release(backlog)
 
-    stored = LocalStore(tmp_path).write(KEY, chunks())
+    stored = LocalStore(tmp_path, digest="sha256").write(KEY, chunks())
     assert max(ahead) == backlog
     assert stored.bytes == 2000 and len(hashed) == 20
 
@@ -147,7 +151,7 @@ def test_source_error_mid_stream_propagates_unchanged(tmp_path: Path, error: Exc
         raise error
 
     with pytest.raises(type(error)) as caught:
-        LocalStore(tmp_path).write(KEY, chunks())
+        LocalStore(tmp_path, digest="sha256").write(KEY, chunks())
     assert caught.value is error
     assert files_in(tmp_path / "job") == []
     assert hash_threads() == []
@@ -173,7 +177,7 @@ def test_write_error_becomes_a_storage_error(
 
     monkeypatch.setattr(os, "write", failing_write)
     with pytest.raises(StorageError) as caught:
-        LocalStore(tmp_path).write(KEY, iter(pieces([1000] * 10)))
+        LocalStore(tmp_path, digest="sha256").write(KEY, iter(pieces([1000] * 10)))
     monkeypatch.setattr(os, "write", real_write)
     assert type(caught.value) is raised
     assert caught.value.key == KEY and errno.errorcode[code] in str(caught.value)
@@ -186,7 +190,7 @@ def test_hash_error_stops_the_write(tmp_path: Path) -> None:
     """A chunk the digest refuses (here an array) fails the write from the hash thread."""
     chunks = [b"ok", array.array("B", b"not bytes"), b"more"]
     with pytest.raises(TypeError, match="chunks must be bytes"):
-        LocalStore(tmp_path).write(KEY, chunks)  # type: ignore[arg-type]
+        LocalStore(tmp_path, digest="sha256").write(KEY, chunks)  # type: ignore[arg-type]
     assert files_in(tmp_path / "job") == []
     assert hash_threads() == []
 
@@ -202,6 +206,20 @@ def test_a_source_of_at_most_one_chunk_is_hashed_without_a_thread(
 
     monkeypatch.setattr(local_module, "ThreadPoolExecutor", no_threads)
     data = b"".join(pieces(sizes))
-    stored = LocalStore(tmp_path).write(KEY, iter(pieces(sizes)))
-    assert stored.bytes == len(data) and stored.hash == b3(data)
+    stored = LocalStore(tmp_path, digest="sha256").write(KEY, iter(pieces(sizes)))
+    assert stored.bytes == len(data) and stored.hash == "sha256:" + hashlib.sha256(data).hexdigest()
     assert (tmp_path / KEY).read_bytes() == data
+
+
+def test_blake3_is_hashed_inline_without_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A many-chunk copy into a BLAKE3 store hashes in the calling thread (no hand-off)."""
+
+    def no_threads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a hash thread was started for BLAKE3")
+
+    monkeypatch.setattr(local_module, "ThreadPoolExecutor", no_threads)
+    chunks = pieces([70_000] * 20)
+    stored = LocalStore(tmp_path).write(KEY, iter(chunks))
+    assert stored.hash == b3(b"".join(chunks))
