@@ -74,9 +74,10 @@ class Digest:
 
     @property
     def inline(self) -> bool:
-        """Whether a copy should hash each chunk in the calling thread: BLAKE3 costs ~0.27 ms of CPU per MiB
-        here, less than handing each chunk to a helper thread and back (~1 ms per MiB measured
-        under load); SHA-256 (~0.7 ms per MiB) is worth a spare core when there is one."""
+        """Whether a copy should hash each chunk in the calling thread: BLAKE3 costs ~0.27 ms
+        of CPU per MiB here, less than handing each chunk to a helper thread and back (~1 ms
+        per MiB measured under load); SHA-256 (~0.7 ms per MiB) is worth a spare core when
+        there is one."""
         return self.algorithm != SHA256
 
     def update(self, chunk: bytes) -> None:
