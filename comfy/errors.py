@@ -153,6 +153,15 @@ class PromptRejected(ComfyPermanent):
             head += " [some outputs were valid; treated as rejected]"
         super().__init__("\n  ".join([head, *(str(error) for error in node_errors)]))
 
+    def to_dict(self) -> dict[str, Any]:
+        """As ``ComfyError.to_dict``, but ``message`` is the whole text with every node error
+        (node, class, input, message); ComfyUI's own one-liner ("Prompt outputs failed
+        validation") is kept as ``comfy_message``."""
+        data = super().to_dict()
+        data["comfy_message"] = self.message
+        data["message"] = str(self)
+        return data
+
 
 class ExecutionFailed(ComfyPermanent):
     """Raised when a node raised an exception while the prompt executed (``execution_error``)."""

@@ -4,7 +4,8 @@ Core ComfyUI uses ``images`` (SaveImage; PreviewImage with ``type: "temp"``; ani
 video with ``animated: [true]`` beside them), ``audio``, ``text`` (strings) and ``result`` (3D
 preview strings); custom nodes add their own keys (VideoHelperSuite ``gifs`` with ``format``,
 ``frame_rate``, ``fullpath``). A list item that carries a ``filename`` is a file fetched via
-``/view``; anything else is a value.
+``/view``; anything else is a value. ``animated`` is not an output: it is a flag of the files
+beside it (SaveAnimatedWEBP/PNG, SaveVideo, SaveWEBM), kept as ``OutputFile.animated``.
 
 File names and subfolders come from ComfyUI and are untrusted: ``safe_relative_path`` refuses
 anything that could escape the folder it is joined to.
@@ -27,6 +28,7 @@ class OutputFile:
     """A file a node produced. ``type`` is ``output``, ``temp`` (previews) or ``input``.
 
     ``extra`` keeps every other key of the item (``format``, ``frame_rate``, ``fullpath``...).
+    ``animated`` is the node's ``animated: [true]`` flag (an animated WEBP/PNG, a video).
     """
 
     node_id: str
@@ -36,6 +38,7 @@ class OutputFile:
     subfolder: str
     type: str
     extra: dict[str, Any] = field(default_factory=dict)
+    animated: bool = False
 
     @property
     def relative_path(self) -> PurePosixPath:
@@ -45,7 +48,7 @@ class OutputFile:
 
 @dataclass(frozen=True)
 class OutputValue:
-    """A non-file output item: a ``text`` string, a ``result`` entry, an ``animated`` flag..."""
+    """A non-file output item: a ``text`` string, a ``result`` entry..."""
 
     node_id: str
     kind: str
@@ -97,7 +100,12 @@ def safe_relative_path(subfolder: str, filename: str) -> PurePosixPath:
     return PurePosixPath(*parts, *name_parts)
 
 
-def _item(node_id: str, kind: str, index: int, item: Any) -> OutputFile | OutputValue:
+ANIMATED_KEY = "animated"
+
+
+def _item(
+    node_id: str, kind: str, index: int, item: Any, animated: bool
+) -> OutputFile | OutputValue:
     if isinstance(item, dict) and "filename" in item:
         filename = item["filename"]
         subfolder = item.get("subfolder") or ""
@@ -116,6 +124,7 @@ def _item(node_id: str, kind: str, index: int, item: Any) -> OutputFile | Output
             subfolder=subfolder,
             type=str(file_type),
             extra=extra,
+            animated=animated,
         )
     return OutputValue(node_id=node_id, kind=kind, index=index, value=item)
 
@@ -123,6 +132,7 @@ def _item(node_id: str, kind: str, index: int, item: Any) -> OutputFile | Output
 def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile | OutputValue]:
     """Every output item of every node, in history order (node, key, index).
 
+    The ``animated`` key is no item: it marks the node's files ``animated``.
     Raises ``UnsafeOutputPath`` if any file name or subfolder could escape its folder.
     """
     collected: list[OutputFile | OutputValue] = []
@@ -130,12 +140,23 @@ def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile | OutputValue]:
         if not isinstance(node_output, dict):
             collected.append(OutputValue(node_id=str(node_id), kind="", index=0, value=node_output))
             continue
+        animated = _is_animated(node_output.get(ANIMATED_KEY))
         for kind, items in node_output.items():
+            if kind == ANIMATED_KEY:
+                continue
             values = items if isinstance(items, list | tuple) else [items]
             collected.extend(
-                _item(str(node_id), str(kind), index, item) for index, item in enumerate(values)
+                _item(str(node_id), str(kind), index, item, animated)
+                for index, item in enumerate(values)
             )
     return collected
+
+
+def _is_animated(flag: Any) -> bool:
+    """``[true]`` (ComfyUI's tuple, one flag per saved file list) or a bare ``true``."""
+    if isinstance(flag, list | tuple):
+        return any(value is True for value in flag)
+    return flag is True
 
 
 def output_files(outputs: dict[str, Any]) -> list[OutputFile]:

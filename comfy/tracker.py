@@ -7,6 +7,12 @@ history is written), so that is what finishes it; the error events only decide *
 ``follow_prompt`` reads the stream, and instead of trusting it blindly it reconciles with ComfyUI
 (``ComfyClient.lookup``: history, queue, or the job API) when the socket drops (ComfyUI does not
 replay missed events) and when our prompt has been silent for ``stall_timeout`` seconds.
+
+Silence alone is not a fault: a model load, a video VAE decode or any node on a slow box sends
+nothing for minutes while ComfyUI still lists the prompt as running. Such a prompt is followed
+until its deadline. Only a ComfyUI that stops answering (``ComfyUnavailable``) or no longer knows
+the prompt (``PromptLost``) ends the wait early; a deadline that falls during a silent run is
+reported as ``PromptTimeout(kind="stall")`` so the operator sees why.
 """
 
 from __future__ import annotations
@@ -178,9 +184,10 @@ def follow_prompt(
 
     ``stream`` must already be connected (before the prompt was submitted). ``deadline`` is a
     ``clock()`` (monotonic) time. When our prompt sends nothing for ``stall_timeout`` seconds we
-    ask ComfyUI: finished → the outcome from history; pending → keep waiting; running → keep
-    waiting until it was silent for ``max_stall`` seconds in total (default 3 × stall_timeout),
-    then ``PromptTimeout(kind="stall")``; unknown → ``PromptLost``. A dropped socket is reconnected
+    ask ComfyUI (again every ``stall_timeout`` while the silence lasts): finished → the outcome
+    from history; pending or running → keep waiting (only the deadline limits it, unless
+    ``max_stall`` caps the total silence of a running prompt: then ``PromptTimeout(kind="stall")``);
+    unknown → ``PromptLost``. A dropped socket is reconnected
     (``reconnect_attempts``, exponential backoff from ``reconnect_delay``) and reconciled the same
     way; if ComfyUI stays away longer (or past the deadline), ``ComfyUnavailable``: an outage is
     not the job's fault. ``on_event`` sees every event of our prompt as it arrives.
@@ -196,7 +203,7 @@ def follow_prompt(
         PromptTracker(prompt_id),
         deadline=deadline,
         stall_timeout=stall_timeout,
-        max_stall=3 * stall_timeout if max_stall is None else max_stall,
+        max_stall=max_stall,
         reconnect_attempts=reconnect_attempts,
         reconnect_delay=reconnect_delay,
         connect_timeout=connect_timeout,
@@ -222,7 +229,7 @@ class _Follower:
         *,
         deadline: float | None,
         stall_timeout: float,
-        max_stall: float,
+        max_stall: float | None,
         reconnect_attempts: int,
         reconnect_delay: float,
         connect_timeout: float,
@@ -297,8 +304,12 @@ class _Follower:
             self.stalled_running = False
             self.next_check = now + self.stall_timeout
             return None
+        # Running: ComfyUI answers and still has it, so silence is a slow node, not a fault.
         silent = now - self.last_activity
         self.stalled_running = silent >= self.stall_timeout
+        if self.max_stall is None:
+            self.next_check = now + self.stall_timeout
+            return None
         if silent >= self.max_stall:
             raise PromptTimeout(prompt_id=self.prompt_id, kind="stall", seconds=silent)
         self.next_check = now + min(self.stall_timeout, self.max_stall - silent)
@@ -365,6 +376,7 @@ class _Follower:
                 status_str="success",
                 completed=True,
                 outputs=dict(self.tracker.outputs),
+                messages=[["execution_cached", {"nodes": list(self.tracker.cached_nodes)}]],
                 raw={"source": "websocket"},
             )
         return self._outcome(history)

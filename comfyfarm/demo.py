@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from comfyfarm.services import (
     ManagedProcess,
@@ -22,6 +26,7 @@ from comfyfarm.services import (
     free_port,
     worker_process,
 )
+from comfyfarm.tasks.settings import redact_url
 
 FLOWER_READY = "Visit me at"
 DEMO_WORKFLOW = "sd15_text2image"
@@ -44,10 +49,19 @@ def local_farm(
     """Start (and finally stop) broker, ComfyUIs, workers and Flower on this machine."""
     env = dict(os.environ)
     with contextlib.ExitStack() as stack:
-        if not env.get("COMFYFARM_BROKER_URL"):
-            redis = stack.enter_context(RedisServer())
+        if env.get("COMFYFARM_BROKER_URL"):
+            check_broker(env["COMFYFARM_BROKER_URL"])
+        else:
+            # Persistent (AOF in .comfyfarm/valkey: a restarted demo keeps its queue and results)
+            # and with a password of its own, though it listens on loopback only.
+            data_dir = Path(".comfyfarm", "valkey").resolve()
+            data_dir.mkdir(parents=True, exist_ok=True)
+            redis = stack.enter_context(
+                RedisServer(appendonly=True, data_dir=data_dir, password=secrets.token_hex(16))
+            )
             env["COMFYFARM_BROKER_URL"] = redis.url
-            print(f"embedded Redis-compatible server (valkey) at {redis.url}")
+            print(f"embedded Redis-compatible server (valkey) at {redact_url(redis.url)}, "
+                  f"data in {data_dir}")  # fmt: skip
         if key_prefix:
             env["COMFYFARM_KEY_PREFIX"] = key_prefix
         urls = list(comfy_urls)
@@ -74,10 +88,71 @@ def local_farm(
             )
             farm.flower_url = f"http://127.0.0.1:{port}"
             print(f"Flower at {farm.flower_url}")
+        print_exports(env)
         yield farm
 
 
+def check_broker(url: str) -> None:
+    """Fail fast, in one line, when ``COMFYFARM_BROKER_URL`` points at nothing (a stale export)."""
+    import redis
+
+    from comfyfarm.tasks.settings import redact_url
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise DemoError(
+            f"COMFYFARM_BROKER_URL={redact_url(url)} does not answer ({exc}); unset it to let the "
+            "demo start its own embedded Valkey"
+        ) from exc
+    finally:
+        client.close()
+
+
+class DemoError(Exception):
+    """Raised when the demo cannot start (the message is the whole story)."""
+
+
+def print_exports(env: dict[str, str]) -> None:
+    """The lines that make another shell's ``comfyfarm`` commands talk to this farm."""
+    from comfyfarm.tasks.settings import Settings
+
+    settings = Settings.from_env(env)
+    print("\nto use this farm from another shell:")
+    print(f"  export COMFYFARM_BROKER_URL={settings.broker_url}")
+    print(f"  export COMFYFARM_STORAGE_URL={settings.storage_url}")
+    if env.get("COMFYFARM_KEY_PREFIX"):
+        print(f"  export COMFYFARM_KEY_PREFIX={env['COMFYFARM_KEY_PREFIX']}")
+    print(flush=True)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C does: everything it started is stopped."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """The demo, stopped cleanly by Ctrl-C, SIGTERM or SIGHUP."""
+    with stop_on_signals():
+        try:
+            return _run_demo(args)
+        except DemoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     from comfyfarm.commands.submit import wait_all
     from comfyfarm.producer import Farm
     from comfyfarm.tasks.settings import Settings
@@ -109,10 +184,14 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"\noutputs are under {settings.storage_url}")
         if local.flower_url:
             print(f"Flower: {local.flower_url}")
-        if sys.stdin.isatty() and not args.exit:
+        if args.serve:
+            print("serving until stopped (Ctrl-C, SIGTERM or SIGHUP)", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+        elif sys.stdin.isatty() and not args.exit:
             print("everything keeps running; press Ctrl-C to stop it all")
             with contextlib.suppress(KeyboardInterrupt, EOFError):
                 while True:
                     input()
-        print("stopping the farm")
+        print("stopping the farm", flush=True)
     return code

@@ -49,6 +49,9 @@ def explain(exc: BaseException, *, broker_url: str | None) -> tuple[int, str] | 
         return BAD_INPUT, f"invalid setting: {exc}"
     if isinstance(exc, ContractError):
         return BAD_INPUT, str(exc)
+    producer = sys.modules.get("comfyfarm.producer.errors")
+    if producer is not None and isinstance(exc, producer.UnknownJob):
+        return BAD_INPUT, str(exc)
     # Error trees of parts this command may not have loaded: only a loaded module can have raised.
     workflows = sys.modules.get("comfyfarm.workflows.errors")
     if workflows is not None and isinstance(exc, workflows.WorkflowError):

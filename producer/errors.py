@@ -3,6 +3,7 @@
 ```
 ProducerError
 ├── SubmitError(job_ids_sent, job_ids_not_sent, reason)   publishing failed part-way
+├── UnknownJob(text, matches)                             no job, or several, has this id (prefix)
 ├── JobTimeout(job_id, seconds, status)                   Job.wait() ran out of time (TimeoutError)
 └── WaitTimeout(pending, seconds)                         Farm.as_completed() ran out of time
 ```
@@ -19,6 +20,20 @@ class ProducerError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "message": str(self)}
+
+
+class UnknownJob(ProducerError):
+    """Raised when an id or id prefix names no job this farm knows, or several (``matches``)."""
+
+    def __init__(self, *, text: str, matches: list[str]) -> None:
+        self.text = text
+        self.matches = matches
+        if not matches:
+            message = f"unknown job {text!r} (no job of this farm has that id or prefix)"
+        else:
+            shown = ", ".join(matches[:5]) + (" …" if len(matches) > 5 else "")
+            message = f"{text!r} is ambiguous: {len(matches)} jobs start with it ({shown})"
+        super().__init__(message)
 
 
 class SubmitError(ProducerError):

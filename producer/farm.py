@@ -16,6 +16,7 @@ between threads for submitting. Close it (or use ``with``) to release connection
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from comfyfarm.producer.build import SpecBuilder, Submittable
+from comfyfarm.producer.errors import UnknownJob
 from comfyfarm.producer.job import CancelOutcome, Job, JobContext
 from comfyfarm.producer.publish import DEFAULT_CHUNK, Publisher
 from comfyfarm.producer.status import FarmStatus, QueueDepth, collect_status, queue_depths
@@ -32,6 +34,7 @@ from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.errors import JobSpecError
 from comfyfarm.tasks.fields import uuid_text
 from comfyfarm.tasks.keys import DeadLetter, list_dead_letters
+from comfyfarm.tasks.keyspace import job_key
 from comfyfarm.tasks.models import JobResult, JobSpec
 from comfyfarm.tasks.options import JobOptions
 from comfyfarm.tasks.routing import SHARED_QUEUE, check_queue
@@ -152,6 +155,26 @@ class Farm:
         uuid_text(JobSpecError, "job_id", job_id)
         return Job(self._ctx, job_id)
 
+    def find_job(self, text: str) -> Job:
+        """The job whose id is ``text`` or starts with it (the 8-character ids the progress bars
+        show work). Raises UnknownJob when none or several match."""
+        text = text.strip().lower()
+        if not re.fullmatch(r"[0-9a-f-]{1,36}", text):
+            raise UnknownJob(text=text, matches=[])
+        prefix = self.settings.key_prefix
+        if len(text) == 36:
+            if self.redis.exists(job_key(prefix, text)) or self.job(text).status() != "unknown":
+                return self.job(text)
+            raise UnknownJob(text=text, matches=[])
+        pattern = job_key(prefix, text) + "*"
+        start = len(job_key(prefix, ""))
+        matches = sorted(
+            {_text(key)[start:] for key in self.redis.scan_iter(match=pattern, count=1000)}
+        )
+        if len(matches) != 1:
+            raise UnknownJob(text=text, matches=matches)
+        return self.job(matches[0])
+
     def as_completed(
         self,
         jobs: Iterable[Job | str],
@@ -215,3 +238,7 @@ class Farm:
 
     def __repr__(self) -> str:
         return f"Farm({self.settings!r})"
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key

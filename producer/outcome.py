@@ -82,7 +82,9 @@ def status_word(state: JobState) -> str:
         status = result.get("status") if isinstance(result, dict) else None
         return status if status in FINAL_STATUSES else "succeeded"
     if celery_state == "FAILURE":
-        return "failed"
+        error = state.meta.get("result") if state.meta else None
+        cancelled = isinstance(error, dict) and error.get("exc_type") == "JobCancelled"
+        return "cancelled" if cancelled else "failed"
     if celery_state == "REVOKED":
         return "cancelled"
     return celery_state.lower()

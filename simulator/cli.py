@@ -16,7 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from comfyfarm.simulator.config import DEFAULT_MODELS, MODEL_FOLDERS, SimConfig, Timing
+from comfyfarm.simulator.config import (
+    DEFAULT_MODELS,
+    MODEL_FOLDERS,
+    RECORDED_VERSION,
+    SimConfig,
+    Timing,
+    is_jobs_generation,
+)
 from comfyfarm.simulator.faults import (
     DEFAULTS,
     FaultError,
@@ -100,9 +107,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-jobs-api",
         dest="jobs_api",
         action="store_false",
-        help="do not (default, like the recorded ComfyUI 0.3.64)",
+        help="do not (default for 0.3.64, as recorded; newer versions serve it)",
     )
-    parser.set_defaults(jobs_api=False)
+    parser.set_defaults(jobs_api=None)
+    behaviour.add_argument(
+        "--comfy-version",
+        default=RECORDED_VERSION,
+        metavar="X.Y.Z",
+        help=f"ComfyUI version to emulate (default {RECORDED_VERSION}, as recorded); a newer one "
+        "also serves /api/jobs (list, get, cancel), refuses non-canonical prompt ids and lists "
+        "every GPU in /system_stats",
+    )
+    behaviour.add_argument(
+        "--gpus", type=int, default=1, help="devices listed in /system_stats (default 1)"
+    )
     faults = parser.add_argument_group("fault injection (also POST /_sim/faults)")
     faults.add_argument(
         "--fault",
@@ -147,6 +165,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         name, params = parse_fault_spec(text)
         faults[name] = params
     timing = Timing(args.step_ms, args.load_ms, args.node_ms, args.job_ms, class_ms)
+    newer = is_jobs_generation(args.comfy_version)  # ValueError for a malformed version
+    if args.gpus < 1:
+        raise ValueError("--gpus must be at least 1")
     return SimConfig(
         host=args.host,
         port=args.port,
@@ -154,7 +175,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         models=models,
         models_dir=args.models_dir,
         timing=timing,
-        jobs_api=args.jobs_api,
+        jobs_api=newer if args.jobs_api is None else args.jobs_api,
+        comfy_version=args.comfy_version,
+        gpus=args.gpus,
         previews=args.previews,
         faults=faults,
         fault_rate=args.fault_rate,

@@ -53,9 +53,29 @@ class Timing:
     class_ms: dict[str, float] = field(default_factory=dict)
 
 
+RECORDED_VERSION = "0.3.64"  # the ComfyUI the protocol traces were recorded from
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"0.3.64"`` -> ``(0, 3, 64)``; raises ValueError for anything else."""
+    parts = version.strip().split(".")
+    if not 1 <= len(parts) <= 4 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"ComfyUI version must look like 0.3.64, got {version!r}")
+    return tuple(int(part) for part in parts)
+
+
+def is_jobs_generation(version: str) -> bool:
+    """Whether a ComfyUI version is newer than the recorded 0.3.64 (the ``/api/jobs`` one)."""
+    return version_tuple(version) > version_tuple(RECORDED_VERSION)
+
+
 @dataclass
 class SimConfig:
-    """One simulator's settings."""
+    """One simulator's settings.
+
+    ``comfy_version`` picks the generation: 0.3.64 (recorded) or newer, which also serves the job
+    API, refuses non-canonical prompt ids and lists every GPU in ``/system_stats`` (``gpus``).
+    """
 
     host: str = "127.0.0.1"
     port: int = 8188
@@ -64,6 +84,8 @@ class SimConfig:
     models_dir: Path | None = None  # listed like ComfyUI's models/ (files added later appear too)
     timing: Timing = field(default_factory=Timing)
     jobs_api: bool = False
+    comfy_version: str = RECORDED_VERSION
+    gpus: int = 1
     previews: bool = False
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
     fault_rate: float = 0.0

@@ -1,4 +1,4 @@
-"""The 2026 ``GET /api/jobs/{id}`` view of a prompt (ComfyUI ``comfy_execution/jobs.py``).
+"""The newer ``GET /api/jobs[/{id}]`` view of prompts (ComfyUI ``comfy_execution/jobs.py``).
 
 Status: pending (queued), in_progress (running), completed, failed, or cancelled (interrupted).
 Keys whose value would be None are left out, as ComfyUI's ``prune_dict`` does.
@@ -100,3 +100,31 @@ def get_job(prompt_id: str, queue: PromptQueue) -> dict[str, Any] | None:
         if item.prompt_id == prompt_id:
             return _queued(item, "pending")
     return None
+
+
+JOB_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
+
+
+def list_jobs(
+    queue: PromptQueue,
+    *,
+    statuses: tuple[str, ...] = (),
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Every job (running, pending, finished), newest first, filtered by status; and the total.
+
+    List entries leave out ``outputs``, ``execution_status`` and ``workflow`` (ComfyUI keeps
+    those for the single-job view).
+    """
+    jobs = [_queued(item, "in_progress") for item in queue.running_items()]
+    jobs += [_queued(item, "pending") for item in queue.pending_items()]
+    jobs += [_from_history(pid, entry) for pid, entry in queue.history.items()]
+    jobs.reverse()  # history is oldest first; the list is newest first
+    jobs.sort(key=lambda job: job.get("create_time") or 0, reverse=True)
+    if statuses:
+        jobs = [job for job in jobs if job["status"] in statuses]
+    total = len(jobs)
+    page = jobs[offset : offset + limit if limit is not None else None]
+    heavy = ("outputs", "execution_status", "workflow")
+    return [{k: v for k, v in job.items() if k not in heavy} for job in page], total

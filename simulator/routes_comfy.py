@@ -1,5 +1,9 @@
 """ComfyUI's HTTP and WebSocket routes (everything except files), shaped like server.py of 0.3.64.
 
+With a newer ``--comfy-version`` they follow the newer server.py where it differs: a client
+``prompt_id`` must be a canonical lowercase UUID (else 400 ``invalid_prompt_id``), ``extra_data``
+gets ``create_time`` (ms), and ``/system_stats`` lists every GPU (primary first).
+
 Handlers keep ComfyUI's way of reading bodies: ``await request.json()`` on a body that is not
 JSON raises, and aiohttp turns that into ``500 Internal Server Error`` (text/plain), which is
 exactly what the real server answers.
@@ -12,12 +16,13 @@ import logging
 import os
 import platform
 import sys
+import time
 import uuid
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from comfyfarm.simulator.config import MODEL_FOLDERS
+from comfyfarm.simulator.config import MODEL_FOLDERS, is_jobs_generation
 from comfyfarm.simulator.instance import Simulator
 from comfyfarm.simulator.prompt_queue import SENSITIVE_EXTRA_DATA_KEYS, QueueItem
 from comfyfarm.simulator.validation import validate_prompt
@@ -113,7 +118,15 @@ def comfy_routes(sim: Simulator) -> web.RouteTableDef:
             sim.accounting.prompts_rejected += 1
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = json_data["prompt"]
+        newer = is_jobs_generation(sim.config.comfy_version)
+        if newer and json_data.get("prompt_id") is not None:
+            if not _canonical_uuid(json_data["prompt_id"]):
+                return web.json_response(
+                    {"error": INVALID_PROMPT_ID, "node_errors": {}}, status=400
+                )
         prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+        if newer and json_data.get("prompt_id") is None:
+            prompt_id = str(uuid.uuid4())  # newer servers mint an id for an explicit null too
         valid = validate_prompt(prompt, sim.schemas, json_data.get("partial_execution_targets"))
         extra_data: Any = json_data["extra_data"] if "extra_data" in json_data else {}
         if "client_id" in json_data:
@@ -124,6 +137,8 @@ def comfy_routes(sim: Simulator) -> web.RouteTableDef:
                 {"error": valid.error, "node_errors": valid.node_errors}, status=400
             )
         sensitive = {k: extra_data.pop(k) for k in SENSITIVE_EXTRA_DATA_KEYS if k in extra_data}
+        if newer:
+            extra_data["create_time"] = int(time.time() * 1000)
         queue.put(QueueItem(number, prompt_id, prompt, extra_data, valid.outputs, sensitive))
         sim.accounting.prompts_accepted += 1
         return web.json_response(
@@ -231,18 +246,46 @@ def comfy_routes(sim: Simulator) -> web.RouteTableDef:
 
     @routes.get("/system_stats")
     async def system_stats(request: web.Request) -> web.Response:
-        return web.json_response(_system_stats())
+        return web.json_response(_system_stats(sim.config.comfy_version, sim.config.gpus))
 
     return routes
 
 
-def _system_stats() -> dict[str, Any]:
+INVALID_PROMPT_ID = {
+    "type": "invalid_prompt_id",
+    "message": "prompt_id must be a valid UUID",
+    "details": "prompt_id must be a UUID string in canonical lowercase hyphenated form; "
+    "omit it to let the server generate one",
+    "extra_info": {},
+}
+
+
+def _canonical_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _device(index: int) -> dict[str, Any]:
+    return {
+        "name": f"cuda:{index} Simulated GPU ({platform.node() or 'sim'}) : cudaMallocAsync",
+        "type": "cuda",
+        "index": index,
+        "vram_total": 24 * GIB,
+        "vram_free": 20 * GIB,
+        "torch_vram_total": 24 * GIB,
+        "torch_vram_free": 20 * GIB,
+    }
+
+
+def _system_stats(version: str = VERSION, gpus: int = 1) -> dict[str, Any]:
     return {
         "system": {
             "os": os.name,
             "ram_total": 32 * GIB,
             "ram_free": 24 * GIB,
-            "comfyui_version": VERSION,
+            "comfyui_version": version,
             "required_frontend_version": "1.27.10",
             "installed_templates_version": "0.1.95",
             "required_templates_version": "0.1.95",
@@ -251,15 +294,5 @@ def _system_stats() -> dict[str, Any]:
             "embedded_python": False,
             "argv": ["comfyfarm-sim", *sys.argv[1:]],
         },
-        "devices": [
-            {
-                "name": f"cuda:0 Simulated GPU ({platform.node() or 'sim'}) : cudaMallocAsync",
-                "type": "cuda",
-                "index": 0,
-                "vram_total": 24 * GIB,
-                "vram_free": 20 * GIB,
-                "torch_vram_total": 24 * GIB,
-                "torch_vram_free": 20 * GIB,
-            }
-        ],
+        "devices": [_device(index) for index in range(gpus)],
     }

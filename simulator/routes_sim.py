@@ -9,7 +9,8 @@ and the middleware behind the ``garbage`` fault.
     POST /_sim/faults         {name: {params and trigger} | true | null, "reset": bool,
                                "seed": int, "random_rate": float, "random_kinds": [...]}
                               -> the GET body; 400 {"error": ...} for unknown names or values
-Jobs API (``--jobs-api``): GET /api/jobs/{id}, POST /api/jobs/{id}/cancel, as ComfyUI 2026.
+Jobs API (``--jobs-api``, or a ``--comfy-version`` newer than 0.3.64): GET /api/jobs (status,
+limit, offset), GET /api/jobs/{id}, POST /api/jobs/{id}/cancel, as the newer server.py.
 """
 
 from __future__ import annotations
@@ -60,9 +61,33 @@ def sim_routes(sim: Simulator) -> web.RouteTableDef:
 
 
 def jobs_routes(sim: Simulator) -> web.RouteTableDef:
-    from comfyfarm.simulator.jobs import get_job
+    from comfyfarm.simulator.jobs import JOB_STATUSES, get_job, list_jobs
 
     routes = web.RouteTableDef()
+
+    @routes.get("/api/jobs")
+    async def get_jobs(request: web.Request) -> web.Response:
+        query = request.rel_url.query
+        statuses = tuple(s.strip().lower() for s in query.get("status", "").split(",") if s)
+        invalid = [status for status in statuses if status not in JOB_STATUSES]
+        if invalid:
+            message = f"Invalid status value(s): {', '.join(invalid)}"
+            return web.json_response({"error": message}, status=400)
+        try:
+            limit = int(query["limit"]) if "limit" in query else None
+            offset = max(0, int(query.get("offset", "0")))
+        except ValueError:
+            return web.json_response({"error": "limit and offset must be integers"}, status=400)
+        if limit is not None and limit <= 0:
+            return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        jobs, total = list_jobs(sim.queue, statuses=statuses, limit=limit, offset=offset)
+        pagination = {
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "has_more": offset + len(jobs) < total,
+        }
+        return web.json_response({"jobs": jobs, "pagination": pagination})
 
     @routes.get("/api/jobs/{job_id}")
     async def get_job_by_id(request: web.Request) -> web.Response:

@@ -37,6 +37,9 @@ class OutputRecord:
     ``kind`` is ComfyUI's output key (``images``, ``gifs``, ``audio``, ``text`` …); ``index`` the
     position within that node's list for that kind. ``hash`` is the file's digest
     (``blake3:<hex>``, ``sha256:<hex>``, or empty from a store kept without digests).
+    ``animated``: ComfyUI flagged the file as animated (WEBP/PNG animation, video). ``cached``:
+    ComfyUI did not run the node but served it from its cache (an identical earlier prompt), so
+    the file is the one it made then.
     """
 
     node_id: str
@@ -48,6 +51,8 @@ class OutputRecord:
     hash: str
     mime: str
     value: Any = None
+    animated: bool = False
+    cached: bool = False
 
     def __post_init__(self) -> None:
         f.text(E, "node_id", self.node_id, max_len=128)
@@ -76,6 +81,8 @@ class OutputRecord:
             "hash": self.hash,
             "mime": self.mime,
             "value": self.value,
+            "animated": self.animated,
+            "cached": self.cached,
         }
 
     @classmethod
@@ -91,6 +98,8 @@ class OutputRecord:
             hash=_hash_of(d),
             mime=d.get("mime", ""),
             value=d.get("value"),
+            animated=d.get("animated") is True,
+            cached=d.get("cached") is True,
         )
 
     @property

@@ -6,6 +6,13 @@ names. Within one job, a source used by several inputs is uploaded once, and two
 sources with the same file name get distinct names. The prompt is rewritten to reference the
 uploaded files.
 
+Once ComfyUI is done with the prompt, ``clear_inputs`` empties the job's files: ComfyUI (0.3.64,
+and the newest ``server.py`` too) has no route that deletes an input file, so each one is
+uploaded again with ``overwrite=true`` and no bytes. What stays is one empty file per input in
+``input/comfyfarm/<job_id>/``; an operator removes those with
+``find input/comfyfarm -type f -size 0 -delete`` (LoadImage lists only top-level files, so they
+never show up in the editor).
+
 Sources: an absolute path on shared storage (or ``file://`` URI), an ``http(s)://`` URL (fetched
 under the SSRF policy of ``worker/fetch.py`` through the worker's cache, ``worker/input_cache.py``),
 or a storage URI (``s3://bucket/key``, ``memory://name/key``). A URI under the worker's own store
@@ -23,18 +30,22 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.errors import ComfyError
 from comfyfarm.storage import OutputStore, StorageError, StorageUnavailable, open_store
 from comfyfarm.storage.keys import key_of_uri
 from comfyfarm.tasks.models import InputFile, JobSpec
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker.fetch import FetchError, FetchPolicy, display_url, fetch
 from comfyfarm.worker.input_cache import InputCache
+
+log = logging.getLogger(__name__)
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
 JOB_INPUT_FOLDER = "comfyfarm"
@@ -120,23 +131,52 @@ def upload_inputs(
     """
     prompt = copy.deepcopy(spec.prompt)
     subfolder = job_input_folder(spec.job_id)
+    names = upload_names(spec)
     uploaded_by_source: dict[str, str] = {}
-    source_by_name: dict[str, str] = {}
-    for index, item in enumerate(spec.inputs):
+    for item in spec.inputs:
         reference = uploaded_by_source.get(item.source)
         if reference is None:
-            filename = item.filename or PurePosixPath(item.source.split("?", 1)[0]).name
-            filename = filename or "input.png"
-            if source_by_name.get(filename, item.source) != item.source:
-                filename = f"{index}_{filename}"  # same name, different file: keep both
-            source_by_name[filename] = item.source
             data = read_input(item, storage_url=storage_url, store=store, sources=sources)
             uploaded = client.upload_image(
-                data, filename=filename, subfolder=subfolder, overwrite=True
+                data, filename=names[item.source], subfolder=subfolder, overwrite=True
             )
             reference = uploaded_by_source[item.source] = uploaded.reference
         prompt[item.node_id]["inputs"][item.input_name] = reference
     return prompt
+
+
+def upload_names(spec: JobSpec) -> dict[str, str]:
+    """The file name each input source gets in the job's folder (the same on every delivery)."""
+    names: dict[str, str] = {}
+    source_by_name: dict[str, str] = {}
+    for index, item in enumerate(spec.inputs):
+        if item.source in names:
+            continue
+        filename = item.filename or PurePosixPath(item.source.split("?", 1)[0]).name
+        filename = filename or "input.png"
+        if source_by_name.get(filename, item.source) != item.source:
+            filename = f"{index}_{filename}"  # same name, different file: keep both
+        source_by_name[filename] = item.source
+        names[item.source] = filename
+    return names
+
+
+def clear_inputs(client: ComfyClient, spec: JobSpec) -> int:
+    """Empty the job's uploaded files on ComfyUI (see the module docstring); best effort.
+
+    Call it only when ComfyUI will not run the prompt again (finished, failed, cancelled).
+    Returns how many files were emptied; a ComfyUI that does not answer is logged, not raised.
+    """
+    subfolder = job_input_folder(spec.job_id)
+    cleared = 0
+    for filename in upload_names(spec).values():
+        try:
+            client.upload_image(b"", filename=filename, subfolder=subfolder, overwrite=True)
+        except ComfyError as exc:
+            log.warning("could not clear input %s/%s: %s", subfolder, filename, exc)
+            break
+        cleared += 1
+    return cleared
 
 
 def read_input(

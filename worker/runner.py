@@ -51,7 +51,7 @@ from comfyfarm.storage import OutputStore
 from comfyfarm.storage.keys import job_output_key, result_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
-from comfyfarm.worker.inputs import upload_inputs
+from comfyfarm.worker.inputs import clear_inputs, upload_inputs
 from comfyfarm.worker.models import resolve_models
 from comfyfarm.worker.progress import ProgressEstimator
 
@@ -119,8 +119,10 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
         outcome = _submit_and_follow(spec, ctx, client, known, estimator)
     except JobCancelled:
         cancel_prompt(client, spec.job_id)
+        _clear_inputs(client, spec)
         return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
     except ExecutionInterrupted:
+        _clear_inputs(client, spec)
         if not ctx.cancel_requested():
             raise  # interrupted by someone else: a failure, not our cancel
         return _finish(spec, ctx, status="cancelled", outputs=[], node_durations={})
@@ -128,15 +130,28 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
         # Stalled or past its deadline: stop it on ComfyUI, or it holds the GPU (and the queue
         # behind it) for nobody.
         cancel_prompt(client, spec.job_id)
+        _clear_inputs(client, spec)
+        raise
+    except ComfyPermanent:
+        _clear_inputs(client, spec)  # rejected or failed: ComfyUI will not read them again
         raise
     ctx.on_progress(estimator.phase("collecting"))
     outputs = collect_into_store(spec, ctx, outcome.history, client=client)
+    _clear_inputs(client, spec)
     missing = sorted(set(spec.required_outputs) - {record.node_id for record in outputs})
     if missing:
         raise MissingRequiredOutputs(prompt_id=spec.job_id, missing=missing)
     return _finish(
         spec, ctx, status="succeeded", outputs=outputs, node_durations=outcome.node_durations
     )
+
+
+def _clear_inputs(client: ComfyClient, spec: JobSpec) -> None:
+    """Empty the job's uploaded inputs once ComfyUI is done with its prompt (``clear_inputs``).
+
+    Never after a retryable failure: the prompt may still be queued there, or run again."""
+    if spec.inputs:
+        clear_inputs(client, spec)
 
 
 def cancel_prompt(client: ComfyClient, prompt_id: str) -> None:
@@ -261,9 +276,11 @@ def collect_into_store(
     """Stream every file output from ComfyUI into the store; keep non-file outputs as values.
 
     Re-collecting the same job writes the same keys again (idempotent), so a redelivered job that
-    finds its prompt already finished simply collects.
+    finds its prompt already finished simply collects. Outputs of nodes ComfyUI served from its
+    cache (``execution_cached``) are marked ``cached``.
     """
     records: list[OutputRecord] = []
+    cached = set(history.cached_nodes)
     for item in collect_outputs(history.outputs):
         if isinstance(item, OutputValue):
             records.append(
@@ -277,6 +294,7 @@ def collect_into_store(
                     hash="",
                     mime="text/plain",
                     value=item.value,
+                    cached=item.node_id in cached,
                 )  # fmt: skip
             )
             continue
@@ -300,6 +318,8 @@ def collect_into_store(
                 bytes=stored.bytes,
                 hash=stored.hash,
                 mime=mime,
+                animated=item.animated,
+                cached=item.node_id in cached,
             )  # fmt: skip
         )
     return records

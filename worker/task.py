@@ -14,8 +14,10 @@ uses comes from ``WorkerDeps`` (``worker.deps``), given to ``register``. Outcome
   stored under the job's result key and in ``result.json``, then ``JobFailed`` is raised
   (Celery ``FAILURE``, so Flower shows the node, type and message);
 - a payload no worker can read → a ``DeadLetter`` keeps it, the task fails naming the field;
-- cancelled → the task returns the ``JobResult`` dict with status ``cancelled`` (Celery
-  ``SUCCESS``: a custom REVOKED state with our meta would break Celery's own result readers);
+- cancelled → the ``JobResult`` (status ``cancelled``) is stored like a failure's, then
+  ``JobCancelled`` is raised: Celery ``FAILURE`` whose exception says "cancelled", so Flower
+  never shows a cancelled job as a success (producers read ``cancelled`` from the stored result
+  and from the exception type, ``producer.outcome.status_word``);
 - a copy that finds the job running elsewhere sends a watch and ends with ``Ignore``; one that
   finds it finished ends with ``Ignore``; nothing runs twice.
 """
@@ -58,11 +60,15 @@ class JobFailed(Exception):
         self.error = error or {}
 
 
+class JobCancelled(JobFailed):
+    """Raised (recorded by Celery as FAILURE) when a job was cancelled while it ran."""
+
+
 def register(app: Celery, deps: WorkerDeps) -> Task:
     """Register the job task on ``app``, bound to ``deps``, and return it."""
 
-    @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True,
-              throws=(JobFailed,))  # type: ignore[untyped-decorator]  # fmt: skip
+    @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False,
+              throws=(JobFailed, JobCancelled))  # type: ignore[untyped-decorator]  # fmt: skip
     def run_comfy_job(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         return execute(self, payload, deps)
 
@@ -137,4 +143,8 @@ def execute(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, 
         error_dict = result.error or {}
         message = f"{error_dict.get('type', 'Error')}: {error_dict.get('message', '')}"
         raise JobFailed(message, job_id=spec.job_id, error=error_dict)
+    if result.status == "cancelled":
+        error_dict = result.error or {}
+        raise JobCancelled(f"cancelled: {error_dict.get('message') or 'by request'}",
+                           job_id=spec.job_id, error=error_dict)  # fmt: skip
     return body

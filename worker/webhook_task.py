@@ -41,7 +41,7 @@ def backoff(retries: int) -> float:
 def register(app: Celery, *, secret: str | None) -> Task:
     """Register the webhook task on ``app``; ``secret`` signs every call (never logged)."""
 
-    @app.task(name=DELIVER_WEBHOOK, bind=True, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=DELIVER_WEBHOOK, bind=True, acks_late=True, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
     def deliver_webhook(self: Task, payload: dict[str, Any]) -> str:
         job_id = str(payload["job_id"])
         body = json.dumps(payload["result"], sort_keys=True).encode()

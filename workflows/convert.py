@@ -1,21 +1,31 @@
 """UI format → API format, the way the editor's "Export (API)" does it, driven by node schemas.
 
+The authority is the editor itself: ``tests/workflows/editor_fixtures`` holds what the real editor
+(comfyui-frontend-package 1.27.10, run headless by ``tools/editor_oracle``) exports for all 172
+templates of ComfyUI 0.3.64, and the tests demand exact agreement, ``_meta`` included.
+
 ``convert_ui_to_api(ui, schema)`` flattens the graph (subgraph instances from
-``definitions.subgraphs`` — with the widget values they promote, by input or through
-``properties.proxyWidgets`` — and legacy group nodes from ``extra.groupNodes`` expanded, with ids
-``"<instance>:<inner>"``), then emits every real node that is neither muted (mode 2) nor bypassed
+``definitions.subgraphs`` — inputs matched to the definition by name, with the widget values they
+promote, by input (one value per definition, as the editor keeps it: ``convert_promotions``) or
+through ``properties.proxyWidgets``: ``workflows.convert_subgraphs`` — and
+legacy group nodes from ``extra.groupNodes`` expanded, with ids ``"<instance>:<inner>"``), then
+emits every real node that is neither muted (mode 2) nor bypassed
 (mode 4) nor frontend-only (Reroute, PrimitiveNode, Note, MarkdownNote, and the organising nodes
 of popular packs: KJNodes' SetNode/GetNode, rgthree's reroute, muters, bypassers, labels):
 
-- widget values by schema input order (``comfyfarm.workflows.widgets``),
+- widget values by the editor's widget layout (``comfyfarm.workflows.widgets``), its own widgets
+  included,
 - each input socket resolved backwards (``workflows.execgraph``): through reroutes, GetNode →
   SetNode of the same name (own graph first, then the graphs around it), bypassed nodes
   (to their first input of a matching type), subgraph boundaries and promoted widgets; a
   PrimitiveNode source becomes a literal value; a muted source drops the input,
-- ``_meta.title`` = the node's title, else the schema's display name,
+- ``_meta.title`` = the node's title, else the schema's display name, else the editor's own
+  title for that class,
 - finally inputs that point at nodes that were not emitted are removed.
 
-Node types the schema source does not know are reported all at once (ConversionError).
+Node types the schema source does not know, subgraph instances whose inner links name inputs
+their definition lacks, and nodes whose value only a browser can make at export (webcam, 3D
+viewport) are reported all at once (ConversionError), never converted by guess.
 """
 
 from __future__ import annotations
@@ -26,6 +36,19 @@ from dataclasses import replace
 from typing import Any
 
 from comfyfarm.workflows.convert_groups import GroupNodeDef, GroupScope
+from comfyfarm.workflows.convert_promotions import shared_values
+from comfyfarm.workflows.convert_subgraphs import (
+    SUBGRAPH_INPUT_TARGET,
+    SubgraphMismatch,
+    configured_instance,
+    definition_inputs,
+    feeds_widget,
+    promoted_slots,
+    proxied_inputs,
+    proxy_widgets,
+    subgraph_definitions,
+)
+from comfyfarm.workflows.convert_titles import editor_title
 from comfyfarm.workflows.errors import ConversionError
 from comfyfarm.workflows.execgraph import (
     ExecNode,
@@ -47,9 +70,8 @@ from comfyfarm.workflows.uigraph import (
     SET_NODE,
     UIGraph,
     UINode,
-    node_key,
 )
-from comfyfarm.workflows.widgets import widget_inputs, wrap_value
+from comfyfarm.workflows.widgets import browser_captured, widget_inputs, wrap_value
 
 MAX_DEPTH = 32  # subgraphs inside subgraphs; deeper means a definition that contains itself
 
@@ -67,7 +89,7 @@ class Converter:
         self.schema = schema
         self.nodes: dict[str, ExecNode] = {}
         self.problems: list[Problem] = []
-        self.subgraphs = _subgraph_definitions(ui)
+        self.subgraphs = subgraph_definitions(ui)
         extra = ui.get("extra") if isinstance(ui.get("extra"), Mapping) else {}
         groups = extra.get("groupNodes") if isinstance(extra, Mapping) else None
         self.group_raw: Mapping[str, Any] = groups if isinstance(groups, Mapping) else {}
@@ -80,6 +102,8 @@ class Converter:
     # -- flattening -------------------------------------------------------------------------
 
     def convert(self) -> dict[str, Any]:
+        self.shared, problems = shared_values(self.ui, self.subgraphs, self.schema, self._is_widget)
+        self.problems.extend(problems)
         root = GraphScope(UIGraph.parse(self.ui))
         for node in root.graph.nodes.values():
             self._add(node, root, node.mode, depth=0, path=())
@@ -111,10 +135,22 @@ class Converter:
             )
             return
         definition = self.subgraphs[node.type]
-        scope = GraphScope(UIGraph.parse(definition), prefix=en.exec_id + ":", instance=en)
+        graph = UIGraph.parse(definition)
+        try:
+            node = en.node = configured_instance(node, definition, graph)
+        except SubgraphMismatch as exc:
+            fix = "open the workflow in the editor and save it again"
+            self.problems.append(_problem(en, "conversion", str(exc), fix))
+            return
+        scope = GraphScope(graph, prefix=en.exec_id + ":", instance=en)
         en.inner = scope
-        proxies = _proxy_widgets(node, en.widget_overrides)
-        en.promoted = _promoted_values(node) if proxies is None else _proxied_inputs(node, proxies)
+        proxies = proxy_widgets(node, en.widget_overrides)
+        if proxies is None:  # one value per definition and input, as the editor keeps it
+            slots = promoted_slots(node, definition, graph, self._is_widget)
+            keys = {slot: (node.type, node.inputs[slot].name) for slot in slots}
+            en.promoted = {slot: self.shared[k] for slot, k in keys.items() if k in self.shared}
+        else:
+            en.promoted = proxied_inputs(node, proxies)
         for target, name, value in proxies or ():
             if target != SUBGRAPH_INPUT_TARGET:
                 self.proxied.setdefault(scope.prefix + target, {})[name] = value
@@ -123,6 +159,25 @@ class Converter:
         for inner in scope.graph.nodes.values():
             mode = inner.mode if inner_mode is None else inner_mode
             self._add(inner, scope, mode, depth=depth + 1, path=(*path, node.type))
+
+    def _is_widget(self, node: UINode, input_name: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether ``input_name`` of ``node`` is a widget in the editor (so it can be promoted)."""
+        definition = self.subgraphs.get(node.type)
+        if definition is not None:  # a nested instance: a widget when it promotes one
+            entry = next(
+                (e for e in definition_inputs(definition) if e.get("name") == input_name), None
+            )
+            if entry is None or node.type in seen:
+                return False
+            inner = seen | {node.type}
+            return feeds_widget(
+                entry, UIGraph.parse(definition), lambda n, name: self._is_widget(n, name, inner)
+            )
+        node_schema = self.schema.node(node.type)
+        if node_schema is None:  # unknown type: reported when emitted; trust the file
+            return any(s.input_name == input_name and s.widget for s in node.inputs)
+        spec = node_schema.inputs.get(input_name)
+        return spec is not None and spec.is_widget
 
     def _expand_group(self, en: ExecNode, inner_mode: int | None) -> None:
         name = en.node.group_name
@@ -137,6 +192,14 @@ class Converter:
                 )
                 return
             self.group_defs[name] = definition
+        try:
+            en.node = definition.configured(en.node)
+        except ConversionError as exc:
+            self.problems.extend(
+                _problem(en, p.kind, p.message, p.fix, class_type=p.class_type)
+                for p in exc.problems
+            )
+            return
         scope = GroupScope(definition, en)
         en.inner = scope
         values = definition.instance_values(en.node.widgets_values)
@@ -224,12 +287,17 @@ class Converter:
             node = en.node
             if en.inner is not None or node.is_virtual or en.mode in (MODE_NEVER, MODE_BYPASS):
                 continue
-            if node.is_group_node:
-                self.problems.append(_missing_group(en))
+            if node.is_group_node:  # not expanded: no definition, or a problem already said
+                if node.group_name not in self.group_raw:
+                    self.problems.append(_missing_group(en))
                 continue
             node_schema = self.schema.node(node.type)
             if node_schema is None:
                 self.problems.append(self._unknown(en))
+                continue
+            captured = browser_captured(node.type)
+            if captured is not None:
+                self.problems.append(self._captured(en, captured))
                 continue
             inputs = widget_inputs(node.widgets_values, node_schema, en.widget_overrides)
             for index, slot in enumerate(node.inputs):
@@ -239,7 +307,7 @@ class Converter:
             prompt[en.exec_id] = {
                 "inputs": inputs,
                 "class_type": node.type,
-                "_meta": {"title": node.title or node_schema.display_name},
+                "_meta": {"title": node.title or editor_title(node_schema)},
             }
         for entry in prompt.values():
             inputs = entry["inputs"]
@@ -254,6 +322,12 @@ class Converter:
         elif isinstance(resolved, Literal):
             inputs[name] = wrap_value(resolved.value)
 
+    @staticmethod
+    def _captured(en: ExecNode, widget: str) -> Problem:
+        message = f"only the editor can export this node: its widget {widget} is made at export"
+        fix = "export the workflow from the editor (Export (API)), or remove or bypass this node"
+        return _problem(en, "conversion", message, fix)
+
     def _unknown(self, en: ExecNode) -> Problem:
         close = difflib.get_close_matches(en.node.type, self.schema.class_types, n=3, cutoff=0.75)
         fix = f"install the custom node that provides {en.node.type}"
@@ -261,71 +335,6 @@ class Converter:
             fix = f"did you mean {' or '.join(repr(c) for c in close)}? otherwise {fix}"
         message = f"node type {en.node.type!r} is not installed (unknown to {self.schema.origin})"
         return _problem(en, "unknown_node_type", message, fix)
-
-
-def _subgraph_definitions(ui: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Every subgraph definition by id, nested definitions included."""
-    found: dict[str, Mapping[str, Any]] = {}
-    pending: list[Mapping[str, Any]] = [ui]
-    while pending:
-        current = pending.pop()
-        definitions = current.get("definitions")
-        subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-        for definition in subgraphs if isinstance(subgraphs, list) else []:
-            if isinstance(definition, Mapping) and isinstance(definition.get("id"), str):
-                if definition["id"] not in found:
-                    found[definition["id"]] = definition
-                    pending.append(definition)
-    return found
-
-
-def _promoted_values(node: UINode) -> dict[int, Any]:
-    """Promoted widget values of a subgraph instance by input slot (widgets follow input order)."""
-    values = node.widgets_values
-    promoted: dict[int, Any] = {}
-    widget_slots = [(i, slot) for i, slot in enumerate(node.inputs) if slot.widget is not None]
-    for position, (index, slot) in enumerate(widget_slots):
-        if isinstance(values, dict):
-            if slot.input_name in values:
-                promoted[index] = values[slot.input_name]
-        elif isinstance(values, list) and position < len(values) and values[position] is not None:
-            promoted[index] = values[position]
-    return promoted
-
-
-# A proxyWidgets entry whose target is the subgraph's own input (by name), not an inner node.
-SUBGRAPH_INPUT_TARGET = "-1"
-
-
-def _proxy_widgets(node: UINode, inherited: Mapping[str, Any]) -> list[tuple[str, str, Any]] | None:
-    """``(target node id, widget name, value)`` for each widget a subgraph instance promotes in
-    ``properties.proxyWidgets`` (the editor's newer way), its value at the same position of
-    ``widgets_values``; an enclosing instance's promotion of the same name (``inherited``) wins.
-    None when the instance has no proxyWidgets."""
-    raw = node.properties.get("proxyWidgets")
-    if not isinstance(raw, list):
-        return None
-    values = node.widgets_values if isinstance(node.widgets_values, list) else []
-    found = []
-    for position, entry in enumerate(raw):
-        if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str)):
-            continue
-        target, name = node_key(entry[0]), entry[1]
-        if name in inherited:
-            found.append((target, name, inherited[name]))
-        elif position < len(values) and values[position] is not None:
-            found.append((target, name, values[position]))
-    return found
-
-
-def _proxied_inputs(node: UINode, proxies: list[tuple[str, str, Any]]) -> dict[int, Any]:
-    """Promoted values of the instance's own inputs (target ``-1``), by input slot."""
-    slots = {slot.input_name: index for index, slot in enumerate(node.inputs)}
-    return {
-        slots[name]: value
-        for target, name, value in proxies
-        if target == SUBGRAPH_INPUT_TARGET and name in slots
-    }
 
 
 def _titled(node: UINode, title: str) -> UINode:

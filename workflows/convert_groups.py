@@ -7,7 +7,9 @@ node shows (their values are the instance's ``widgets_values``, in order, each f
 control_after_generate slot where it has one), which inner inputs are group inputs (link inputs not
 wired inside the group, in inner-node order, then widgets converted to inputs), and which inner
 outputs are group outputs (those not only used inside).
-Inner nodes get ids ``"<group id>:<index>"``.
+Inner nodes get ids ``"<group id>:<index>"``. An instance's saved inputs are taken by name (as
+the editor's ``ComfyNode.configure`` does); a linked one whose name is none of the group's inputs,
+which the editor would silently drop, is refused.
 """
 
 from __future__ import annotations
@@ -43,12 +45,43 @@ class GroupNodeDef:
     links_to: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
     widgets: list[GroupWidget] = field(default_factory=list)
     input_map: dict[tuple[int, int], int] = field(default_factory=dict)
+    input_names: dict[int, str] = field(default_factory=dict)  # group input index -> its name
     output_map: list[tuple[int, int]] = field(default_factory=list)
 
     @classmethod
     def build(cls, name: str, raw: Mapping[str, Any], schema: SchemaSource) -> GroupNodeDef:
         """Read one ``extra.groupNodes`` entry; raises ConversionError for unknown inner types."""
         return _Builder(name, raw, schema).build()
+
+    def configured(self, node: UINode) -> UINode:
+        """``node`` (an instance) with its inputs in the group's order, saved links taken by
+        name as the editor does; raises ConversionError where a saved link would be dropped."""
+        names = [self.input_names[i] for i in sorted(self.input_names)]
+        widgets = {w.name for w in self.widgets}
+        saved = {slot.name: slot for slot in node.inputs}
+        lost = [
+            s.name
+            for s in node.inputs
+            if s.link is not None and s.name not in names and (s.widget or "") not in widgets
+        ]
+        if lost:
+            raise ConversionError(
+                problems=[
+                    Problem(
+                        node.id,
+                        node.title,
+                        node.type,
+                        lost[0],
+                        "conversion",
+                        f"group node input {lost[0]!r} is none of the group's inputs "
+                        f"({', '.join(map(repr, names))}); the editor would drop its link",
+                        "re-connect that input in the editor and save the workflow again",
+                    )
+                ]
+            )
+        inputs = [saved.get(n) or InputSlot(n, "*", None, None) for n in names]
+        inputs += [slot for slot in node.inputs if slot.name not in names]
+        return replace(node, inputs=tuple(inputs))
 
     def instance_values(
         self, values: list[Any] | dict[str, Any] | None
@@ -171,10 +204,11 @@ class _Builder:
             for position, input_spec in enumerate(slots):
                 if position in internal:
                     continue
-                self._name_for(index, node, input_spec.name)
+                name = self._name_for(index, node, input_spec.name)
                 if self._custom(index, "input", input_spec.name).get("visible") is False:
                     continue
                 result.input_map[(index, position)] = inputs_count
+                result.input_names[inputs_count] = name
                 inputs_count += 1
             for offset, (_, input_spec) in enumerate(converted):
                 converted_later.append((index, len(slots) + offset, input_spec))
@@ -187,8 +221,10 @@ class _Builder:
         for index, position, input_spec in converted_later:
             if position in self.links_to.get(index, {}):
                 continue
-            result.widgets.append(self._widget(index, self.nodes[index], input_spec))
+            widget = self._widget(index, self.nodes[index], input_spec)
+            result.widgets.append(widget)
             result.input_map[(index, position)] = inputs_count
+            result.input_names[inputs_count] = widget.name
             inputs_count += 1
         if self.problems:
             raise ConversionError(problems=self.problems)

@@ -73,9 +73,10 @@ class InputSpec:
         """True when the editor adds a control_after_generate widget right after this one."""
         if not self.is_widget:
             return False
-        if self.config.get("control_after_generate"):
-            return True
-        return self.type == "INT" and self.name in SEED_NAMES
+        flag = self.config.get("control_after_generate")
+        if self.type == "INT" and flag is None:  # an explicit false wins over the name
+            return self.name in SEED_NAMES
+        return bool(flag)
 
     @property
     def is_upload(self) -> bool:

@@ -3,7 +3,8 @@
 Tolerates what real files contain: node ids as numbers or strings, links as arrays
 (``[id, origin_id, origin_slot, target_id, target_slot, type]``) or objects
 (``{id, origin_id, origin_slot, target_id, target_slot, type}``), ``links`` as a list or a dict,
-missing ``inputs``/``outputs``/``mode``, and ``widgets_values`` as a list, a dict or null. The same
+missing ``inputs``/``outputs``/``mode``, and ``widgets_values`` as a list, a dict or null; node
+types the editor renames on load (``LEGACY_TYPES``) are renamed here too. The same
 reader serves the root graph, subgraph definitions (``definitions.subgraphs``) and legacy group
 node definitions (``extra.groupNodes``).
 """
@@ -40,6 +41,12 @@ VIRTUAL_TYPES = frozenset(
     }
 )  # fmt: skip
 GROUP_NODE_PREFIXES = ("workflow>", "workflow/")
+# Types the editor renames when it loads a workflow (app.loadGraphData), so they export renamed.
+LEGACY_TYPES = {
+    "T2IAdapterLoader": "ControlNetLoader",
+    "ConditioningAverage ": "ConditioningAverage",
+    "SDV_img2vid_Conditioning": "SVD_img2vid_Conditioning",
+}
 
 
 def node_key(value: Any) -> str:
@@ -94,7 +101,7 @@ class UINode:
         properties = raw.get("properties")
         return cls(
             id=node_key(raw.get("id")),
-            type=str(raw.get("type") or ""),
+            type=_type_of(raw.get("type")),
             mode=mode if isinstance(mode, int) and not isinstance(mode, bool) else MODE_ALWAYS,
             title=title if isinstance(title, str) and title else None,
             inputs=inputs,
@@ -186,6 +193,11 @@ class UIGraph:
 def is_ui_link_list(value: Any) -> bool:
     """True for a ``links`` value as the editor writes it (list or dict, possibly empty)."""
     return isinstance(value, (list, dict))
+
+
+def _type_of(value: Any) -> str:
+    name = str(value or "")
+    return LEGACY_TYPES.get(name, name)
 
 
 def _list(value: Any) -> list[Any]:

@@ -4,6 +4,11 @@ One fleet of ``instances`` simulators (``--job-ms`` fixed GPU time per prompt) s
 in turn (always in the order native, naive, farm, so the farm's ratio has its reference). Before
 each mode the simulators' accounting is reset and fresh prompts (new seeds) are drawn, so no job
 is served from ComfyUI's cache and each mode's timeline holds only its own runs.
+
+With ``comfy_urls`` the same comparison runs on those servers instead (real ComfyUIs on GPUs,
+see ``comfyfarm_bench.remote``): nothing is started, jobs come from ``workflow`` with
+``params``/``sets``, busy time from each prompt's history, and ``job_ms`` in the figures is the
+measured mean busy time of the mode's executed prompts.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from comfyfarm_bench.naive import run_naive
 from comfyfarm_bench.native import run_native
 from comfyfarm_bench.prompts import fresh_jobs
 from comfyfarm_bench.record import ModeRun
+from comfyfarm_bench.remote import RemoteFleet, mean_busy_ms, workflow_jobs
 
 MODES = ("native", "naive", "farm")
 
@@ -35,6 +41,10 @@ class ThroughputOptions:
     modes: tuple[str, ...] = MODES
     serial: bool = False
     timeout: float = 900.0
+    comfy_urls: tuple[str, ...] = ()
+    workflow: str | None = None
+    params: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
@@ -64,8 +74,14 @@ def _farm(urls: list[str], jobs: list[PreparedJob], tmp: Path, o: ThroughputOpti
 RUNNERS: dict[str, ModeRunner] = {"native": _native, "naive": _naive, "farm": _farm}
 
 
-def run_throughput(options: ThroughputOptions, *, log: TextIO = sys.stderr) -> list[ModeFigures]:
-    """Start the fleet, run each mode, stop the fleet; figures in run order."""
+def run_throughput(options: ThroughputOptions, *, log: TextIO | None = None) -> list[ModeFigures]:
+    """Start the fleet, run each mode, stop the fleet; figures in run order.
+
+    ``log`` (progress lines) is looked up when called, default ``sys.stderr``: a default bound at
+    import would keep a stream that may be closed by then (a test's captured stderr)."""
+    log = log or sys.stderr
+    if options.comfy_urls:
+        return run_remote_throughput(options, log=log)
     results: list[ModeFigures] = []
     native_throughput: float | None = None
     with tempfile.TemporaryDirectory(prefix="comfyfarm-bench-") as tmp_name:
@@ -83,4 +99,39 @@ def run_throughput(options: ThroughputOptions, *, log: TextIO = sys.stderr) -> l
                 if mode == "native":
                     native_throughput = figures.throughput
                 results.append(figures)
+    return results
+
+
+def run_remote_throughput(
+    options: ThroughputOptions, *, log: TextIO | None = None
+) -> list[ModeFigures]:
+    """Each mode on the ComfyUI servers of ``options.comfy_urls``; figures in run order."""
+    log = log or sys.stderr
+    results: list[ModeFigures] = []
+    native_throughput: float | None = None
+    fleet = RemoteFleet(options.comfy_urls)
+    try:
+        with tempfile.TemporaryDirectory(prefix="comfyfarm-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            print(f"using {len(fleet)} ComfyUI server(s): {', '.join(fleet.urls)}", file=log)
+            for mode in options.modes:
+                jobs = workflow_jobs(
+                    options.workflow,
+                    options.jobs,
+                    schema_url=fleet.urls[0],
+                    params=options.params,
+                    sets=options.sets,
+                    log=log,
+                )
+                print(f"{mode}: {len(jobs)} jobs", file=log)
+                record = RUNNERS[mode](fleet.urls, jobs, tmp, options)
+                runs = fleet.runs_for(job.job_id for job in record.jobs)
+                figures = figures_of(
+                    record, runs, job_ms=mean_busy_ms(runs), native_throughput=native_throughput
+                )
+                if mode == "native":
+                    native_throughput = figures.throughput
+                results.append(figures)
+    finally:
+        fleet.close()
     return results

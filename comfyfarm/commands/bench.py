@@ -46,6 +46,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     throughput.add_argument(
         "--timeout", type=float, default=900.0, help="seconds per mode (soak: the whole run)"
     )
+    throughput.add_argument(
+        "--comfy-url", action="append", default=[], metavar="URL",
+        help="run on this ComfyUI instead of simulators (repeatable; --instances is ignored)",
+    )  # fmt: skip
+    throughput.add_argument(
+        "--workflow", help="with --comfy-url: workflow to run (default sd15_text2image)"
+    )
+    throughput.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="with --comfy-url: a workflow parameter (repeatable)",
+    )  # fmt: skip
+    throughput.add_argument(
+        "--set", action="append", default=[], metavar="TARGET=VALUE",
+        help="with --comfy-url: an override by node id, title or class (repeatable)",
+    )  # fmt: skip
     enqueue = parser.add_argument_group("enqueue")
     enqueue.add_argument("--count", type=int, default=20_000, help="jobs to enqueue (20000)")
     enqueue.add_argument("--chunk", type=int, default=500, help="jobs per Redis pipeline (500)")
@@ -132,6 +147,9 @@ def _throughput(args: argparse.Namespace) -> int:
     from comfyfarm_bench.report import print_json_lines, throughput_table
     from comfyfarm_bench.throughput import ThroughputOptions, parse_modes, run_throughput
 
+    from comfyfarm.comfy.errors import ComfyError
+    from comfyfarm.workflows import WorkflowError
+
     args.jobs = THROUGHPUT_JOBS if args.jobs is None else args.jobs
     args.job_ms = THROUGHPUT_JOB_MS if args.job_ms is None else args.job_ms
     try:
@@ -145,22 +163,35 @@ def _throughput(args: argparse.Namespace) -> int:
         )
         return 2
     options = ThroughputOptions(
-        instances=args.instances,
+        instances=len(args.comfy_url) or args.instances,
         job_ms=args.job_ms,
         jobs=args.jobs,
         modes=modes,
         serial=args.serial,
         timeout=args.timeout,
+        comfy_urls=tuple(args.comfy_url),
+        workflow=args.workflow,
+        params=tuple(args.param),
+        sets=tuple(args.set),
     )
-    figures = run_throughput(options)
+    if (args.workflow or args.param or args.set) and not args.comfy_url:
+        print("comfyfarm bench: --workflow/--param/--set need --comfy-url", file=sys.stderr)
+        return 2
+    try:
+        figures = run_throughput(options)
+    except (ComfyError, WorkflowError) as exc:  # a server or workflow given by the user
+        if not args.comfy_url:
+            raise
+        print(f"comfyfarm bench: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print_json_lines(({**f.to_dict(), "serial": args.serial} for f in figures), sys.stdout)
     else:
         loop = "closed loop, one job in flight per instance" if args.serial else "all jobs up front"
-        print(
-            f"{args.instances} instance(s) x {args.job_ms:g} ms/job, {args.jobs} jobs per mode "
-            f"({loop}); percentiles nearest-rank"
-        )
+        what = f"{args.instances} instance(s) x {args.job_ms:g} ms/job"
+        if args.comfy_url:
+            what = f"{len(args.comfy_url)} ComfyUI server(s), {args.workflow or 'sd15_text2image'}"
+        print(f"{what}, {args.jobs} jobs per mode ({loop}); percentiles nearest-rank")
         print(throughput_table(figures))
     return 1 if any(f.failed for f in figures) else 0
 

@@ -23,6 +23,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-ms", type=int, default=40, help="simulated time per step")
     parser.add_argument("--no-flower", action="store_true")
     parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the sweep, keep the farm up (no terminal needed) until SIGTERM, SIGHUP or "
+        "Ctrl-C",
+    )
+    parser.add_argument(
         "--exit",
         action="store_true",
         help="stop as soon as the sweep is done (default when not on a terminal)",

@@ -10,7 +10,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job_id")
+    parser.add_argument("job_id", help="the job's id, or any unique prefix of it")
     parser.add_argument("--wait", action="store_true", help="wait until the job finishes")
     parser.add_argument("--timeout", type=float, default=None)
     parser.add_argument("--json", action="store_true")
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from comfyfarm.reporting import describe_result, emit
 
     farm = Farm.from_env()
-    job = farm.job(args.job_id)
+    job = farm.find_job(args.job_id)
     try:
         result = job.wait(args.timeout) if args.wait else job.result()
     except JobTimeout as exc:
@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if result is None:
         emit(
-            {"job_id": args.job_id, "status": job.status()},
+            {"job_id": job.job_id, "status": job.status()},
             args.json,
-            text=f"job {args.job_id}: {job.status()} (no result yet)",
+            text=f"job {job.job_id}: {job.status()} (no result yet)",
         )
         return 3
     emit(result.to_dict(), args.json, text=describe_result(result))

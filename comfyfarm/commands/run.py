@@ -71,7 +71,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pair sweeps element by element instead of the cartesian product",
     )
-    parser.add_argument("--count", type=int, default=1, help="repeat each job N times")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        help="repeat each job N times; identical prompts are ComfyUI cache hits (the same "
+        "files), so for N different images add --param seed=random",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 
+    _warn_repeats(jobs)
     out_dir = Path(args.out).resolve()
     store = open_store(out_dir.as_uri())
     bars = ProgressBars(enabled=not args.json)
@@ -129,11 +136,23 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _warn_repeats(jobs: list[Any]) -> None:
+    """Say on stderr when jobs repeat an identical prompt (ComfyUI cache hits, same files)."""
+    from comfyfarm.workflows.repeats import repeat_warning
+
+    warning = repeat_warning([job.prompt for job in jobs], [job.params for job in jobs])
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+_OUTPUT_KEYS = ("node_id", "kind", "filename", "bytes", "hash", "mime", "cached", "animated")
+
+
 def _direct_result(result: dict[str, Any]) -> dict[str, Any]:
     """The result as direct mode prints it: local paths instead of storage URIs."""
     outputs = []
     for record in result.get("outputs", []):
-        item = {k: record.get(k) for k in ("node_id", "kind", "filename", "bytes", "hash", "mime")}
+        item = {k: record.get(k) for k in _OUTPUT_KEYS}
         uri = record.get("uri")
         item["path"] = unquote(urlparse(uri).path) if uri else None
         if record.get("value") is not None:
@@ -157,4 +176,5 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
         print(f"  error: {result['error'].get('message')}")
     for output in result["outputs"]:
         where = output.get("path") or repr(output.get("value"))
-        print(f"  node {output['node_id']} {output['kind']}: {where}")
+        flags = "".join(f" ({flag})" for flag in ("animated", "cached") if output.get(flag))
+        print(f"  node {output['node_id']} {output['kind']}: {where}{flags}")

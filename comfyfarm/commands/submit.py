@@ -42,6 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     route = parser.add_argument_group("routing (instead of --queue)")
     route.add_argument("--worker", help="pin the jobs to one worker (its own queue)")
     route.add_argument("--capability", help="send to workers that declare this capability")
+    route.add_argument(
+        "--allow-offline",
+        action="store_true",
+        help="queue for --worker/--capability/--queue even when no live worker consumes it",
+    )
     add_option_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="wait, showing progress bars")
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait per job")
@@ -109,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         options = options_from_args(args)
         options["queue"] = _queue(args)
         queue = options["queue"]
+        if queue is not None and not args.allow_offline:
+            _require_a_consumer(farm, queue)
         schema: SchemaSource | None = None
         published: list[PublishedSchema] = []
         if not args.no_validate and (args.object_info or args.comfy_url or queue is not None):
@@ -133,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             count=args.count,
             validate=schema is not None and not published,
         )
+        _warn_repeats(jobs)
         if published:
             del options["queue"]
             handles = farm.submit_routed(jobs, schemas=published, **options)
@@ -159,6 +167,15 @@ def run(args: argparse.Namespace) -> int:
     return wait_all(farm, handles, args)
 
 
+def _warn_repeats(jobs: list[Any]) -> None:
+    """Say on stderr when jobs repeat an identical prompt (ComfyUI cache hits, same files)."""
+    from comfyfarm.workflows.repeats import repeat_warning
+
+    warning = repeat_warning([job.prompt for job in jobs], [job.params for job in jobs])
+    if warning:
+        print(warning, file=sys.stderr)
+
+
 def _say_routing(handles: list[Job]) -> None:
     """Tell (on stderr) where jobs went when not every worker can run them."""
     from comfyfarm.tasks.routing import SHARED_QUEUE
@@ -171,6 +188,20 @@ def _say_routing(handles: list[Job]) -> None:
             f"workers have; sent to: {where}",
             file=sys.stderr,
         )
+
+
+def _require_a_consumer(farm: Farm, queue: str) -> None:
+    """Refuse a queue that no registered worker consumes: its jobs would wait forever."""
+    from comfyfarm.producer.errors import ProducerError
+
+    workers = farm.status(ping_timeout=None).workers
+    if any(queue in worker.info.queues for worker in workers):
+        return
+    names = ", ".join(sorted(worker.info.name for worker in workers)) or "none"
+    raise ProducerError(
+        f"no live worker consumes {queue} (workers: {names}); start one, or pass "
+        "--allow-offline to queue the jobs for a worker that will come"
+    )
 
 
 def _queue(args: argparse.Namespace) -> str | None:

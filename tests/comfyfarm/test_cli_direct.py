@@ -163,3 +163,34 @@ def test_run_with_unreachable_comfyui_exits_3(tmp_path: Path, capsys) -> None:
     )
     assert code == 3
     assert "not reachable" in capsys.readouterr().err
+
+
+def test_run_count_with_a_fixed_seed_warns_and_marks_repeats_cached(
+    sim, tmp_path: Path, capsys
+) -> None:
+    """`run --count 2` with a fixed seed warns that the repeat is a ComfyUI cache hit (naming
+    --param seed=random) and the repeat's output says ``cached``."""
+    code = main(
+        ["run", "sd15_text2image", "--comfy-url", sim.url, "--out", str(tmp_path),
+         "--param", "seed=7", "--count", "2", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "1 of 2 jobs repeat an identical prompt" in captured.err
+    assert "--param seed=random" in captured.err
+    first, second = (json.loads(line) for line in captured.out.strip().splitlines())
+    assert [o["cached"] for o in first["outputs"]] == [False]
+    assert [o["cached"] for o in second["outputs"]] == [True]
+
+
+def test_run_count_with_a_random_seed_does_not_warn(sim, tmp_path: Path, capsys) -> None:
+    """`run --count 2 --param seed=random` draws two seeds: no warning, nothing cached."""
+    code = main(
+        ["run", "sd15_text2image", "--comfy-url", sim.url, "--out", str(tmp_path),
+         "--param", "seed=random", "--count", "2", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "repeat an identical prompt" not in captured.err
+    results = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert [o["cached"] for r in results for o in r["outputs"]] == [False, False]

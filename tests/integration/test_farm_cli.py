@@ -79,7 +79,8 @@ def test_submit_refuses_an_invalid_job_before_enqueueing(
 def test_status_result_and_cancel_json(workers: WorkerFactory, start_sim, farm: Farm) -> None:
     """`status --json` lists the worker with its ComfyUI; `result --json` gives the JobResult;
     `cancel --json` of a queued job reports what it did and the job never runs."""
-    sim = start_sim("--step-ms", "40", "--load-ms", "0")
+    # The first job runs ~10 s, so the second is still queued however slowly the CLI starts.
+    sim = start_sim("--step-ms", "400", "--load-ms", "0")
     worker = workers.start(sim, args=("--depth", "0"))
     done = cli(
         workers, "submit", "sd15_text2image", "--sweep", "seed=1,2", "--param", "steps=25", "--json"

@@ -51,7 +51,9 @@ def test_job_reports_progress_and_stores_verified_outputs(
 def test_image_to_image_job_uploads_its_input_into_a_job_folder(
     farm: Farm, workers: WorkerFactory, start_sim, tmp_path: Path
 ) -> None:
-    """An image-to-image job's local input goes into comfyfarm/<job_id>/ and the job succeeds."""
+    """An image-to-image job's local input goes into comfyfarm/<job_id>/, the job succeeds (so
+    LoadImage read the real bytes), and afterwards the file there is emptied (ComfyUI has no
+    delete route: clearing means overwriting with nothing)."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0")
     workers.start(sim)
     image = tmp_path / "cat.png"
@@ -68,7 +70,7 @@ def test_image_to_image_job_uploads_its_input_into_a_job_folder(
         params={"filename": "cat.png", "subfolder": f"comfyfarm/{result.job_id}", "type": "input"},
         timeout=5,
     )
-    assert uploaded.status_code == 200 and uploaded.content == image.read_bytes()
+    assert uploaded.status_code == 200 and uploaded.content == b""
 
 
 def test_registry_shows_the_job_a_worker_is_running(

@@ -27,5 +27,6 @@ def test_public_names() -> None:
     """The package exports exactly its documented API."""
     assert sorted(comfyfarm.producer.__all__) == sorted(
         ["CancelOutcome", "Farm", "FarmStatus", "Job", "JobTimeout", "ProducerError",
-         "QueueDepth", "RunningJob", "SubmitError", "WaitTimeout", "WorkerStatus", "build_spec"]
+         "QueueDepth", "RunningJob", "SubmitError", "UnknownJob", "WaitTimeout", "WorkerStatus",
+         "build_spec"]
     )  # fmt: skip

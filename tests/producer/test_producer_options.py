@@ -102,7 +102,9 @@ def test_command_line_accepts_every_option(
     monkeypatch.setenv("COMFYFARM_BROKER_URL", farm.settings.broker_url)
     monkeypatch.setenv("COMFYFARM_KEY_PREFIX", farm.settings.key_prefix)
     words = [word for _value, cli, _held in SAMPLES.values() for word in cli]
-    code = main(["submit", str(SEED_WORKFLOW), "--no-validate", "--json", *words])
+    code = main(
+        ["submit", str(SEED_WORKFLOW), "--no-validate", "--allow-offline", "--json", *words]
+    )
     assert code == 0, capsys.readouterr().err
     [line] = capsys.readouterr().out.splitlines()
     queued = json.loads(line)

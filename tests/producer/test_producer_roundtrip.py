@@ -20,7 +20,7 @@ from comfyfarm.tasks.settings import Settings
 
 
 def register_stand_in(app: Celery) -> None:
-    @app.task(name=RUN_JOB, bind=True)
+    @app.task(name=RUN_JOB, bind=True, shared=False)
     def run_job(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         spec = JobSpec.from_dict(payload)
         for percent in (25.0, 75.0):

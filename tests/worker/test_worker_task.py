@@ -279,8 +279,9 @@ def test_the_soft_time_limit_stops_the_prompt_and_fails_the_job(shell: Shell) ->
     assert shell.result_file(payload["job_id"]) == stored
 
 
-def test_a_cancelled_job_returns_its_cancelled_result(shell: Shell) -> None:
-    """A cancel is a normal ending: the task returns the cancelled result, no JobFailed."""
+def test_a_cancelled_job_is_stored_and_raised_as_cancelled(shell: Shell) -> None:
+    """A cancel is stored like any ending, then JobCancelled makes Celery record a FAILURE whose
+    exception says "cancelled" (Flower must not show a cancelled job as a success)."""
     payload = job()
 
     def cancelled(spec: JobSpec, ctx: JobContext) -> JobResult:
@@ -289,8 +290,9 @@ def test_a_cancelled_job_returns_its_cancelled_result(shell: Shell) -> None:
         return result
 
     shell.runner = cancelled
-    body = shell.deliver(payload)
-    assert body["status"] == "cancelled" and shell.stored_result(payload["job_id"]) == body
+    with pytest.raises(job_task.JobCancelled, match="cancelled"):
+        shell.deliver(payload)
+    assert shell.stored_result(payload["job_id"])["status"] == "cancelled"
 
 
 def test_an_unreadable_payload_is_dead_lettered_and_fails_naming_the_field(shell: Shell) -> None:

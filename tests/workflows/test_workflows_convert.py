@@ -317,7 +317,8 @@ def test_proxy_widget_of_the_subgraph_input_fills_the_unlinked_input(schema, dat
 def test_an_outer_instance_promotion_wins_over_the_inner_one(schema, data):
     """Nested subgraphs: the enclosing instance's proxied value reaches the innermost widget."""
     ui = data("subgraph_ui.json")
-    nested = ui["definitions"]["subgraphs"][1]["nodes"][0]  # node 20, inside "Negative"
+    negative = next(d for d in ui["definitions"]["subgraphs"] if d["name"] == "Negative")
+    nested = negative["nodes"][0]  # node 20, inside "Negative"
     nested["properties"] = {"proxyWidgets": [["10", "text"]]}
     nested["widgets_values"] = ["inner choice"]
     assert convert_ui_to_api(ui, schema)["3:20:10"]["inputs"]["text"] == "inner choice"

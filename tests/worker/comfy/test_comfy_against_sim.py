@@ -198,7 +198,8 @@ def test_preview_output_is_a_temp_file(comfy):
 
 
 def test_every_output_kind_is_collected(comfy):
-    """Animated WEBP (images + animated flag), audio file and text value from one prompt."""
+    """Animated WEBP (a file flagged animated, no value of its own), audio file and text value
+    from one prompt."""
     prompt = {
         "1": {
             "class_type": "EmptyImage",
@@ -229,10 +230,12 @@ def test_every_output_kind_is_collected(comfy):
     kinds = {(c.node_id, c.kind, type(c).__name__) for c in collected}
     assert kinds == {
         ("2", "images", "OutputFile"),
-        ("2", "animated", "OutputValue"),
         ("6", "audio", "OutputFile"),
         ("8", "text", "OutputValue"),
     }
+    assert [c.animated for c in collected if c.node_id == "2" and isinstance(c, OutputFile)] == [
+        True
+    ]
     assert OutputValue("8", "text", 0, "hello") in collected
     audio = next(c for c in collected if isinstance(c, OutputFile) and c.kind == "audio")
     assert audio.subfolder == "au" and audio.filename.endswith(".flac")

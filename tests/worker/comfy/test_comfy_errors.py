@@ -76,14 +76,14 @@ def test_permanent_errors(error):
 
 @pytest.mark.parametrize("error", RETRYABLE + PERMANENT, ids=lambda e: type(e).__name__)
 def test_to_dict_is_json_safe_and_complete(error):
-    """to_dict has the class name, the message and every field, and survives json.dumps.
+    """to_dict has the class name, the whole message and every field, and survives json.dumps.
 
-    PromptRejected has a ``message`` field (ComfyUI's); fields are spread last, so it wins.
+    PromptRejected's own ``message`` field (ComfyUI's one-liner) is kept as ``comfy_message``.
     """
     data = error.to_dict()
     assert data["type"] == type(error).__name__
-    assert data["message"] == (error.message if "message" in error.fields else str(error))
-    assert set(error.fields) <= set(data)
+    assert data["message"] == str(error)
+    assert set(error.fields) - {"message"} <= set(data)
     assert json.loads(json.dumps(data)) == data
 
 
@@ -105,3 +105,4 @@ def test_rejection_message_lists_node_errors():
     text = str(PERMANENT[0])
     assert "node 2 (ImageScale) input 'upscale_method'" in text
     assert PERMANENT[0].to_dict()["node_errors"][0]["input_name"] == "upscale_method"
+    assert "node 2 (ImageScale) input 'upscale_method'" in PERMANENT[0].to_dict()["message"]

@@ -178,8 +178,17 @@ def test_stall_while_pending_keeps_waiting():
     assert client.lookup_calls == 6
 
 
+def test_silence_while_running_is_followed_to_the_end():
+    """Running but silent for many stall timeouts (a slow node) is no fault: it finishes."""
+    clock = Clock()
+    stream = FakeStream(clock, [SILENCE] * 9 + list(SUCCESS_EVENTS))
+    client = FakeClient(lookups=[RUNNING])
+    assert follow(client, stream, clock, stall_timeout=1.0).history is HISTORY
+    assert client.lookup_calls == 9
+
+
 def test_stall_while_running_times_out_after_max_stall():
-    """Running but silent: reconciled every stall_timeout, PromptTimeout(stall) at max_stall."""
+    """With max_stall set: reconciled every stall_timeout, PromptTimeout(stall) at max_stall."""
     clock = Clock()
     stream = FakeStream(clock, SUCCESS_EVENTS[:6])
     client = FakeClient(lookups=[RUNNING])

@@ -75,7 +75,8 @@ def test_cached_nodes_from_history_messages():
 
 
 def test_every_output_kind_is_collected():
-    """gifs, audio, text, result, animated and custom keys: files where there is a filename."""
+    """gifs, audio, text, result and custom keys: files where there is a filename; ``animated``
+    is a flag of the node's files, never an output of its own."""
     outputs = {
         "20": {
             "images": [{"filename": "vid_00001_.mp4", "subfolder": "video", "type": "output"}],
@@ -111,8 +112,8 @@ def test_every_output_kind_is_collected():
     }
     assert files[("25", "my_meshes")].type == "output"  # missing type defaults to output
     assert files[("22", "audio")].relative_path == PurePosixPath("audio/audio_00001_.flac")
+    assert files[("20", "images")].animated and not files[("21", "gifs")].animated
     assert values == [
-        ("20", "animated", True),
         ("23", "text", "some string"),
         ("24", "result", "mesh/model_00001_.glb"),
         ("24", "result", {"camera": "c"}),
@@ -180,3 +181,10 @@ def test_history_entry_tolerates_missing_parts():
     assert entry.outputs == {} and entry.status_str == "" and entry.failure() is None
     failed = HistoryEntry.from_dict("p", {"status": {"status_str": "error", "messages": []}})
     assert isinstance(failed.failure(), ExecutionFailed)
+
+
+def test_animated_false_marks_nothing_and_adds_no_value():
+    """``animated: [false]`` (a single-frame SaveAnimatedWEBP) is no output and no flag."""
+    outputs = {"9": {"images": [{"filename": "a.webp", "subfolder": ""}], "animated": [False]}}
+    (item,) = collect_outputs(outputs)
+    assert isinstance(item, OutputFile) and not item.animated
