@@ -10,6 +10,8 @@ Layout of a job's outputs: ``<prefix>/<job_id>/<node_id>_<index>_<filename>`` pl
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from comfyfarm.storage.base import UnsafeKey
 
 TEMP_PREFIX = ".comfyfarm-tmp-"
@@ -35,6 +37,17 @@ def check_key(key: str) -> str:
         if part.startswith(TEMP_PREFIX):
             raise UnsafeKey(key=key, reason=f"parts starting with {TEMP_PREFIX!r} are reserved")
     return key
+
+
+def key_of_uri(store_url: str, uri: str) -> str | None:
+    """The key of ``uri`` in the store at ``store_url`` (as ``store.uri(key)`` wrote it), or
+    None when the URI is not under that store. The key is not checked here: the store checks
+    it when it is used (a ``..`` that would climb out is refused then)."""
+    base = store_url.rstrip("/") + "/"
+    if "://" not in uri or not uri.startswith(base) or "?" in uri or "#" in uri:
+        return None
+    rest = uri[len(base) :]
+    return unquote(rest) if base.startswith("file:") else rest  # file URIs are %-encoded
 
 
 def job_dir(prefix: str, job_id: str) -> str:

@@ -30,13 +30,13 @@ from botocore.exceptions import (
 )
 
 from comfyfarm.storage.base import (
-    Digest,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
     StoreBase,
     StoredObject,
 )
+from comfyfarm.storage.digests import DEFAULT_DIGEST, Digest, check_algorithm
 from comfyfarm.storage.keys import check_key
 
 PART_SIZE = 8 * 1024 * 1024
@@ -62,6 +62,7 @@ class S3Store(StoreBase):
         region: str | None = None,
         addressing_style: str | None = None,
         part_size: int = PART_SIZE,
+        digest: str = DEFAULT_DIGEST,
     ) -> None:
         if not bucket:
             raise ValueError("an s3:// URL needs a bucket: s3://BUCKET[/PREFIX]")
@@ -72,6 +73,7 @@ class S3Store(StoreBase):
         if self.prefix:
             check_key(self.prefix)
         self.part_size = part_size
+        self.digest = check_algorithm(digest)
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = client or boto3.client(
             "s3",
@@ -89,7 +91,9 @@ class S3Store(StoreBase):
         )
 
     @classmethod
-    def from_url(cls, url: str, *, environ: Mapping[str, str] | None = None) -> S3Store:
+    def from_url(
+        cls, url: str, *, environ: Mapping[str, str] | None = None, digest: str = DEFAULT_DIGEST
+    ) -> S3Store:
         """Build from ``s3://bucket/prefix?endpoint_url=..&region=..``; env read now."""
         env = os.environ if environ is None else environ
         parts = urlsplit(url)
@@ -108,6 +112,7 @@ class S3Store(StoreBase):
             endpoint_url=endpoint,
             region=region,
             addressing_style=query.get("addressing_style"),
+            digest=digest,
         )
 
     def object_key(self, key: str) -> str:
@@ -119,7 +124,7 @@ class S3Store(StoreBase):
         self, key: str, chunks: Iterable[bytes], *, content_type: str | None = None
     ) -> StoredObject:
         name = self.object_key(key)
-        digest = Digest()
+        digest = Digest(self.digest)
         extra = {"ContentType": content_type} if content_type else {}
         parts = _parts(chunks, digest, self.part_size)
         first, last = next(parts)
@@ -130,7 +135,7 @@ class S3Store(StoreBase):
             head = [first]
             del first  # only one part in memory at a time: the list hands it over, then drops it
             self._multipart(key, name, head, parts, extra)
-        return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, sha256=digest.sha256)
+        return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, hash=digest.hash)
 
     def _multipart(
         self,
@@ -164,9 +169,10 @@ class S3Store(StoreBase):
             raise
 
     # -- reading ----------------------------------------------------------------------------
-    def open_read(self, key: str) -> BinaryIO:
+    def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
         answer = self._call(key, self.client.get_object, Bucket=self.bucket,
-                            Key=self.object_key(key))  # fmt: skip
+                            Key=self.object_key(key), **ranged)  # fmt: skip
         return io.BufferedReader(_BodyReader(key, answer["Body"]), buffer_size=READ_BUFFER)
 
     def exists(self, key: str) -> bool:
@@ -176,12 +182,25 @@ class S3Store(StoreBase):
             return False
         return True
 
+    def size(self, key: str) -> int:
+        answer = self._call(key, self.client.head_object, Bucket=self.bucket,
+                            Key=self.object_key(key))  # fmt: skip
+        return int(answer["ContentLength"])
+
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
         self._call(key, self.client.delete_object, Bucket=self.bucket, Key=self.object_key(key))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(key)}"
+
+    def presigned_url(self, key: str, *, expires_seconds: int) -> str:
+        """A signed HTTPS URL that GETs ``key`` for ``expires_seconds`` (no request is made)."""
+        return str(
+            self._call(key, self.client.generate_presigned_url, ClientMethod="get_object",
+                       Params={"Bucket": self.bucket, "Key": self.object_key(key)},
+                       ExpiresIn=expires_seconds)
+        )  # fmt: skip
 
     def _call(self, key: str, method: Any, **kwargs: Any) -> Any:
         try:

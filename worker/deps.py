@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 
@@ -49,7 +50,7 @@ class WorkerDeps:
         worker_name: str,
         client_id: str,
         open_client: Callable[[str], ComfyClient] = ComfyClient,
-        open_output_store: Callable[[str], OutputStore] = open_store,
+        open_output_store: Callable[[str], OutputStore] | None = None,
         open_redis: Callable[[Settings], redis.Redis] = redis_client,
         run: Runner = run_job,
     ) -> None:
@@ -59,7 +60,8 @@ class WorkerDeps:
         self.client_id = client_id
         self.run = run
         self._open_client = open_client
-        self._open_store = open_output_store
+        # By default the store records the digest the settings ask for (COMFYFARM_OUTPUT_DIGEST).
+        self._open_store = open_output_store or partial(open_store, digest=settings.output_digest)
         self._open_redis = open_redis
         self._opened: tuple[int, Opened] | None = None
 

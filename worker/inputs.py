@@ -15,8 +15,10 @@ never show up in the editor).
 
 Sources: an absolute path on shared storage (or ``file://`` URI), an ``http(s)://`` URL (fetched
 under the SSRF policy of ``worker/fetch.py`` through the worker's cache, ``worker/input_cache.py``),
-or a storage URI (``s3://bucket/key``, ``memory://name/key``). An ``s3://`` URI in the bucket of the
-worker's own storage is read with that storage's endpoint and region.
+or a storage URI (``s3://bucket/key``, ``memory://name/key``). A URI under the worker's own store
+(an uploaded asset's blob, a previous job's output) is read through that store, with its
+endpoint, region and credentials; another ``s3://`` URI in the bucket of the worker's own storage
+is read with that storage's endpoint and region.
 
 ```
 InputFileError(node_id, input_name, source, reason)   missing, unreadable, too big, refused (4xx)
@@ -36,7 +38,8 @@ from urllib.parse import unquote, urlsplit
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.errors import ComfyError
-from comfyfarm.storage import StorageError, StorageUnavailable, open_store
+from comfyfarm.storage import OutputStore, StorageError, StorageUnavailable, open_store
+from comfyfarm.storage.keys import key_of_uri
 from comfyfarm.tasks.models import InputFile, JobSpec
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker.fetch import FetchError, FetchPolicy, display_url, fetch
@@ -117,12 +120,14 @@ def upload_inputs(
     spec: JobSpec,
     *,
     storage_url: str | None = None,
+    store: OutputStore | None = None,
     sources: InputSources | None = None,
 ) -> dict[str, Any]:
     """Upload every input file of ``spec`` and return a copy of its prompt that points at them.
 
-    ``storage_url`` is the worker's own output storage (used to read ``s3://`` inputs in its
-    bucket with its endpoint); ``sources`` fetch URLs (default: ``default_sources()``).
+    ``store`` is the worker's own output store (sources under it are read through it);
+    ``storage_url`` its URL (used to read other ``s3://`` inputs in its bucket with its
+    endpoint); ``sources`` fetch URLs (default: ``default_sources()``).
     """
     prompt = copy.deepcopy(spec.prompt)
     subfolder = job_input_folder(spec.job_id)
@@ -131,7 +136,7 @@ def upload_inputs(
     for item in spec.inputs:
         reference = uploaded_by_source.get(item.source)
         if reference is None:
-            data = read_input(item, storage_url=storage_url, sources=sources)
+            data = read_input(item, storage_url=storage_url, store=store, sources=sources)
             uploaded = client.upload_image(
                 data, filename=names[item.source], subfolder=subfolder, overwrite=True
             )
@@ -175,10 +180,17 @@ def clear_inputs(client: ComfyClient, spec: JobSpec) -> int:
 
 
 def read_input(
-    item: InputFile, *, storage_url: str | None = None, sources: InputSources | None = None
+    item: InputFile,
+    *,
+    storage_url: str | None = None,
+    store: OutputStore | None = None,
+    sources: InputSources | None = None,
 ) -> bytes:
     """The bytes of one input file, size-capped (see the module docstring for sources)."""
     source = item.source
+    key = key_of_uri(store.url, source) if store is not None else None
+    if store is not None and key is not None:
+        return _read_from(item, store, key)
     scheme = urlsplit(source).scheme if "://" in source else ""
     if scheme in ("http", "https"):
         return _download(item, sources or default_sources())
@@ -200,6 +212,16 @@ def read_input(
         return path.read_bytes()
     except OSError as exc:
         raise _error(item, exc.strerror or str(exc)) from exc
+
+
+def _read_from(item: InputFile, store: OutputStore, key: str) -> bytes:
+    try:
+        with store.open_read(key) as handle:
+            return _capped(item, handle)
+    except StorageUnavailable as exc:
+        raise _error(item, exc.reason, retryable=True) from exc
+    except StorageError as exc:
+        raise _error(item, exc.reason) from exc
 
 
 def _read_stored(item: InputFile, storage_url: str | None) -> bytes:

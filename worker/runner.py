@@ -230,7 +230,7 @@ def _submit_and_follow(
             prompt = spec.prompt
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
-                prompt = upload_inputs(client, spec, storage_url=ctx.store.url)
+                prompt = upload_inputs(client, spec, storage_url=ctx.store.url, store=ctx.store)
             prompt = resolve_models(prompt, _download_progress(ctx, estimator))
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
@@ -291,7 +291,7 @@ def collect_into_store(
                     filename="",
                     uri=None,
                     bytes=0,
-                    sha256="",
+                    hash="",
                     mime="text/plain",
                     value=item.value,
                     cached=item.node_id in cached,
@@ -316,7 +316,7 @@ def collect_into_store(
                 filename=item.filename,
                 uri=stored.uri,
                 bytes=stored.bytes,
-                sha256=stored.sha256,
+                hash=stored.hash,
                 mime=mime,
                 animated=item.animated,
                 cached=item.node_id in cached,

@@ -2,10 +2,12 @@
 storage the way a worker does it, against a plain loopback download of the same file.
 
 - **farm path**: ``ComfyClient.iter_output`` (1 MiB chunks) → ``LocalStore.write`` (temp file
-  written by the calling thread with write-behind, SHA-256 in a helper thread at the same time,
-  fsync, rename, directory fsync); RSS growth of this process is measured around it
-  (``PeakRssGrowth``): streaming must not hold the file in memory. SHA-256 (~1.4 GB/s with
-  SHA-NI) bounds this path, so on a fast disk it cannot match the plain download.
+  written by the calling thread with write-behind, the BLAKE3 digest in a helper thread at the
+  same time, fsync, rename, directory fsync): what a worker does by default. RSS growth of this
+  process is measured around it (``PeakRssGrowth``): streaming must not hold the file in memory.
+- **farm path with SHA-256**: the same into a store opened with ``?digest=sha256``
+  (``COMFYFARM_OUTPUT_DIGEST=sha256``); SHA-256 is 2-4 × slower than BLAKE3 on one core and
+  bounds this path on a fast disk.
 - **farm path without digests**: the same into a store opened with ``?digest=none``: what the
   copy itself costs, durability included, without the hash.
 - **plain download**: ``requests.get(stream=True)`` → ``iter_content(1 MiB)`` → a file; no
@@ -13,10 +15,15 @@ storage the way a worker does it, against a plain loopback download of the same 
 - **plain download + fsync**: the same, with one fsync at the end: what durability alone costs
   on this disk, to tell it apart from the streaming code.
 
+Besides wall-clock speeds it reports the CPU time this process spent per MB on each path (all
+its threads; the simulator serving the file is another process) and the load average when it
+started: the digest is hidden behind the copy only while a spare core is free, so on a busy
+machine the ratio falls toward plain CPU / farm CPU.
+
 A random file of ``size_mb`` MiB is written into the simulator's ``output/`` folder first. Each
-path runs ``repeats`` times, interleaved (plain, plain + fsync, farm, farm without digests,
-plain, ...); speeds are
-medians, the RSS growth is the largest seen. MB here means MiB (2**20 bytes).
+path runs ``repeats`` times, interleaved (plain, plain + fsync, farm, farm with SHA-256, farm
+without digests, plain, ...); speeds are medians, the RSS growth is the largest seen. MB here
+means MiB (2**20 bytes).
 """
 
 from __future__ import annotations
@@ -48,15 +55,27 @@ class OutputsFigures:
     size_mb: float
     repeats: int
     farm_mb_s: float
+    farm_sha256_mb_s: float
     farm_no_digest_mb_s: float
     plain_mb_s: float
     plain_fsync_mb_s: float
     farm_rss_growth_mb: float
     hwm_reset: bool
+    cpu_ms_per_mb: dict[str, float] = field(default_factory=dict)
+    load_average: float = 0.0
 
     @property
     def ratio(self) -> float:
         return self.farm_mb_s / self.plain_mb_s if self.plain_mb_s else 0.0
+
+    @property
+    def ratio_durable(self) -> float:
+        """Farm path (BLAKE3) against the plain download + fsync: both durable when done."""
+        return self.farm_mb_s / self.plain_fsync_mb_s if self.plain_fsync_mb_s else 0.0
+
+    @property
+    def ratio_sha256(self) -> float:
+        return self.farm_sha256_mb_s / self.plain_mb_s if self.plain_mb_s else 0.0
 
     @property
     def ratio_no_digest(self) -> float:
@@ -67,28 +86,42 @@ class OutputsFigures:
             "bench": "outputs",
             "size_mb": self.size_mb,
             "repeats": self.repeats,
+            "digest": "blake3",
             "farm_mb_s": round(self.farm_mb_s, 1),
+            "farm_sha256_mb_s": round(self.farm_sha256_mb_s, 1),
             "farm_no_digest_mb_s": round(self.farm_no_digest_mb_s, 1),
             "plain_mb_s": round(self.plain_mb_s, 1),
             "plain_fsync_mb_s": round(self.plain_fsync_mb_s, 1),
             "ratio": round(self.ratio, 4),
+            "ratio_sha256": round(self.ratio_sha256, 4),
+            "ratio_durable": round(self.ratio_durable, 4),
             "ratio_no_digest": round(self.ratio_no_digest, 4),
             "farm_rss_growth_mb": round(self.farm_rss_growth_mb, 2),
             "rss_peak_from": "VmHWM+samples" if self.hwm_reset else "samples",
+            "cpu_ms_per_mb": {k: round(v, 2) for k, v in self.cpu_ms_per_mb.items()},
+            "load_average": round(self.load_average, 2),
         }
 
     def __str__(self) -> str:
         return (
             f"{self.size_mb:g} MB output, median of {self.repeats}:\n"
-            f"  farm path (/view → iter_output → LocalStore.write): {self.farm_mb_s:,.0f} MB/s\n"
-            f"  farm path, store kept without digests (?digest=none): "
+            f"  farm path, BLAKE3 (/view → iter_output → LocalStore.write): "
+            f"{self.farm_mb_s:,.0f} MB/s\n"
+            f"  farm path, SHA-256 (?digest=sha256):                      "
+            f"{self.farm_sha256_mb_s:,.0f} MB/s\n"
+            f"  farm path, no digest (?digest=none):                      "
             f"{self.farm_no_digest_mb_s:,.0f} MB/s\n"
-            f"  plain download (requests → file):                  {self.plain_mb_s:,.0f} MB/s\n"
-            f"  plain download + fsync:                            "
+            f"  plain download (requests → file):                         "
+            f"{self.plain_mb_s:,.0f} MB/s\n"
+            f"  plain download + fsync:                                   "
             f"{self.plain_fsync_mb_s:,.0f} MB/s\n"
-            f"  ratio farm/plain: {self.ratio:.3f} (without digests {self.ratio_no_digest:.3f}); "
-            f"RSS growth during the farm path: "
-            f"{self.farm_rss_growth_mb:.1f} MB"
+            f"  ratio farm/plain: BLAKE3 {self.ratio:.3f}, SHA-256 {self.ratio_sha256:.3f}, "
+            f"no digest {self.ratio_no_digest:.3f}; BLAKE3 against plain + fsync "
+            f"{self.ratio_durable:.3f}; RSS growth during the farm path: "
+            f"{self.farm_rss_growth_mb:.1f} MB\n"
+            f"  CPU of this process per MB: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in self.cpu_ms_per_mb.items())
+            + f"; load average at start {self.load_average:.1f} on {os.cpu_count()} CPUs"
         )
 
 
@@ -125,9 +158,14 @@ class _Samples:
     plain: list[float] = field(default_factory=list)
     plain_fsync: list[float] = field(default_factory=list)
     farm: list[float] = field(default_factory=list)
+    farm_sha256: list[float] = field(default_factory=list)
     farm_no_digest: list[float] = field(default_factory=list)
     growth_mb: float = 0.0
     hwm_reset: bool = True
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_cpu(self, path: str, seconds: float) -> None:
+        self.cpu.setdefault(path, []).append(seconds)
 
 
 def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO = sys.stderr) -> OutputsFigures:
@@ -140,6 +178,7 @@ def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO = sys.stderr) -
         (tmp / "plain").mkdir()
         size = write_random_file(tmp / "sim" / "output" / FILENAME, size_mb)
         samples = _Samples()
+        load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         with (
             SimulatorProcess(args=["--root", str(tmp / "sim")]) as sim,
             ComfyClient(sim.url) as client,
@@ -153,11 +192,14 @@ def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO = sys.stderr) -
         size_mb=mb,
         repeats=repeats,
         farm_mb_s=mb / statistics.median(samples.farm),
+        farm_sha256_mb_s=mb / statistics.median(samples.farm_sha256),
         farm_no_digest_mb_s=mb / statistics.median(samples.farm_no_digest),
         plain_mb_s=mb / statistics.median(samples.plain),
         plain_fsync_mb_s=mb / statistics.median(samples.plain_fsync),
         farm_rss_growth_mb=samples.growth_mb,
         hwm_reset=samples.hwm_reset,
+        cpu_ms_per_mb={k: 1000 * statistics.median(v) / mb for k, v in samples.cpu.items()},
+        load_average=load_average,
     )
 
 
@@ -165,9 +207,11 @@ def _run_once(client: ComfyClient, tmp: Path, size: int, samples: _Samples) -> N
     view_url = f"{client.base_url}/view?filename={FILENAME}&type=output&subfolder="
     plain_dest = tmp / "plain" / "copy.bin"
     for fsync, times in ((False, samples.plain), (True, samples.plain_fsync)):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         got = plain_download(view_url, plain_dest, fsync=fsync)
         times.append(time.perf_counter() - started)
+        if not fsync:
+            samples.add_cpu("plain", time.process_time() - cpu)
         plain_dest.unlink()
         if got != size:
             raise RuntimeError(f"short download: {got} of {size} bytes")
@@ -176,13 +220,15 @@ def _run_once(client: ComfyClient, tmp: Path, size: int, samples: _Samples) -> N
         extra={},
     )  # fmt: skip
     for store, times in (
-        (LocalStore(tmp / "store"), samples.farm),
-        (LocalStore(tmp / "store", digest=False), samples.farm_no_digest),
+        (LocalStore(tmp / "store", digest="blake3"), samples.farm),
+        (LocalStore(tmp / "store", digest="sha256"), samples.farm_sha256),
+        (LocalStore(tmp / "store", digest="none"), samples.farm_no_digest),
     ):
         with PeakRssGrowth() as peak:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             stored = store.write("bench/copy.bin", client.iter_output(output))
             times.append(time.perf_counter() - started)
+            samples.add_cpu(f"farm {store.digest}", time.process_time() - cpu)
         store.delete("bench/copy.bin")
         if stored.bytes != size:
             raise RuntimeError(f"short copy: {stored.bytes} of {size} bytes")

@@ -145,7 +145,7 @@ def _warn_repeats(jobs: list[Any]) -> None:
         print(warning, file=sys.stderr)
 
 
-_OUTPUT_KEYS = ("node_id", "kind", "filename", "bytes", "sha256", "mime", "cached", "animated")
+_OUTPUT_KEYS = ("node_id", "kind", "filename", "bytes", "hash", "mime", "cached", "animated")
 
 
 def _direct_result(result: dict[str, Any]) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def test_identical_prompts_are_reported_as_cache_hits(
     (made,) = first.outputs
     (served,) = second.outputs
     assert not made.cached and served.cached
-    assert served.filename == made.filename and served.sha256 == made.sha256
+    assert served.filename == made.filename and served.hash == made.hash
 
 
 def test_status_names_a_job_waiting_in_comfyuis_queue_as_waiting(

@@ -12,7 +12,8 @@ import pytest
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.uploads import UploadedFile
-from comfyfarm.storage import MemoryStore
+from comfyfarm.storage import LocalStore, MemoryStore
+from comfyfarm.storage.blobs import BlobStore
 from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
 from comfyfarm.worker.fetch import FetchPolicy
 from comfyfarm.worker.inputs import (
@@ -122,6 +123,27 @@ def test_storage_uris_are_read_from_their_store() -> None:
             read_input(item(store.url + "/job/missing.png"))
     finally:
         store.clear()
+
+
+def test_uris_under_the_workers_own_store_are_read_through_it(tmp_path: Path) -> None:
+    """A blob URI under the worker's store is read by its key there (file names %-decoded)."""
+    store = LocalStore(tmp_path / "root")
+    blobs = BlobStore(store, max_bytes=1024)
+    with blobs.begin("acme") as writer:
+        writer.write(b"asset bytes")
+        blob, _ = writer.commit()
+    spaced = store.write_bytes("job/my photo.png", b"spaced")
+
+    assert read_input(item(blobs.uri(blob)), store=store) == b"asset bytes"
+    assert read_input(item(spaced.uri), store=store) == b"spaced"
+
+
+def test_uris_that_climb_out_of_the_workers_store_are_refused(tmp_path: Path) -> None:
+    """A URI under the store that escapes it with '..' is refused, not read from outside."""
+    store = LocalStore(tmp_path / "root")
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    with pytest.raises(InputFileError, match="'..'"):
+        read_input(item(store.url + "/../secret.png"), store=store)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""How ``LocalStore.write`` copies: SHA-256 in a helper thread, write-behind, errors, cleanup."""
+"""How ``LocalStore.write`` copies: BLAKE3 inline, SHA-256 in a helper thread, write-behind, errors,
+cleanup."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import pytest
 
 from comfyfarm.storage import LocalStore, StorageError, StorageUnavailable
 from comfyfarm.storage import local as local_module
-from comfyfarm.storage.base import Digest
+from comfyfarm.storage.digests import Digest
 
 KEY = "job/out.bin"
 needs_fadvise = pytest.mark.skipif(
@@ -25,6 +27,10 @@ needs_fadvise = pytest.mark.skipif(
 def pieces(sizes: list[int]) -> list[bytes]:
     """Chunks of the given sizes, each with different content."""
     return [bytes((n + i) % 256 for i in range(size)) for n, size in enumerate(sizes)]
+
+
+def b3(data: bytes) -> str:
+    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 def hash_threads() -> list[threading.Thread]:
@@ -46,15 +52,17 @@ def files_in(directory: Path) -> list[str]:
     ],
     ids=["nothing", "one-empty", "many-single-bytes", "odd-and-empty", "around-a-mib"],
 )
-def test_bytes_and_sha256_are_exact_for_any_chunking(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
+def test_bytes_and_digest_are_exact_for_any_chunking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int], algorithm: str
 ) -> None:
     """Size, digest and file content match the data, whatever the chunk sizes and windows."""
     monkeypatch.setattr(local_module, "WRITE_BEHIND", 4096)  # many write-behind windows
     chunks = pieces(sizes)
     data = b"".join(chunks)
-    stored = LocalStore(tmp_path).write(KEY, iter(chunks))
-    assert (stored.bytes, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    stored = LocalStore(tmp_path, digest=algorithm).write(KEY, iter(chunks))
+    expected = b3(data) if algorithm == "blake3" else "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (stored.bytes, stored.hash) == (len(data), expected)
     assert (tmp_path / KEY).read_bytes() == data
     assert hash_threads() == []
 
@@ -71,7 +79,7 @@ def test_short_os_writes_are_completed(tmp_path: Path, monkeypatch: pytest.Monke
     stored = LocalStore(tmp_path).write(KEY, [data[:5000], data[5000:5001], data[5001:]])
     monkeypatch.setattr(os, "write", real_write)
     assert (tmp_path / KEY).read_bytes() == data
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.hash == b3(data)
 
 
 def test_hash_lags_at_most_the_backlog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,7 +106,7 @@ def test_hash_lags_at_most_the_backlog(tmp_path: Path, monkeypatch: pytest.Monke
             yield b"x" * 100
         permits.release(backlog)
 
-    stored = LocalStore(tmp_path).write(KEY, chunks())
+    stored = LocalStore(tmp_path, digest="sha256").write(KEY, chunks())
     assert max(ahead) == backlog
     assert stored.bytes == 2000 and len(hashed) == 20
 
@@ -143,7 +151,7 @@ def test_source_error_mid_stream_propagates_unchanged(tmp_path: Path, error: Exc
         raise error
 
     with pytest.raises(type(error)) as caught:
-        LocalStore(tmp_path).write(KEY, chunks())
+        LocalStore(tmp_path, digest="sha256").write(KEY, chunks())
     assert caught.value is error
     assert files_in(tmp_path / "job") == []
     assert hash_threads() == []
@@ -169,7 +177,7 @@ def test_write_error_becomes_a_storage_error(
 
     monkeypatch.setattr(os, "write", failing_write)
     with pytest.raises(StorageError) as caught:
-        LocalStore(tmp_path).write(KEY, iter(pieces([1000] * 10)))
+        LocalStore(tmp_path, digest="sha256").write(KEY, iter(pieces([1000] * 10)))
     monkeypatch.setattr(os, "write", real_write)
     assert type(caught.value) is raised
     assert caught.value.key == KEY and errno.errorcode[code] in str(caught.value)
@@ -182,7 +190,7 @@ def test_hash_error_stops_the_write(tmp_path: Path) -> None:
     """A chunk the digest refuses (here an array) fails the write from the hash thread."""
     chunks = [b"ok", array.array("B", b"not bytes"), b"more"]
     with pytest.raises(TypeError, match="chunks must be bytes"):
-        LocalStore(tmp_path).write(KEY, chunks)  # type: ignore[arg-type]
+        LocalStore(tmp_path, digest="sha256").write(KEY, chunks)  # type: ignore[arg-type]
     assert files_in(tmp_path / "job") == []
     assert hash_threads() == []
 
@@ -198,6 +206,20 @@ def test_a_source_of_at_most_one_chunk_is_hashed_without_a_thread(
 
     monkeypatch.setattr(local_module, "ThreadPoolExecutor", no_threads)
     data = b"".join(pieces(sizes))
-    stored = LocalStore(tmp_path).write(KEY, iter(pieces(sizes)))
-    assert stored.bytes == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
+    stored = LocalStore(tmp_path, digest="sha256").write(KEY, iter(pieces(sizes)))
+    assert stored.bytes == len(data) and stored.hash == "sha256:" + hashlib.sha256(data).hexdigest()
     assert (tmp_path / KEY).read_bytes() == data
+
+
+def test_blake3_is_hashed_inline_without_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A many-chunk copy into a BLAKE3 store hashes in the calling thread (no hand-off)."""
+
+    def no_threads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a hash thread was started for BLAKE3")
+
+    monkeypatch.setattr(local_module, "ThreadPoolExecutor", no_threads)
+    chunks = pieces([70_000] * 20)
+    stored = LocalStore(tmp_path).write(KEY, iter(chunks))
+    assert stored.hash == b3(b"".join(chunks))
