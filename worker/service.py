@@ -32,8 +32,8 @@ from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker import malformed, webhook_task
 from comfyfarm.worker import task as job_task
-from comfyfarm.worker import webhook_task
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
 from comfyfarm.worker.runner import cancel_prompt
@@ -140,6 +140,7 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
     webhook_task.register(app, secret=settings.webhook_secret)
     signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
     rds = redis_client(settings)
+    malformed.install(app, rds, settings.key_prefix, options.name)
     registry = WorkerRegistry(
         rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
         queues=options.queues(), capabilities=options.capabilities,
