@@ -18,6 +18,7 @@ from comfyfarm.comfy.errors import (
     PromptLost,
     PromptRejected,
     PromptTimeout,
+    ResponseTooLarge,
     UnsafeOutputPath,
 )
 from comfyfarm.comfy.history import HistoryEntry
@@ -52,6 +53,7 @@ __all__ = [
     "PromptTracker",
     "QueueSnapshot",
     "QueuedPrompt",
+    "ResponseTooLarge",
     "UnsafeOutputPath",
     "UploadedFile",
     "collect_outputs",

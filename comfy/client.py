@@ -19,6 +19,7 @@ import requests
 from comfyfarm.comfy.errors import ComfyError, ComfyUnavailable, UnsafeOutputPath
 from comfyfarm.comfy.history import HistoryEntry
 from comfyfarm.comfy.http import Transport, request_error
+from comfyfarm.comfy.limits import ComfyLimits
 from comfyfarm.comfy.outputs import OutputFile, safe_relative_path
 from comfyfarm.comfy.prompts import QueuedPrompt, accepted, is_canonical_uuid, rejection
 from comfyfarm.comfy.state import PromptLookup, PromptState, QueueSnapshot, job_state
@@ -35,9 +36,19 @@ class ComfyClient:
     """HTTP client of one ComfyUI (``base_url`` like ``http://127.0.0.1:8188``)."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, session: requests.Session | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+        limits: ComfyLimits | None = None,
     ) -> None:
-        self._http = Transport(base_url, timeout=timeout, session=session)
+        self._http = Transport(base_url, timeout=timeout, session=session, limits=limits)
+
+    @property
+    def limits(self) -> ComfyLimits:
+        """Size caps on what this ComfyUI may send (answers, ``/view`` files, WS messages)."""
+        return self._http.limits
 
     @property
     def base_url(self) -> str:
@@ -236,11 +247,15 @@ class ComfyClient:
         except ValueError as exc:
             raise ComfyUnavailable(url=self.base_url, reason=f"/upload/image: {exc}") from exc
 
-    def iter_output(self, output: OutputFile, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """Stream an output file from ``GET /view`` in chunks (never the whole body in memory)."""
+    def iter_output(
+        self, output: OutputFile, chunk_size: int = 1 << 20, *, deadline: float | None = None
+    ) -> Iterator[bytes]:
+        """Stream an output file from ``GET /view`` in chunks (never the whole body in memory),
+        at most ``limits.max_output_bytes`` (``ResponseTooLarge``), complete by ``deadline``
+        (a ``time.monotonic()`` time; ``ComfyUnavailable`` after it)."""
         output.relative_path  # noqa: B018 - validates the untrusted name before any request
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
-        return self._http.stream("/view", params, chunk_size)
+        return self._http.stream("/view", params, chunk_size, deadline=deadline)
 
     def download(self, output: OutputFile, dest: Path) -> int:
         """Stream an output file to ``dest`` (temp file in the same folder, then rename).

@@ -28,6 +28,14 @@ VISIBILITY_MARGIN_SECONDS = 300.0
 #: Seconds between two sweeps that re-queue unacknowledged jobs older than the visibility timeout
 #: (kombu's default is a sweep every ~100 s).
 DEFAULT_RESTORE_INTERVAL = 10.0
+#: Default of ``max_retry_delay``: the longest countdown a worker schedules (job retries wait
+#: 2, 4, 8 ... at most 60 s, webhook retries at most 64 s).
+DEFAULT_MAX_RETRY_DELAY = 64.0
+#: Size caps on what a ComfyUI may send (bytes); the comfy client's defaults are the same.
+MIB = 1 << 20
+DEFAULT_MAX_JSON_BYTES = 64 * MIB
+DEFAULT_MAX_OUTPUT_BYTES = 4096 * MIB
+DEFAULT_MAX_WS_FRAME_BYTES = 64 * MIB
 REDIS_SCHEMES = ("redis", "rediss")
 STORAGE_SCHEMES = ("file", "s3", "memory")
 
@@ -78,6 +86,10 @@ class Settings:
     lease_seconds: float = 30.0
     restore_interval: float = DEFAULT_RESTORE_INTERVAL
     max_retries: int = 3
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    max_ws_frame_bytes: int = DEFAULT_MAX_WS_FRAME_BYTES
     webhook_secret: str | None = field(default=None, compare=False)
     flower_basic_auth: str | None = field(default=None, compare=False)
 
@@ -155,7 +167,7 @@ class Settings:
             _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
         for name in (
             "max_job_seconds", "result_expires", "stall_timeout", "lease_seconds",
-            "restore_interval",
+            "restore_interval", "max_retry_delay",
         ):  # fmt: skip
             _check_positive(name, getattr(self, name))
         _check_positive("visibility_timeout", self.visibility_timeout)
@@ -167,6 +179,17 @@ class Settings:
                 f"(COMFYFARM_MAX_JOB_SECONDS={self.max_job_seconds:g} + grace), otherwise Redis "
                 "hands a still-running job to a second worker",
             )
+        if self.visibility_timeout <= self.max_retry_delay:
+            # A retry waits out its countdown in the worker, unacknowledged: Redis would hand a
+            # second copy of it to another worker meanwhile.
+            _fail(
+                "VISIBILITY_TIMEOUT",
+                str(self.visibility_timeout),
+                "must exceed the longest retry countdown "
+                f"COMFYFARM_MAX_RETRY_DELAY={self.max_retry_delay:g} s, otherwise Redis "
+                "re-delivers a retry still waiting for its countdown and two copies of one job "
+                "run in parallel (lower COMFYFARM_MAX_RETRY_DELAY or raise the visibility timeout)",
+            )
         if self.lease_seconds >= self.visibility_timeout:
             _fail(
                 "LEASE_SECONDS",
@@ -175,6 +198,10 @@ class Settings:
             )
         if not 0 <= self.max_retries <= 100:
             _fail("MAX_RETRIES", str(self.max_retries), "must be between 0 and 100")
+        for name in ("max_json_bytes", "max_output_bytes", "max_ws_frame_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+                _fail(name, repr(value), "must be a whole number of bytes, at least 1024")
         if self.flower_basic_auth is not None:
             for pair in self.flower_basic_auth.split(","):
                 user, sep, password = pair.partition(":")
@@ -249,6 +276,10 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "lease_seconds": _parse_float,
     "restore_interval": _parse_float,
     "max_retries": _parse_int,
+    "max_retry_delay": _parse_float,
+    "max_json_bytes": _parse_int,
+    "max_output_bytes": _parse_int,
+    "max_ws_frame_bytes": _parse_int,
     "webhook_secret": _parse_str,
     "flower_basic_auth": _parse_str,
 }
@@ -271,7 +302,7 @@ def describe() -> list[tuple[str, str, str]]:
          "longest a job may run; the default and upper bound of a job's deadline"),
         (p + "VISIBILITY_TIMEOUT", f"3 × MAX_JOB_SECONDS + {VISIBILITY_MARGIN_SECONDS:g}",
          "seconds before Redis re-delivers an unacknowledged job (recovery time after a crash); "
-         "must exceed MAX_JOB_SECONDS"),
+         "must exceed MAX_JOB_SECONDS (+ grace) and MAX_RETRY_DELAY"),
         (p + "RESULT_EXPIRES", "604800 (7 days)", "how long job results and states are kept"),
         (p + "STALL_TIMEOUT", "120",
          "default seconds without any ComfyUI event before a job is checked and failed"),
@@ -283,6 +314,19 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "MAX_RETRIES", "3",
          "default retries of a job after a retryable failure; only tries that POSTed its prompt "
          "count (failures before that, e.g. ComfyUI restarting, are retried up to 20 more times)"),
+        (p + "MAX_RETRY_DELAY", f"{DEFAULT_MAX_RETRY_DELAY:g}",
+         "longest wait before a retry (job retries wait 2, 4, 8 ... up to 60 s, webhooks up to "
+         "64 s, both capped by this); VISIBILITY_TIMEOUT must exceed it"),
+        (p + "MAX_JSON_BYTES", f"{DEFAULT_MAX_JSON_BYTES} (64 MiB)",
+         "largest JSON answer read from a ComfyUI (/history, /object_info, /queue); a larger "
+         "one fails the job (ResponseTooLarge); every answer must also arrive within the "
+         "request timeout in total"),
+        (p + "MAX_OUTPUT_BYTES", f"{DEFAULT_MAX_OUTPUT_BYTES} (4 GiB)",
+         "largest output file downloaded from /view; a larger one fails the job "
+         "(ResponseTooLarge); a download must end by the job's deadline"),
+        (p + "MAX_WS_FRAME_BYTES", f"{DEFAULT_MAX_WS_FRAME_BYTES} (64 MiB)",
+         "largest WebSocket message from a ComfyUI; a larger one (announced or sent) drops the "
+         "socket before it is read, and the job asks ComfyUI over HTTP instead"),
         (p + "WEBHOOK_SECRET", "unset", "HMAC-SHA256 key for signing webhook calls (never logged)"),
         (p + "FLOWER_BASIC_AUTH", "unset", "user:password for Flower (never logged)"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",

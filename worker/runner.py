@@ -188,7 +188,11 @@ def _submit_and_follow(
         log.info("job %s already finished on ComfyUI: collecting it", spec.job_id)
         return PromptOutcome.from_history(known.history)
     stream = CancellableStream(
-        EventStream(client.base_url, ctx.client_id), ctx.cancel_requested, job_id=spec.job_id
+        EventStream(
+            client.base_url, ctx.client_id, max_frame_bytes=client.limits.max_ws_frame_bytes
+        ),
+        ctx.cancel_requested,
+        job_id=spec.job_id,
     )
     deadline = time.monotonic() + spec.deadline_seconds
     try:
@@ -249,6 +253,10 @@ def collect_into_store(
     finds its prompt already finished simply collects.
     """
     records: list[OutputRecord] = []
+    # Every /view read ends by the job's deadline (ctx.started_at is wall-clock time), with a
+    # little time to collect a prompt that finished just before it (less than Celery's grace).
+    left = spec.deadline_seconds - (time.time() - ctx.started_at)
+    deadline = time.monotonic() + max(left, min(60.0, spec.deadline_seconds / 10))
     for item in collect_outputs(history.outputs):
         if isinstance(item, OutputValue):
             records.append(
@@ -272,7 +280,8 @@ def collect_into_store(
         mime = guess_mime(item.filename)
         source = client or ctx.client
         try:
-            stored = ctx.store.write(key, source.iter_output(item), content_type=mime)
+            chunks = source.iter_output(item, deadline=deadline)
+            stored = ctx.store.write(key, chunks, content_type=mime)
         except ComfyRequestError as exc:
             raise _vanished_output(source, spec.job_id, exc) from exc
         records.append(

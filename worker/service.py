@@ -137,7 +137,7 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
         )
     )
     job_task.register(app)
-    webhook_task.register(app, secret=settings.webhook_secret)
+    webhook_task.register(app, secret=settings.webhook_secret, max_delay=settings.max_retry_delay)
     signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
     rds = redis_client(settings)
     malformed.install(app, rds, settings.key_prefix, options.name)

@@ -38,6 +38,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.errors import ComfyPermanent, ComfyRetryable
+from comfyfarm.comfy.limits import ComfyLimits
 from comfyfarm.storage import OutputStore, open_store
 from comfyfarm.storage.base import StorageError, StorageUnavailable
 from comfyfarm.tasks.connect import redis_client
@@ -105,7 +106,8 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
     """Per-process clients, made lazily in the pool child (nothing is shared across a fork)."""
     assert _binding is not None, "worker.task.bind() was not called"
     if getattr(_local, "client", None) is None:
-        _local.client = ComfyClient(_binding.comfy_url)
+        limits = ComfyLimits.from_settings(_binding.settings)
+        _local.client = ComfyClient(_binding.comfy_url, limits=limits)
         _local.store = open_store(_binding.settings.storage_url)
         _local.redis = redis_client(_binding.settings)
         # One WebSocket identity per pool process: with pipelining several processes follow
@@ -220,7 +222,7 @@ def execute(task: Task, payload: dict[str, Any]) -> dict[str, Any]:
             submitted = ledger.submissions(spec.job_id, unknown=retries + 1)
             limit = spec.max_retries + MAX_UNSUBMITTED_RETRIES
             if submitted <= spec.max_retries and retries < limit:
-                countdown = retry_countdown(retries)
+                countdown = retry_countdown(retries, cap=settings.max_retry_delay)
                 used = f"{submitted} of {spec.max_retries + 1} tries used"
                 log.warning("job %s: %s; retry in %.0f s (%s)", spec.job_id, exc, countdown, used)
                 # The shared queue: any healthy worker may take it, not only this one.
@@ -256,9 +258,10 @@ def _cancel_requested(rds: redis.Redis, prefix: str, job_id: str) -> bool:
         return False
 
 
-def retry_countdown(retries: int) -> float:
-    """Seconds before retry number ``retries + 1``: 2, 4, 8 ... capped at a minute."""
-    return min(60.0, 2.0 * 2.0**retries)
+def retry_countdown(retries: int, *, cap: float = 60.0) -> float:
+    """Seconds before retry number ``retries + 1``: 2, 4, 8 ... capped at a minute (and at
+    ``cap``, COMFYFARM_MAX_RETRY_DELAY: the visibility timeout must outlast the wait)."""
+    return min(60.0, cap, 2.0 * 2.0**retries)
 
 
 def _conclude(

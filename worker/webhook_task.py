@@ -33,13 +33,15 @@ def enqueue(app: Celery, url: str, result: dict[str, Any], *, job_id: str) -> No
     app.send_task(DELIVER_WEBHOOK, args=[payload], queue=SHARED_QUEUE, priority=PRIORITY)
 
 
-def backoff(retries: int) -> float:
-    """Seconds before attempt ``retries + 2``: 2, 4, 8 ... capped at ``MAX_BACKOFF``."""
-    return min(MAX_BACKOFF, 2.0 * 2.0**retries)
+def backoff(retries: int, *, cap: float = MAX_BACKOFF) -> float:
+    """Seconds before attempt ``retries + 2``: 2, 4, 8 ... capped at ``MAX_BACKOFF`` (and at
+    ``cap``, COMFYFARM_MAX_RETRY_DELAY)."""
+    return min(MAX_BACKOFF, cap, 2.0 * 2.0**retries)
 
 
-def register(app: Celery, *, secret: str | None) -> Task:
-    """Register the webhook task on ``app``; ``secret`` signs every call (never logged)."""
+def register(app: Celery, *, secret: str | None, max_delay: float = MAX_BACKOFF) -> Task:
+    """Register the webhook task on ``app``; ``secret`` signs every call (never logged);
+    ``max_delay`` caps the wait between attempts."""
 
     @app.task(name=DELIVER_WEBHOOK, bind=True, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def deliver_webhook(self: Task, payload: dict[str, Any]) -> str:
@@ -48,7 +50,7 @@ def register(app: Celery, *, secret: str | None) -> Task:
         outcome = post_once(str(payload["url"]), body, job_id=job_id, secret=secret)
         retries = self.request.retries
         if outcome is Attempt.FAILED and retries + 1 < ATTEMPTS:
-            raise self.retry(countdown=backoff(retries), max_retries=ATTEMPTS - 1,
+            raise self.retry(countdown=backoff(retries, cap=max_delay), max_retries=ATTEMPTS - 1,
                              queue=SHARED_QUEUE, priority=PRIORITY)  # fmt: skip
         if outcome is Attempt.FAILED:
             log.warning("webhook for job %s not delivered after %d attempts", job_id, ATTEMPTS)
