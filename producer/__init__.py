@@ -9,7 +9,13 @@ Never imports worker or WebSocket code: a producer machine needs only Celery and
 from __future__ import annotations
 
 from comfyfarm.producer.build import build_spec
-from comfyfarm.producer.errors import JobTimeout, ProducerError, SubmitError, WaitTimeout
+from comfyfarm.producer.errors import (
+    JobIdInUse,
+    JobTimeout,
+    ProducerError,
+    SubmitError,
+    WaitTimeout,
+)
 from comfyfarm.producer.farm import Farm
 from comfyfarm.producer.job import CancelOutcome, Job
 from comfyfarm.producer.status import FarmStatus, QueueDepth, RunningJob, WorkerStatus
@@ -19,6 +25,7 @@ __all__ = [
     "Farm",
     "FarmStatus",
     "Job",
+    "JobIdInUse",
     "JobTimeout",
     "ProducerError",
     "QueueDepth",
