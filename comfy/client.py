@@ -52,7 +52,13 @@ class ComfyClient:
 
     @property
     def base_url(self) -> str:
+        """The URL requests go to, credentials included: never show or store it."""
         return self._http.base_url
+
+    @property
+    def display_url(self) -> str:
+        """``base_url`` with its password masked: for results, Redis, logs and errors."""
+        return self._http.shown_url
 
     @property
     def has_jobs_api(self) -> bool:
@@ -106,7 +112,7 @@ class ComfyClient:
         try:
             queued = accepted(data)
         except ValueError as exc:
-            raise ComfyUnavailable(url=self.base_url, reason=f"/prompt answer: {exc}") from exc
+            raise ComfyUnavailable(url=self.display_url, reason=f"/prompt answer: {exc}") from exc
         if queued.node_errors and not allow_partial:
             self._discard(queued.prompt_id)
             raise rejection(data, partial=True)
@@ -123,7 +129,7 @@ class ComfyClient:
         path = f"/history/{_quoted(prompt_id)}"
         body = self._http.get_json(path)
         if not isinstance(body, dict):
-            raise ComfyUnavailable(url=self.base_url, reason=f"{path} answered a non-object")
+            raise ComfyUnavailable(url=self.display_url, reason=f"{path} answered a non-object")
         entry = body.get(prompt_id)
         return HistoryEntry.from_dict(prompt_id, entry) if isinstance(entry, dict) else None
 
@@ -190,7 +196,7 @@ class ComfyClient:
         """File names in a model folder (``checkpoints``, ``loras``...); unknown folder is 404."""
         body = self._http.get_json(f"/models/{_quoted(folder)}")
         if not isinstance(body, list):
-            raise ComfyUnavailable(url=self.base_url, reason="/models answered a non-list")
+            raise ComfyUnavailable(url=self.display_url, reason="/models answered a non-list")
         return [str(name) for name in body]
 
     def system_stats(self) -> dict[str, Any]:
@@ -203,7 +209,7 @@ class ComfyClient:
     def _object(self, path: str) -> dict[str, Any]:
         body = self._http.get_json(path)
         if not isinstance(body, dict):
-            raise ComfyUnavailable(url=self.base_url, reason=f"{path} answered a non-object")
+            raise ComfyUnavailable(url=self.display_url, reason=f"{path} answered a non-object")
         return body
 
     # -- files --------------------------------------------------------------------------------
@@ -245,7 +251,7 @@ class ComfyClient:
         try:
             return UploadedFile.from_dict(self._http.decode_json(response, "/upload/image"))
         except ValueError as exc:
-            raise ComfyUnavailable(url=self.base_url, reason=f"/upload/image: {exc}") from exc
+            raise ComfyUnavailable(url=self.display_url, reason=f"/upload/image: {exc}") from exc
 
     def iter_output(
         self, output: OutputFile, chunk_size: int = 1 << 20, *, deadline: float | None = None

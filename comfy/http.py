@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 
 from comfyfarm.comfy.errors import ComfyRequestError, ComfyServerError, ComfyUnavailable
 from comfyfarm.comfy.limits import BodyLimit, ComfyLimits, read_bounded
+from comfyfarm.tasks.redact import redact_url
 
 API_PREFIX = "/api"
 _PROBE_ID = "00000000-0000-0000-0000-000000000000"
@@ -46,6 +47,8 @@ class Transport:
         limits: ComfyLimits | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: ``base_url`` without its password: what errors and logs show (``tasks.redact``).
+        self.shown_url = redact_url(self.base_url)
         self.timeout = timeout
         self.limits = limits or ComfyLimits()
         self.session = session or _session()
@@ -94,11 +97,11 @@ class Transport:
             )
         except requests.Timeout as exc:
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"{method} {route} timed out after {self.timeout} s"
+                url=self.shown_url, reason=f"{method} {route} timed out after {self.timeout} s"
             ) from exc
         except requests.RequestException as exc:
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"{method} {route} failed: {_short(exc)}"
+                url=self.shown_url, reason=f"{method} {route} failed: {_short(exc)}"
             ) from exc
         if not (stream and response.status_code == 200):
             self._load(response, route)
@@ -116,7 +119,7 @@ class Transport:
         with response:
             body = b"".join(
                 read_bounded(
-                    response, url=self.base_url, route=route, limit=limit, chunk_size=_READ_CHUNK
+                    response, url=self.shown_url, route=route, limit=limit, chunk_size=_READ_CHUNK
                 )
             )
         # requests keeps a read body here; .content, .text and .json() then use it.
@@ -140,13 +143,13 @@ class Transport:
         if "json" not in content_type.lower():
             got = content_type.split(";")[0].strip() or "no content type"
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"expected JSON from {route}, got {got}"
+                url=self.shown_url, reason=f"expected JSON from {route}, got {got}"
             )
         try:
             return response.json()
         except (ValueError, json.JSONDecodeError) as exc:
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"invalid JSON from {route}: {_short(exc)}"
+                url=self.shown_url, reason=f"invalid JSON from {route}: {_short(exc)}"
             ) from exc
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
@@ -186,7 +189,7 @@ class Transport:
                 raise request_error(response)
             yield from read_bounded(
                 response,
-                url=self.base_url,
+                url=self.shown_url,
                 route=self.prefix + path,
                 limit=limit,
                 chunk_size=chunk_size,
@@ -235,12 +238,16 @@ def _body(response: requests.Response) -> str:
 
 
 def _server_error(response: requests.Response) -> ComfyServerError:
-    return ComfyServerError(url=response.url, status=response.status_code, body=_body(response))
+    return ComfyServerError(
+        url=redact_url(response.url), status=response.status_code, body=_body(response)
+    )
 
 
 def request_error(response: requests.Response) -> ComfyRequestError:
     """The error for an unexpected non-200, non-5xx answer."""
-    return ComfyRequestError(url=response.url, status=response.status_code, body=_body(response))
+    return ComfyRequestError(
+        url=redact_url(response.url), status=response.status_code, body=_body(response)
+    )
 
 
 def _short(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ import websocket
 from comfyfarm.comfy.errors import ComfyUnavailable
 from comfyfarm.comfy.events import Event, parse_binary, parse_text
 from comfyfarm.comfy.limits import DEFAULT_MAX_WS_FRAME_BYTES
+from comfyfarm.tasks.redact import redact_url
 
 _MIN_TIMEOUT = 0.001
 
@@ -187,4 +188,4 @@ class EventStream:
         self.close()
 
     def _unavailable(self, reason: str) -> ComfyUnavailable:
-        return ComfyUnavailable(url=self.base_url, reason=reason)
+        return ComfyUnavailable(url=redact_url(self.base_url), reason=reason)

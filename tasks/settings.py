@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from comfyfarm.tasks.errors import SettingsError
+from comfyfarm.tasks.redact import redact_url as redact_url  # re-exported (its old home)
 
 ENV_PREFIX = "COMFYFARM_"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -38,22 +39,6 @@ DEFAULT_MAX_OUTPUT_BYTES = 4096 * MIB
 DEFAULT_MAX_WS_FRAME_BYTES = 64 * MIB
 REDIS_SCHEMES = ("redis", "rediss")
 STORAGE_SCHEMES = ("file", "s3", "memory")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for logs and reprs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-    except ValueError:
-        return "<unparseable URL>"
 
 
 def default_visibility_timeout(max_job_seconds: float) -> float:

@@ -103,14 +103,16 @@ class SchemaPublisher:
                 for folder in model_folders(self._client.base_url)
             }
             publish_schema(
-                self._rds, self._prefix, self._name, comfy_url=self._client.base_url,
+                self._rds, self._prefix, self._name, comfy_url=self._client.display_url,
                 object_info=object_info, models=models,
             )  # fmt: skip
         except (ComfyError, redis.RedisError) as exc:
-            log.warning("could not publish the node schemas of %s: %s", self._client.base_url, exc)
+            log.warning(
+                "could not publish the node schemas of %s: %s", self._client.display_url, exc
+            )
             return
         self._published = True
-        log.info("published %d node schemas of %s", len(object_info), self._client.base_url)
+        log.info("published %d node schemas of %s", len(object_info), self._client.display_url)
 
 
 def model_folders(base_url: str, timeout: float = 5.0) -> list[str]:

@@ -49,6 +49,7 @@ from comfyfarm.comfy.ws import EventStream
 from comfyfarm.storage import OutputStore
 from comfyfarm.storage.keys import job_output_key, result_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
+from comfyfarm.tasks.redact import restore_credentials
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 from comfyfarm.worker.inputs import upload_inputs
 from comfyfarm.worker.progress import ProgressEstimator
@@ -142,7 +143,7 @@ def cancel_prompt(client: ComfyClient, prompt_id: str) -> None:
     try:
         client.cancel(prompt_id)
     except ComfyError as exc:
-        log.warning("could not cancel prompt %s on %s: %s", prompt_id, client.base_url, exc)
+        log.warning("could not cancel prompt %s on %s: %s", prompt_id, client.display_url, exc)
 
 
 def locate_prompt(job_id: str, ctx: JobContext) -> tuple[ComfyClient, PromptLookup | None]:
@@ -154,10 +155,12 @@ def locate_prompt(job_id: str, ctx: JobContext) -> tuple[ComfyClient, PromptLook
     """
     if ctx.ledger is None:
         return ctx.client, None
-    where = ctx.ledger.where(job_id)
-    if where is None or where == ctx.client.base_url:
+    where = ctx.ledger.where(job_id)  # redacted: the ledger never holds a password
+    if where is None or where in (ctx.client.display_url, ctx.client.base_url):
         return ctx.client, None if where is None else ctx.client.lookup(job_id)
-    other = ComfyClient(where, timeout=10.0)
+    other = ComfyClient(
+        restore_credentials(where, ctx.client.base_url), timeout=10.0, limits=ctx.client.limits
+    )
     try:
         known = other.lookup(job_id)
     except ComfyError as exc:
@@ -209,7 +212,7 @@ def _submit_and_follow(
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
             if ctx.ledger is not None:
-                ctx.ledger.record(spec.job_id, client.base_url)
+                ctx.ledger.record(spec.job_id, client.display_url)
             client.queue_prompt(
                 prompt,
                 prompt_id=spec.job_id,
@@ -354,7 +357,7 @@ def build_result(
             run_seconds=finished - ctx.started_at,
         ),
         worker=ctx.worker_name,
-        comfy_url=ctx.client.base_url,
+        comfy_url=ctx.client.display_url,
         attempts=ctx.attempts,
         params=spec.params,
         labels=spec.labels,

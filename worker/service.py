@@ -30,6 +30,7 @@ from celery.exceptions import TimeLimitExceeded
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.redact import redact_url
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker import malformed, webhook_task
@@ -142,7 +143,7 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
     rds = redis_client(settings)
     malformed.install(app, rds, settings.key_prefix, options.name)
     registry = WorkerRegistry(
-        rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
+        rds, settings.key_prefix, options.name, comfy_url=redact_url(options.comfy_url),
         queues=options.queues(), capabilities=options.capabilities,
     )  # fmt: skip
     comfy = ComfyClient(options.comfy_url, timeout=5.0)
