@@ -33,7 +33,7 @@ from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.redact import redact_url
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker import malformed, webhook_task
+from comfyfarm.worker import malformed, webhook_sender, webhook_task
 from comfyfarm.worker import task as job_task
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
@@ -138,7 +138,8 @@ def build_worker_app(settings: Settings, options: WorkerOptions) -> Celery:
         )
     )
     job_task.register(app)
-    webhook_task.register(app, secret=settings.webhook_secret, max_delay=settings.max_retry_delay)
+    webhook_sender.install(webhook_sender.WebhookSender(app, settings))
+    webhook_task.register(app)
     signals.worker_process_init.connect(lambda **_: job_task.warm_up(app), weak=False)
     rds = redis_client(settings)
     malformed.install(app, rds, settings.key_prefix, options.name)
