@@ -116,14 +116,18 @@ class Transport:
             deadline=time.monotonic() + self.timeout,
             deadline_text=f"{self.timeout:g} s",
         )
-        with response:
+        try:
             body = b"".join(
                 read_bounded(
                     response, url=self.shown_url, route=route, limit=limit, chunk_size=_READ_CHUNK
                 )
             )
+        except BaseException:
+            response.close()  # drops the connection: its body was not read to the end
+            raise
         # requests keeps a read body here; .content, .text and .json() then use it.
         response._content = body
+        _release(response)
 
     def request(
         self, method: str, path: str, *, stream: bool = False, **kwargs: Any
@@ -184,7 +188,7 @@ class Transport:
             deadline=deadline,
             deadline_text="the job deadline",
         )
-        with response:
+        try:
             if response.status_code != 200:
                 raise request_error(response)
             yield from read_bounded(
@@ -194,9 +198,20 @@ class Transport:
                 limit=limit,
                 chunk_size=chunk_size,
             )
+        except BaseException:
+            response.close()  # drops the connection: its body was not read to the end
+            raise
+        _release(response)
 
     def close(self) -> None:
         self.session.close()
+
+
+def _release(response: requests.Response) -> None:
+    """Hand the connection of a response read to its end back to the pool (keep-alive);
+    ``close()`` of a response requests thinks unread would drop it."""
+    response._content_consumed = True
+    response.close()
 
 
 def _session() -> requests.Session:
