@@ -21,6 +21,7 @@ from comfyfarm.comfy.errors import (
     PromptLost,
     PromptRejected,
     PromptTimeout,
+    ResponseTooLarge,
     UnsafeOutputPath,
 )
 from comfyfarm.comfy.history import HistoryEntry
@@ -54,6 +55,7 @@ __all__ = [
     "PromptTracker",
     "QueueSnapshot",
     "QueuedPrompt",
+    "ResponseTooLarge",
     "UnsafeOutputPath",
     "UploadedFile",
     "collect_outputs",

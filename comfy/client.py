@@ -19,6 +19,7 @@ import requests
 from comfyfarm.comfy.errors import ComfyError, ComfyUnavailable, UnsafeOutputPath
 from comfyfarm.comfy.history import HistoryEntry
 from comfyfarm.comfy.http import Transport, request_error
+from comfyfarm.comfy.limits import ComfyLimits
 from comfyfarm.comfy.outputs import OutputFile, safe_relative_path
 from comfyfarm.comfy.prompts import QueuedPrompt, accepted, is_canonical_uuid, rejection
 from comfyfarm.comfy.state import PromptLookup, PromptState, QueueSnapshot, job_state
@@ -35,13 +36,29 @@ class ComfyClient:
     """HTTP client of one ComfyUI (``base_url`` like ``http://127.0.0.1:8188``)."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, session: requests.Session | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+        limits: ComfyLimits | None = None,
     ) -> None:
-        self._http = Transport(base_url, timeout=timeout, session=session)
+        self._http = Transport(base_url, timeout=timeout, session=session, limits=limits)
+
+    @property
+    def limits(self) -> ComfyLimits:
+        """Size caps on what this ComfyUI may send (answers, ``/view`` files, WS messages)."""
+        return self._http.limits
 
     @property
     def base_url(self) -> str:
+        """The URL requests go to, credentials included: never show or store it."""
         return self._http.base_url
+
+    @property
+    def display_url(self) -> str:
+        """``base_url`` with its password masked: for results, Redis, logs and errors."""
+        return self._http.shown_url
 
     @property
     def has_jobs_api(self) -> bool:
@@ -95,7 +112,7 @@ class ComfyClient:
         try:
             queued = accepted(data)
         except ValueError as exc:
-            raise ComfyUnavailable(url=self.base_url, reason=f"/prompt answer: {exc}") from exc
+            raise ComfyUnavailable(url=self.display_url, reason=f"/prompt answer: {exc}") from exc
         if queued.node_errors and not allow_partial:
             self._discard(queued.prompt_id)
             raise rejection(data, partial=True)
@@ -112,7 +129,7 @@ class ComfyClient:
         path = f"/history/{_quoted(prompt_id)}"
         body = self._http.get_json(path)
         if not isinstance(body, dict):
-            raise ComfyUnavailable(url=self.base_url, reason=f"{path} answered a non-object")
+            raise ComfyUnavailable(url=self.display_url, reason=f"{path} answered a non-object")
         entry = body.get(prompt_id)
         return HistoryEntry.from_dict(prompt_id, entry) if isinstance(entry, dict) else None
 
@@ -186,7 +203,7 @@ class ComfyClient:
         """File names in a model folder (``checkpoints``, ``loras``...); unknown folder is 404."""
         body = self._http.get_json(f"/models/{_quoted(folder)}")
         if not isinstance(body, list):
-            raise ComfyUnavailable(url=self.base_url, reason="/models answered a non-list")
+            raise ComfyUnavailable(url=self.display_url, reason="/models answered a non-list")
         return [str(name) for name in body]
 
     def system_stats(self) -> dict[str, Any]:
@@ -199,7 +216,7 @@ class ComfyClient:
     def _object(self, path: str) -> dict[str, Any]:
         body = self._http.get_json(path)
         if not isinstance(body, dict):
-            raise ComfyUnavailable(url=self.base_url, reason=f"{path} answered a non-object")
+            raise ComfyUnavailable(url=self.display_url, reason=f"{path} answered a non-object")
         return body
 
     # -- files --------------------------------------------------------------------------------
@@ -241,13 +258,17 @@ class ComfyClient:
         try:
             return UploadedFile.from_dict(self._http.decode_json(response, "/upload/image"))
         except ValueError as exc:
-            raise ComfyUnavailable(url=self.base_url, reason=f"/upload/image: {exc}") from exc
+            raise ComfyUnavailable(url=self.display_url, reason=f"/upload/image: {exc}") from exc
 
-    def iter_output(self, output: OutputFile, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """Stream an output file from ``GET /view`` in chunks (never the whole body in memory)."""
+    def iter_output(
+        self, output: OutputFile, chunk_size: int = 1 << 20, *, deadline: float | None = None
+    ) -> Iterator[bytes]:
+        """Stream an output file from ``GET /view`` in chunks (never the whole body in memory),
+        at most ``limits.max_output_bytes`` (``ResponseTooLarge``), complete by ``deadline``
+        (a ``time.monotonic()`` time; ``ComfyUnavailable`` after it)."""
         output.relative_path  # noqa: B018 - validates the untrusted name before any request
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
-        return self._http.stream("/view", params, chunk_size)
+        return self._http.stream("/view", params, chunk_size, deadline=deadline)
 
     def download(self, output: OutputFile, dest: Path) -> int:
         """Stream an output file to ``dest`` (temp file in the same folder, then rename).

@@ -13,6 +13,7 @@
         ├── ExecutionInterrupted       the prompt was interrupted
         ├── PromptTimeout              deadline passed, or the prompt stalled
         ├── UnsafeOutputPath           a file name from ComfyUI would escape its folder
+        ├── ResponseTooLarge           an answer or output exceeds its size limit
         └── ComfyRequestError          any other 4xx (missing /view file, unknown model folder)
 
 Every error keeps its data in keyword-only fields and has ``to_dict()`` (JSON-safe), so logs,
@@ -232,6 +233,21 @@ class UnsafeOutputPath(ComfyPermanent):
         self.subfolder = subfolder
         self.reason = reason
         super().__init__(f"unsafe output path {subfolder!r}/{filename!r}: {reason}")
+
+
+class ResponseTooLarge(ComfyPermanent):
+    """Raised when ComfyUI sends more than a limit allows (a JSON answer, a ``/view`` file)."""
+
+    fields = ("url", "route", "limit", "setting")
+
+    def __init__(self, *, url: str, route: str, limit: int, setting: str) -> None:
+        self.url = url
+        self.route = route
+        self.limit = limit
+        self.setting = setting
+        super().__init__(
+            f"ComfyUI at {url} sent more than {limit} bytes for {route} (limit {setting})"
+        )
 
 
 class ComfyRequestError(ComfyPermanent):

@@ -6,11 +6,18 @@ Whether the server has the newer job API (``/api/jobs``, ComfyUI 2026) is probed
 
 Mapping: connection errors, timeouts and non-JSON answers where JSON is expected become
 ``ComfyUnavailable``; 5xx becomes ``ComfyServerError``; other unexpected 4xx ``ComfyRequestError``.
+
+Bodies are untrusted (``comfy.limits``): every answer is read with a size cap
+(``ComfyLimits.max_json_bytes``; ``max_output_bytes`` for a ``/view`` file) and within a total
+time (``timeout`` for an answer, the caller's deadline for a file), never with ``.json()`` on an
+unbounded stream: a ``/history`` of 200 MB is ``ResponseTooLarge``, one trickled a byte at a time
+is ``ComfyUnavailable``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,20 +26,31 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from comfyfarm.comfy.errors import ComfyRequestError, ComfyServerError, ComfyUnavailable
+from comfyfarm.comfy.limits import BodyLimit, ComfyLimits, read_bounded
+from comfyfarm.tasks.redact import redact_url
 
 API_PREFIX = "/api"
 _PROBE_ID = "00000000-0000-0000-0000-000000000000"
 _BODY_LIMIT = 4000
+_READ_CHUNK = 1 << 16
 
 
 class Transport:
     """Requests to one ComfyUI base URL; every call has ``timeout`` (seconds, connect and read)."""
 
     def __init__(
-        self, base_url: str, *, timeout: float, session: requests.Session | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        session: requests.Session | None = None,
+        limits: ComfyLimits | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: ``base_url`` without its password: what errors and logs show (``tasks.redact``).
+        self.shown_url = redact_url(self.base_url)
         self.timeout = timeout
+        self.limits = limits or ComfyLimits()
         self.session = session or _session()
         self._prefix: str | None = None
         self._has_jobs_api: bool | None = None
@@ -69,21 +87,55 @@ class Transport:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _send(self, method: str, url: str, route: str, **kwargs: Any) -> requests.Response:
+    def _send(
+        self, method: str, url: str, route: str, *, stream: bool = False, **kwargs: Any
+    ) -> requests.Response:
+        """Send; the body is read (bounded) before returning, except a 200 when ``stream``."""
         try:
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.request(
+                method, url, timeout=self.timeout, stream=True, **kwargs
+            )
         except requests.Timeout as exc:
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"{method} {route} timed out after {self.timeout} s"
+                url=self.shown_url, reason=f"{method} {route} timed out after {self.timeout} s"
             ) from exc
         except requests.RequestException as exc:
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"{method} {route} failed: {_short(exc)}"
+                url=self.shown_url, reason=f"{method} {route} failed: {_short(exc)}"
             ) from exc
+        if not (stream and response.status_code == 200):
+            self._load(response, route)
+        return response
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send a request; raises on connection problems and 5xx. 4xx is left to the caller."""
-        response = self._send(method, self.url(path), self.prefix + path, **kwargs)
+    def _load(self, response: requests.Response, route: str) -> None:
+        """Read the whole body into ``response`` (at most ``max_json_bytes``, within
+        ``timeout`` seconds in total), so ``.json()`` and ``.text`` never read unbounded."""
+        limit = BodyLimit(
+            max_bytes=self.limits.max_json_bytes,
+            setting="COMFYFARM_MAX_JSON_BYTES",
+            deadline=time.monotonic() + self.timeout,
+            deadline_text=f"{self.timeout:g} s",
+        )
+        try:
+            body = b"".join(
+                read_bounded(
+                    response, url=self.shown_url, route=route, limit=limit, chunk_size=_READ_CHUNK
+                )
+            )
+        except BaseException:
+            response.close()  # drops the connection: its body was not read to the end
+            raise
+        # requests keeps a read body here; .content, .text and .json() then use it.
+        response._content = body
+        _release(response)
+
+    def request(
+        self, method: str, path: str, *, stream: bool = False, **kwargs: Any
+    ) -> requests.Response:
+        """Send a request; raises on connection problems and 5xx. 4xx is left to the caller.
+
+        With ``stream`` the body of a 200 is left unread (read it with ``read_bounded``)."""
+        response = self._send(method, self.url(path), self.prefix + path, stream=stream, **kwargs)
         if response.status_code >= 500:
             raise _server_error(response)
         return response
@@ -95,13 +147,13 @@ class Transport:
         if "json" not in content_type.lower():
             got = content_type.split(";")[0].strip() or "no content type"
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"expected JSON from {route}, got {got}"
+                url=self.shown_url, reason=f"expected JSON from {route}, got {got}"
             )
         try:
             return response.json()
         except (ValueError, json.JSONDecodeError) as exc:
             raise ComfyUnavailable(
-                url=self.base_url, reason=f"invalid JSON from {route}: {_short(exc)}"
+                url=self.shown_url, reason=f"invalid JSON from {route}: {_short(exc)}"
             ) from exc
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
@@ -118,21 +170,48 @@ class Transport:
             raise request_error(response)
         return response
 
-    def stream(self, path: str, params: dict[str, str], chunk_size: int) -> Iterator[bytes]:
-        """GET a binary body chunk by chunk; the response is closed when the iterator ends."""
+    def stream(
+        self,
+        path: str,
+        params: dict[str, str],
+        chunk_size: int,
+        *,
+        deadline: float | None = None,
+    ) -> Iterator[bytes]:
+        """GET a binary body chunk by chunk (at most ``max_output_bytes``, done by
+        ``deadline``, a ``time.monotonic()`` time); the response is closed when the iterator
+        ends."""
         response = self.request("GET", path, params=params, stream=True)
-        with response:
+        limit = BodyLimit(
+            max_bytes=self.limits.max_output_bytes,
+            setting="COMFYFARM_MAX_OUTPUT_BYTES",
+            deadline=deadline,
+            deadline_text="the job deadline",
+        )
+        try:
             if response.status_code != 200:
                 raise request_error(response)
-            try:
-                yield from response.iter_content(chunk_size=chunk_size)
-            except requests.RequestException as exc:
-                raise ComfyUnavailable(
-                    url=self.base_url, reason=f"GET {path} broke off: {_short(exc)}"
-                ) from exc
+            yield from read_bounded(
+                response,
+                url=self.shown_url,
+                route=self.prefix + path,
+                limit=limit,
+                chunk_size=chunk_size,
+            )
+        except BaseException:
+            response.close()  # drops the connection: its body was not read to the end
+            raise
+        _release(response)
 
     def close(self) -> None:
         self.session.close()
+
+
+def _release(response: requests.Response) -> None:
+    """Hand the connection of a response read to its end back to the pool (keep-alive);
+    ``close()`` of a response requests thinks unread would drop it."""
+    response._content_consumed = True
+    response.close()
 
 
 def _session() -> requests.Session:
@@ -174,12 +253,16 @@ def _body(response: requests.Response) -> str:
 
 
 def _server_error(response: requests.Response) -> ComfyServerError:
-    return ComfyServerError(url=response.url, status=response.status_code, body=_body(response))
+    return ComfyServerError(
+        url=redact_url(response.url), status=response.status_code, body=_body(response)
+    )
 
 
 def request_error(response: requests.Response) -> ComfyRequestError:
     """The error for an unexpected non-200, non-5xx answer."""
-    return ComfyRequestError(url=response.url, status=response.status_code, body=_body(response))
+    return ComfyRequestError(
+        url=redact_url(response.url), status=response.status_code, body=_body(response)
+    )
 
 
 def _short(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ from comfyfarm.comfy.errors import (
 )
 from comfyfarm.comfy.history import HistoryEntry
 from comfyfarm.comfy.state import PromptLookup, PromptState
+from comfyfarm.tasks.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +348,7 @@ class _Follower:
                 self.stream.close()
         reason = last.reason if isinstance(last, ComfyUnavailable) else str(last)
         raise ComfyUnavailable(
-            url=self.client.base_url,
+            url=redact_url(self.client.base_url),
             reason=f"connection lost and not back after {self.clock() - began:.1f} s: {reason}",
         ) from last
 

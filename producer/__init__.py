@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from comfyfarm.producer.build import build_spec
 from comfyfarm.producer.errors import (
+    JobIdInUse,
     JobTimeout,
     ProducerError,
     SubmitError,
@@ -25,6 +26,7 @@ __all__ = [
     "Farm",
     "FarmStatus",
     "Job",
+    "JobIdInUse",
     "JobTimeout",
     "ProducerError",
     "QueueDepth",

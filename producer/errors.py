@@ -3,6 +3,7 @@
 ```
 ProducerError
 ├── SubmitError(job_ids_sent, job_ids_not_sent, reason)   publishing failed part-way
+│   └── JobIdInUse(job_id)                                a reused job id with a different spec
 ├── UnknownJob(text, matches)                             no job, or several, has this id (prefix)
 ├── JobTimeout(job_id, seconds, status)                   Job.wait() ran out of time (TimeoutError)
 └── WaitTimeout(pending, seconds)                         Farm.as_completed() ran out of time
@@ -49,6 +50,22 @@ class SubmitError(ProducerError):
         super().__init__(
             f"submitted {len(job_ids_sent)} job(s), {len(job_ids_not_sent)} not (or not "
             f"certainly) submitted: {reason}"
+        )
+
+
+class JobIdInUse(SubmitError):
+    """Raised when a job id is submitted again with a different spec (prompt, inputs, params,
+    options). Resubmitting the *same* spec is not an error: it returns the existing job."""
+
+    def __init__(
+        self, *, job_id: str, job_ids_sent: list[str], job_ids_not_sent: list[str]
+    ) -> None:
+        self.job_id = job_id
+        super().__init__(
+            job_ids_sent=job_ids_sent,
+            job_ids_not_sent=job_ids_not_sent,
+            reason=f"job id {job_id} is already used by a different job; a reused id must "
+            "carry the same spec (it then returns the existing job): choose a new id",
         )
 
 

@@ -11,12 +11,17 @@ what ``send_task`` does), so workers see ordinary task messages: ``args = [spec.
   a long-lived producer would have to drain); ``Job.wait`` subscribes on demand.
 
 Before each chunk is published, a small record per job (``<prefix>job:<id>``) is written so
-``Job.status()`` can tell "queued" from "unknown".
+``Job.status()`` can tell "queued" from "unknown". It carries the spec's fingerprint: a job id
+submitted again with a different spec is refused (``JobIdInUse``, nothing of its chunk sent) —
+otherwise the second job would "succeed" with the first one's outputs. The same spec again is
+sent again and finds the existing job (a worker follows or collects its prompt, never runs it
+twice), which is how a dead letter is re-submitted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +29,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from comfyfarm.producer.errors import SubmitError
+from comfyfarm.producer.errors import JobIdInUse, SubmitError
 from comfyfarm.tasks.keyspace import job_key
 from comfyfarm.tasks.models import JobSpec
 from comfyfarm.tasks.names import RUN_JOB
@@ -64,12 +69,14 @@ class Publisher:
                 for chunk in _chunks(specs, max(1, chunk_size)):
                     # The record first: a plain Redis call fails at once on a wrong password,
                     # where kombu's connection would retry for seconds.
-                    self._record(chunk, queue, priority)
+                    self._record(chunk, queue, priority, sent=sent, specs=specs)
                     self._declare(producer, queue)
                     with _batch(producer, len(chunk)) as batching:
                         for spec in chunk:
                             self._send(producer, spec, queue, message_priority, retry=not batching)
                     sent.extend(spec.job_id for spec in chunk)
+        except JobIdInUse:
+            raise
         except Exception as exc:
             raise SubmitError(
                 job_ids_sent=sent,
@@ -110,23 +117,70 @@ class Publisher:
             producer.maybe_declare(self.app.amqp.queues[queue])
             self._declared.add(queue)
 
-    def _record(self, chunk: Sequence[JobSpec], queue: str, priority: int | None) -> None:
+    def _record(
+        self,
+        chunk: Sequence[JobSpec],
+        queue: str,
+        priority: int | None,
+        *,
+        sent: list[str],
+        specs: Sequence[JobSpec],
+    ) -> None:
+        """Write the records of ``chunk``. Raises ``JobIdInUse`` (and leaves the records as
+        they were) if an id is taken by a job with another spec."""
         ttl = int(self.settings.result_expires)
         prefix = self.settings.key_prefix
         with self.client.pipeline(transaction=False) as pipe:
             for spec in chunk:
-                record = {
-                    "job_id": spec.job_id,
-                    "queue": queue,
-                    "priority": priority,
-                    "workflow_name": spec.workflow_name,
-                    "params": spec.params,
-                    "labels": spec.labels,
-                    "enqueued_at": spec.enqueued_at,
-                    "deadline_seconds": spec.deadline_seconds,
-                }
-                pipe.set(job_key(prefix, spec.job_id), json.dumps(record), ex=ttl)
-            pipe.execute()
+                record = _record_of(spec, queue, priority)
+                pipe.set(job_key(prefix, spec.job_id), json.dumps(record), ex=ttl, nx=True)
+            written = pipe.execute()
+        taken = {spec.job_id: spec for spec, new in zip(chunk, written, strict=True) if not new}
+        for job_id, spec in taken.items():
+            stored = _stored_fingerprint(self.client.get(job_key(prefix, job_id)))
+            if stored is not None and stored != fingerprint(spec):
+                created = [s.job_id for s, new in zip(chunk, written, strict=True) if new]
+                if created:
+                    self.client.delete(*(job_key(prefix, new_id) for new_id in created))
+                raise JobIdInUse(
+                    job_id=job_id,
+                    job_ids_sent=list(sent),
+                    job_ids_not_sent=[s.job_id for s in specs[len(sent) :]],
+                )
+        if taken:  # the same job again: its record now says where it was sent this time
+            with self.client.pipeline(transaction=False) as pipe:
+                for spec in taken.values():
+                    record = _record_of(spec, queue, priority)
+                    pipe.set(job_key(prefix, spec.job_id), json.dumps(record), ex=ttl)
+                pipe.execute()
+
+
+def _record_of(spec: JobSpec, queue: str, priority: int | None) -> dict[str, Any]:
+    return {
+        "job_id": spec.job_id,
+        "queue": queue,
+        "priority": priority,
+        "workflow_name": spec.workflow_name,
+        "params": spec.params,
+        "labels": spec.labels,
+        "enqueued_at": spec.enqueued_at,
+        "deadline_seconds": spec.deadline_seconds,
+        "fingerprint": fingerprint(spec),
+    }
+
+
+def fingerprint(spec: JobSpec) -> str:
+    """SHA-256 of everything that shapes the job (all of the spec but its enqueue time)."""
+    shape = {key: value for key, value in spec.to_dict().items() if key != "enqueued_at"}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+
+def _stored_fingerprint(raw: Any) -> str | None:
+    try:
+        value = json.loads(raw)["fingerprint"] if raw is not None else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 @contextlib.contextmanager

@@ -18,6 +18,11 @@ once per matching HTTP request. A trigger narrows when an armed fault fires:
 | view_500    | request | status=500: GET /view fails                                      |
 | view_slow   | request | bytes_per_second=65536: GET /view trickles                       |
 | garbage     | request | route="/history", mode=html|garbage|truncated|empty, status=200  |
+| bloat       | request | route="/history", bytes=1048576: a JSON answer padded to that    |
+|             |         | size (an extra key), or /view streams that many bytes            |
+| ws_bomb     | job     | after_ms=0, length=2**40, trickle_ms=200: a raw frame header     |
+|             |         | announcing ``length`` bytes on the job's socket, then one byte   |
+|             |         | every trickle_ms (a frame that never ends)                       |
 
 Random faults (``--fault-rate``): each job or request rolls for every kind in ``random_kinds``.
 """
@@ -29,8 +34,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-JOB_FAULTS = ("crash", "hang", "drop_ws", "node_error", "evil_output")
-REQUEST_FAULTS = ("prompt_5xx", "view_500", "view_slow", "garbage")
+JOB_FAULTS = ("crash", "hang", "drop_ws", "node_error", "evil_output", "ws_bomb")
+REQUEST_FAULTS = ("prompt_5xx", "view_500", "view_slow", "garbage", "bloat")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "crash": {"after_ms": 0},
@@ -47,6 +52,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "view_500": {"status": 500},
     "view_slow": {"bytes_per_second": 65536},
     "garbage": {"route": "/history", "mode": "html", "status": 200},
+    "bloat": {"route": "/history", "bytes": 1 << 20},
+    "ws_bomb": {"after_ms": 0, "length": 1 << 40, "trickle_ms": 200},
 }
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("evil_output", "mode"): ("dotdot", "absolute", "nul", "subfolder"),

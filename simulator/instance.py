@@ -28,7 +28,7 @@ from comfyfarm.simulator.gpu import SimulatedGpu
 from comfyfarm.simulator.job_faults import JobFaults
 from comfyfarm.simulator.prompt_queue import PromptQueue, QueueItem
 from comfyfarm.simulator.schema import NodeSchemas
-from comfyfarm.simulator.ws_hub import Hub
+from comfyfarm.simulator.ws_hub import Hub, ws_bomb
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Simulator:
         for name, spec in config.faults.items():
             self.faults.arm(name, spec)
         self.accounting = Accounting()
+        self._background: set[asyncio.Future[None]] = set()
         self.executor = PromptExecutor(
             hub=self.hub,
             schemas=self.schemas,
@@ -142,6 +143,9 @@ class Simulator:
         drop = self.faults.check("drop_ws")
         if drop is not None:
             timers.append(loop.call_later(float(drop["after_ms"]) / 1000, self._drop_sockets))
+        bomb = self.faults.check("ws_bomb")
+        if bomb is not None:
+            loop.call_later(float(bomb["after_ms"]) / 1000, self._start_ws_bomb, bomb)
         hang = self.faults.check("hang")
         evil = self.faults.check("evil_output")
         job = JobFaults(
@@ -159,6 +163,12 @@ class Simulator:
             shutil.rmtree(self.scratch, ignore_errors=True)
         sys.stderr.flush()
         os._exit(code)
+
+    def _start_ws_bomb(self, params: dict[str, Any]) -> None:
+        client = self.hub.clients.get(self.hub.client_id or "")
+        if client is not None and client.request.transport is not None:
+            bomb = ws_bomb(client.request.transport, int(params["length"]), params["trickle_ms"])
+            self._background.add(asyncio.ensure_future(bomb))
 
     def _drop_sockets(self) -> None:
         count = self.hub.drop_all()

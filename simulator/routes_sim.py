@@ -15,6 +15,7 @@ limit, offset), GET /api/jobs/{id}, POST /api/jobs/{id}/cancel, as the newer ser
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -114,11 +115,37 @@ def _matches(path: str, route: str) -> bool:
     return False
 
 
+async def _bloated(request: web.Request, real: web.StreamResponse, size: int) -> web.StreamResponse:
+    """Fault ``bloat``: a JSON object answer with a padding key of ``size`` bytes, or (for any
+    other answer, e.g. /view) ``size`` bytes streamed in 64 KiB writes."""
+    body = real.body if isinstance(real, web.Response) else None
+    if isinstance(body, bytes) and real.content_type == "application/json":
+        data = json.loads(body)
+        if isinstance(data, dict):
+            data["_sim_padding"] = "x" * size
+            return web.json_response(data, status=real.status)
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    await response.prepare(request)
+    block = b"\x00" * 65536
+    for start in range(0, size, len(block)):
+        await response.write(block[: size - start])
+    await response.write_eof()
+    return response
+
+
 def garbage_middleware(sim: Simulator) -> Any:
     """Fault ``garbage``: answer a route with HTML, non-JSON bytes, half a body or nothing."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        bloat = sim.faults.peek("bloat")
+        if (
+            bloat is not None
+            and not request.path.startswith("/_sim/")
+            and _matches(request.path, str(bloat["route"]))
+            and sim.faults.check("bloat") is not None
+        ):
+            return await _bloated(request, await handler(request), int(bloat["bytes"]))
         armed = sim.faults.peek("garbage")
         route = str((armed or DEFAULTS["garbage"])["route"])
         if request.path.startswith("/_sim/") or not _matches(request.path, route):

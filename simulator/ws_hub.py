@@ -106,3 +106,13 @@ def preview_frame_with_metadata(png: bytes, metadata: dict[str, Any]) -> bytes:
     """Body of a type-4 PREVIEW_IMAGE_WITH_METADATA frame (after the event type)."""
     meta = json.dumps(metadata).encode()
     return struct.pack(">I", len(meta)) + meta + png
+
+
+async def ws_bomb(transport: asyncio.BaseTransport, length: int, trickle_ms: float) -> None:
+    """Fault ``ws_bomb``: a raw binary frame header announcing ``length`` payload bytes, then one
+    byte every ``trickle_ms`` until the socket closes (the frame never ends)."""
+    assert isinstance(transport, asyncio.WriteTransport)
+    transport.write(b"\x82\x7f" + struct.pack(">Q", length))
+    while not transport.is_closing():
+        transport.write(b"\x00")
+        await asyncio.sleep(float(trickle_ms) / 1000)

@@ -54,6 +54,11 @@ def text(error: ErrorType, field: str, value: object, *, max_len: int, empty: bo
         fail(error, field, f"longer than {max_len} characters")
     if "\x00" in value:
         fail(error, field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        reason = f"not Unicode text: a lone surrogate at character {exc.start} (non-UTF-8 bytes?)"
+        fail(error, field, reason)
     return value
 
 
@@ -120,9 +125,11 @@ def json_size(error: ErrorType, field: str, value: object, *, max_bytes: int) ->
     """Size of ``value`` as compact JSON; fails if it is not JSON-safe or larger than allowed."""
     try:
         encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        fail(error, field, f"not JSON-safe: text with a lone surrogate ({exc.reason})")
+    except (TypeError, ValueError, RecursionError) as exc:
         fail(error, field, f"not JSON-safe: {exc}")
-    size = len(encoded.encode("utf-8"))
     if size > max_bytes:
         fail(error, field, f"{size} bytes of JSON, more than the limit of {max_bytes}")
     return size

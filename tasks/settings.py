@@ -18,9 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from comfyfarm.tasks.errors import SettingsError
+from comfyfarm.tasks.redact import SENTINEL_SEP
+from comfyfarm.tasks.redact import redact_url as redact_url  # re-exported (its old home)
 
 ENV_PREFIX = "COMFYFARM_"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -31,29 +33,17 @@ VISIBILITY_MARGIN_SECONDS = 300.0
 #: (kombu's default is a sweep every ~100 s).
 DEFAULT_RESTORE_INTERVAL = 10.0
 REDIS_SCHEMES = ("redis", "rediss", "sentinel")
-#: Separator of the sentinel addresses in a broker URL (Celery's): sentinel://h1:26379;sentinel://h2
-SENTINEL_SEP = ";"
+#: Default of ``max_retry_delay``: the longest countdown a worker schedules (job retries wait
+#: 2, 4, 8 ... at most 60 s, webhook retries at most 64 s).
+DEFAULT_MAX_RETRY_DELAY = 64.0
+#: Size caps on what a ComfyUI may send (bytes); the comfy client's defaults are the same.
+MIB = 1 << 20
+DEFAULT_MAX_JSON_BYTES = 64 * MIB
+DEFAULT_MAX_OUTPUT_BYTES = 4096 * MIB
+DEFAULT_MAX_WS_FRAME_BYTES = 64 * MIB
 STORAGE_SCHEMES = ("file", "s3", "memory")
 #: Digests a store can record for each output (``hash`` = ``<algorithm>:<hex>``, or empty).
 OUTPUT_DIGESTS = ("blake3", "sha256", "none")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for logs and reprs."""
-    if SENTINEL_SEP in url:
-        return SENTINEL_SEP.join(redact_url(part) for part in url.split(SENTINEL_SEP))
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-    except ValueError:
-        return "<unparseable URL>"
 
 
 def default_visibility_timeout(max_job_seconds: float) -> float:
@@ -88,6 +78,10 @@ class Settings:
     restore_interval: float = DEFAULT_RESTORE_INTERVAL
     max_retries: int = 3
     sentinel_master: str = ""
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    max_ws_frame_bytes: int = DEFAULT_MAX_WS_FRAME_BYTES
     webhook_secret: str | None = field(default=None, compare=False)
     flower_basic_auth: str | None = field(default=None, compare=False)
     input_allow: str = ""
@@ -176,7 +170,7 @@ class Settings:
             _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
         for name in (
             "max_job_seconds", "result_expires", "stall_timeout", "lease_seconds",
-            "restore_interval",
+            "restore_interval", "max_retry_delay",
         ):  # fmt: skip
             _check_positive(name, getattr(self, name))
         _check_positive("visibility_timeout", self.visibility_timeout)
@@ -187,6 +181,17 @@ class Settings:
                 f"must exceed the hard time limit {self.time_limit:g} s "
                 f"(COMFYFARM_MAX_JOB_SECONDS={self.max_job_seconds:g} + grace), otherwise Redis "
                 "hands a still-running job to a second worker",
+            )
+        if self.visibility_timeout <= self.max_retry_delay:
+            # A retry waits out its countdown in the worker, unacknowledged: Redis would hand a
+            # second copy of it to another worker meanwhile.
+            _fail(
+                "VISIBILITY_TIMEOUT",
+                str(self.visibility_timeout),
+                "must exceed the longest retry countdown "
+                f"COMFYFARM_MAX_RETRY_DELAY={self.max_retry_delay:g} s, otherwise Redis "
+                "re-delivers a retry still waiting for its countdown and two copies of one job "
+                "run in parallel (lower COMFYFARM_MAX_RETRY_DELAY or raise the visibility timeout)",
             )
         if self.lease_seconds >= self.visibility_timeout:
             _fail(
@@ -206,6 +211,10 @@ class Settings:
             _fail("INPUT_CACHE_MB", str(self.input_cache_mb), "must be 0 (no cache) or more")
         if not 0 <= self.max_retries <= 100:
             _fail("MAX_RETRIES", str(self.max_retries), "must be between 0 and 100")
+        for name in ("max_json_bytes", "max_output_bytes", "max_ws_frame_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+                _fail(name, repr(value), "must be a whole number of bytes, at least 1024")
         if self.flower_basic_auth is not None:
             for pair in self.flower_basic_auth.split(","):
                 user, sep, password = pair.partition(":")
@@ -303,6 +312,10 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "restore_interval": _parse_float,
     "max_retries": _parse_int,
     "sentinel_master": _parse_str,
+    "max_retry_delay": _parse_float,
+    "max_json_bytes": _parse_int,
+    "max_output_bytes": _parse_int,
+    "max_ws_frame_bytes": _parse_int,
     "webhook_secret": _parse_str,
     "flower_basic_auth": _parse_str,
     "input_allow": _parse_str,
@@ -341,7 +354,7 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "VISIBILITY_TIMEOUT", f"3 × MAX_JOB_SECONDS + {VISIBILITY_MARGIN_SECONDS:g}",
          "seconds before Redis re-delivers an unacknowledged job: only the last-resort net (a "
          "dead worker's job is taken over much sooner, see LEASE_SECONDS); must exceed "
-         "MAX_JOB_SECONDS"),
+         "MAX_JOB_SECONDS (+ grace) and MAX_RETRY_DELAY"),
         (p + "RESULT_EXPIRES", "604800 (7 days)", "how long job results and states are kept"),
         (p + "STALL_TIMEOUT", "120",
          "default seconds without any ComfyUI event before a job is checked and failed"),
@@ -354,6 +367,19 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "MAX_RETRIES", "3",
          "default retries of a job after a retryable failure; only tries that POSTed its prompt "
          "count (failures before that, e.g. ComfyUI restarting, are retried up to 20 more times)"),
+        (p + "MAX_RETRY_DELAY", f"{DEFAULT_MAX_RETRY_DELAY:g}",
+         "longest wait before a retry (job retries wait 2, 4, 8 ... up to 60 s, webhooks up to "
+         "64 s, both capped by this); VISIBILITY_TIMEOUT must exceed it"),
+        (p + "MAX_JSON_BYTES", f"{DEFAULT_MAX_JSON_BYTES} (64 MiB)",
+         "largest JSON answer read from a ComfyUI (/history, /object_info, /queue); a larger "
+         "one fails the job (ResponseTooLarge); every answer must also arrive within the "
+         "request timeout in total"),
+        (p + "MAX_OUTPUT_BYTES", f"{DEFAULT_MAX_OUTPUT_BYTES} (4 GiB)",
+         "largest output file downloaded from /view; a larger one fails the job "
+         "(ResponseTooLarge); a download must end by the job's deadline"),
+        (p + "MAX_WS_FRAME_BYTES", f"{DEFAULT_MAX_WS_FRAME_BYTES} (64 MiB)",
+         "largest WebSocket message from a ComfyUI; a larger one (announced or sent) drops the "
+         "socket before it is read, and the job asks ComfyUI over HTTP instead"),
         (p + "WEBHOOK_SECRET", "unset", "HMAC-SHA256 key for signing webhook calls (never logged)"),
         (p + "FLOWER_BASIC_AUTH", "unset", "user:password for Flower (never logged)"),
         (p + "INPUT_ALLOW", "unset",

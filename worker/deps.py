@@ -16,6 +16,7 @@ from functools import partial
 import redis
 
 from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.comfy.limits import ComfyLimits
 from comfyfarm.storage import OutputStore, open_store
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
@@ -49,7 +50,7 @@ class WorkerDeps:
         comfy_url: str,
         worker_name: str,
         client_id: str,
-        open_client: Callable[[str], ComfyClient] = ComfyClient,
+        open_client: Callable[[str], ComfyClient] | None = None,
         open_output_store: Callable[[str], OutputStore] | None = None,
         open_redis: Callable[[Settings], redis.Redis] = redis_client,
         run: Runner = run_job,
@@ -59,7 +60,9 @@ class WorkerDeps:
         self.worker_name = worker_name
         self.client_id = client_id
         self.run = run
-        self._open_client = open_client
+        # By default the client enforces the size caps of the settings (comfy/limits.py).
+        limits = ComfyLimits.from_settings(settings)
+        self._open_client = open_client or partial(ComfyClient, limits=limits)
         # By default the store records the digest the settings ask for (COMFYFARM_OUTPUT_DIGEST).
         self._open_store = open_output_store or partial(open_store, digest=settings.output_digest)
         self._open_redis = open_redis

@@ -43,11 +43,11 @@ class HealthMonitor:
         except ComfyError as exc:
             self.stats = None
             if self.healthy or self.reason == "not checked yet":
-                log.warning("ComfyUI at %s is unhealthy: %s", self.client.base_url, exc)
+                log.warning("ComfyUI at %s is unhealthy: %s", self.client.display_url, exc)
             self.healthy, self.reason = False, str(exc)
         else:
             if not self.healthy:
-                log.info("ComfyUI at %s is healthy", self.client.base_url)
+                log.info("ComfyUI at %s is healthy", self.client.display_url)
             self.healthy, self.reason = True, "ok"
         try:
             self.on_beat(self.healthy)

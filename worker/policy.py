@@ -56,9 +56,10 @@ MAX_LETTER_PAYLOAD = 256 * 1024
 LEASE_POLL_SECONDS = 0.25
 
 
-def retry_countdown(retries: int) -> float:
-    """Seconds before retry number ``retries + 1``: 2, 4, 8 ... capped at a minute."""
-    return min(60.0, 2.0 * 2.0**retries)
+def retry_countdown(retries: int, *, cap: float = 60.0) -> float:
+    """Seconds before retry number ``retries + 1``: 2, 4, 8 ... capped at a minute (and at
+    ``cap``, COMFYFARM_MAX_RETRY_DELAY: the visibility timeout must outlast the wait)."""
+    return min(60.0, cap, 2.0 * 2.0**retries)
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,16 @@ class GiveUp:
     letter_reason: str | None = None
 
 
-def decide(error: JobError, spec: JobSpec, *, retries: int, submitted: int) -> Retry | GiveUp:
+def decide(
+    error: JobError, spec: JobSpec, *, retries: int, submitted: int, max_delay: float = 60.0
+) -> Retry | GiveUp:
     """Retry or give up after ``error`` on delivery ``retries + 1``, ``submitted`` tries of
     which reached a ComfyUI (see the module docstring)."""
     if not isinstance(error, Retryable):
         return GiveUp(error)
     limit = spec.max_retries + MAX_UNSUBMITTED_RETRIES
     if submitted <= spec.max_retries and retries < limit:
-        return Retry(error, retry_countdown(retries), limit)
+        return Retry(error, retry_countdown(retries, cap=max_delay), limit)
     if submitted > spec.max_retries:
         return GiveUp(error, f"retries exhausted ({spec.max_retries})")
     return GiveUp(error, f"gave up after {retries + 1} deliveries, {submitted} reached a ComfyUI")
@@ -196,7 +199,8 @@ class FarmPolicy:
     def after_error(self, spec: JobSpec, error: JobError, *, retries: int) -> Retry | GiveUp:
         """``decide`` with the tries the ledger counted; a retry is logged."""
         submitted = self.ledger.submissions(spec.job_id, unknown=retries + 1)
-        step = decide(error, spec, retries=retries, submitted=submitted)
+        step = decide(error, spec, retries=retries, submitted=submitted,
+                      max_delay=self.settings.max_retry_delay)  # fmt: skip
         if isinstance(step, Retry):
             used = f"{submitted} of {spec.max_retries + 1} tries used"
             log.warning("job %s: %s; retry in %.0f s (%s)", spec.job_id, error, step.countdown,

@@ -102,7 +102,7 @@ class SchemaPublisher:
             return
         if self._published:
             return
-        url = self._client.base_url
+        url = self._client.display_url  # what is shown and stored: no credentials
         try:
             schemas = fetch_schemas(self._client)
             if schemas.missing:

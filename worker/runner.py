@@ -50,6 +50,7 @@ from comfyfarm.comfy.ws import EventStream
 from comfyfarm.storage import OutputStore
 from comfyfarm.storage.keys import job_output_key, result_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
+from comfyfarm.tasks.redact import restore_credentials
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 from comfyfarm.worker.inputs import clear_inputs, upload_inputs
 from comfyfarm.worker.models import resolve_models
@@ -159,7 +160,7 @@ def cancel_prompt(client: ComfyClient, prompt_id: str) -> None:
     try:
         client.cancel(prompt_id)
     except ComfyError as exc:
-        log.warning("could not cancel prompt %s on %s: %s", prompt_id, client.base_url, exc)
+        log.warning("could not cancel prompt %s on %s: %s", prompt_id, client.display_url, exc)
 
 
 def locate_prompt(job_id: str, ctx: JobContext) -> tuple[ComfyClient, PromptLookup | None]:
@@ -171,10 +172,12 @@ def locate_prompt(job_id: str, ctx: JobContext) -> tuple[ComfyClient, PromptLook
     """
     if ctx.ledger is None:
         return ctx.client, None
-    where = ctx.ledger.where(job_id)
-    if where is None or where == ctx.client.base_url:
+    where = ctx.ledger.where(job_id)  # redacted: the ledger never holds a password
+    if where is None or where in (ctx.client.display_url, ctx.client.base_url):
         return ctx.client, None if where is None else ctx.client.lookup(job_id)
-    other = ComfyClient(where, timeout=10.0)
+    other = ComfyClient(
+        restore_credentials(where, ctx.client.base_url), timeout=10.0, limits=ctx.client.limits
+    )
     try:
         known = other.lookup(job_id)
     except ComfyError as exc:
@@ -217,7 +220,11 @@ def _submit_and_follow(
         log.info("job %s already finished on ComfyUI: collecting it", spec.job_id)
         return PromptOutcome.from_history(known.history)
     stream = CancellableStream(
-        EventStream(client.base_url, ctx.client_id), ctx.cancel_requested, job_id=spec.job_id
+        EventStream(
+            client.base_url, ctx.client_id, max_frame_bytes=client.limits.max_ws_frame_bytes
+        ),
+        ctx.cancel_requested,
+        job_id=spec.job_id,
     )
     deadline = time.monotonic() + spec.deadline_seconds
     try:
@@ -235,7 +242,7 @@ def _submit_and_follow(
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)
             if ctx.ledger is not None:
-                ctx.ledger.record(spec.job_id, client.base_url)
+                ctx.ledger.record(spec.job_id, client.display_url)
             client.queue_prompt(
                 prompt,
                 prompt_id=spec.job_id,
@@ -281,6 +288,10 @@ def collect_into_store(
     """
     records: list[OutputRecord] = []
     cached = set(history.cached_nodes)
+    # Every /view read ends by the job's deadline (ctx.started_at is wall-clock time), with a
+    # little time to collect a prompt that finished just before it (less than Celery's grace).
+    left = spec.deadline_seconds - (time.time() - ctx.started_at)
+    deadline = time.monotonic() + max(left, min(60.0, spec.deadline_seconds / 10))
     for item in collect_outputs(history.outputs):
         if isinstance(item, OutputValue):
             records.append(
@@ -305,7 +316,8 @@ def collect_into_store(
         mime = guess_mime(item.filename)
         source = client or ctx.client
         try:
-            stored = ctx.store.write(key, source.iter_output(item), content_type=mime)
+            chunks = source.iter_output(item, deadline=deadline)
+            stored = ctx.store.write(key, chunks, content_type=mime)
         except ComfyRequestError as exc:
             raise _vanished_output(source, spec.job_id, exc) from exc
         records.append(
@@ -380,7 +392,7 @@ def build_result(
             run_seconds=finished - ctx.started_at,
         ),
         worker=ctx.worker_name,
-        comfy_url=ctx.client.base_url,
+        comfy_url=ctx.client.display_url,
         attempts=ctx.attempts,
         params=spec.params,
         labels=spec.labels,

@@ -32,10 +32,11 @@ from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.tasks.redact import redact_url
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker import malformed, takeover, webhook_sender, webhook_task
 from comfyfarm.worker import metrics as worker_metrics
-from comfyfarm.worker import takeover, webhook_task
 from comfyfarm.worker import task as job_task
 from comfyfarm.worker.deps import WorkerDeps
 from comfyfarm.worker.health import HealthMonitor
@@ -152,12 +153,14 @@ def build_worker_app(
         client_id=f"comfyfarm-{options.name}-{uuid.uuid4()}",
     )
     job_task.register(app, deps)
-    webhook_task.register(app, secret=settings.webhook_secret)
+    webhook_sender.install(webhook_sender.WebhookSender(app, settings))
+    webhook_task.register(app)
     signals.worker_process_init.connect(lambda **_: job_task.warm_up(app, deps), weak=False)
     rds = redis_client(settings)
+    malformed.install(app, rds, settings.key_prefix, options.name)
     holding = takeover.install(app, settings, options.name)  # a dead worker's jobs, in seconds
     registry = WorkerRegistry(
-        rds, settings.key_prefix, options.name, comfy_url=options.comfy_url,
+        rds, settings.key_prefix, options.name, comfy_url=redact_url(options.comfy_url),
         queues=options.queues(), capabilities=options.capabilities, holding=holding,
     )  # fmt: skip
     comfy = ComfyClient(options.comfy_url, timeout=5.0)

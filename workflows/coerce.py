@@ -177,6 +177,9 @@ def _to_bool(value: Any, target: Target) -> bool:
 
 
 def _check_number(value: float, spec: InputSpec, target: Target) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        message = f"expected a finite number, got {value}"
+        raise _fail(target.problem("invalid_input_type", message, "use a number such as 7.5"))
     low, high, step = spec.minimum, spec.maximum, spec.step
     if low is not None and value < low:
         message = f"{_num(value)} is smaller than the minimum {_num(low)}"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from comfyfarm.workflows.errors import WorkflowError, WorkflowFormatError
+from comfyfarm.workflows.jsonsafe import JsonValueError, json_problem, strict_loads
 from comfyfarm.workflows.problems import general
 from comfyfarm.workflows.schema import SchemaSource
 from comfyfarm.workflows.uigraph import is_ui_link_list
@@ -112,6 +113,10 @@ def parse_workflow(data: Any, *, name: str, path: Path | None = None) -> Workflo
 def load_workflow(source: Path | str | Mapping[str, Any]) -> Workflow:
     """Load a workflow from a path, a library name (``sd15_text2image``) or a dict."""
     if isinstance(source, Mapping):
+        found = json_problem(dict(source))
+        if found is not None:
+            where, reason = found
+            raise WorkflowFormatError(source="workflow", reason=f"{where}: {reason}")
         return parse_workflow(dict(source), name="workflow")
     from comfyfarm.workflows.library import find_workflow
 
@@ -131,13 +136,16 @@ def load_workflow(source: Path | str | Mapping[str, Any]) -> Workflow:
 
 
 def parse_json(text: str, *, source: str) -> Any:
-    """``json.loads`` whose error names the file, line and column."""
+    """Strict JSON (``jsonsafe.strict_loads``) whose error names the file, line and column, or
+    the path of the value we refuse."""
     try:
-        return json.loads(text)
+        return strict_loads(text)
     except json.JSONDecodeError as exc:
         raise WorkflowFormatError(
             source=source, reason=f"not JSON: {exc.msg}", line=exc.lineno, column=exc.colno
         ) from exc
+    except JsonValueError as exc:
+        raise WorkflowFormatError(source=source, reason=f"JSON we do not accept: {exc}") from None
 
 
 def _workflow_name(path: Path) -> str:

@@ -19,13 +19,13 @@ typed text otherwise (``a cat``, ``random``).
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from comfyfarm.workflows.errors import ParameterError
+from comfyfarm.workflows.jsonsafe import strict_loads
 from comfyfarm.workflows.problems import Target, general
 from comfyfarm.workflows.schema import InputSpec, SchemaSource
 
@@ -56,9 +56,11 @@ class Address:
 
 
 def parse_value(text: str) -> Any:
-    """JSON when the text is JSON, else the text itself."""
+    """JSON when the text is JSON, else the text itself (``NaN``, ``Infinity``, over-long
+    integers and deep nesting are not JSON here: they stay text, and a number input refuses
+    them by name)."""
     try:
-        return json.loads(text)
+        return strict_loads(text)
     except ValueError:
         return text
 

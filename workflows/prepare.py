@@ -20,6 +20,7 @@ from typing import Any
 from comfyfarm.workflows.coerce import RANDOM, coerce_value, random_int
 from comfyfarm.workflows.errors import ParameterError, PromptInvalid, WorkflowError
 from comfyfarm.workflows.formats import Workflow, load_workflow
+from comfyfarm.workflows.graphcheck import structure_problems
 from comfyfarm.workflows.inputs import InputRef, check_input_file, names_a_file
 from comfyfarm.workflows.overrides import (
     Setting,
@@ -110,6 +111,10 @@ def prepare_jobs(
             if validate and schema is not None:
                 uploads = {(ref.node_id, ref.input_name) for ref in job.inputs}
                 problems = validate_prompt(job.prompt, schema, uploads=uploads)
+                if problems:
+                    raise PromptInvalid(problems=problems)
+            elif validate:
+                problems = structure_problems(job.prompt)  # no schemas: what needs none
                 if problems:
                     raise PromptInvalid(problems=problems)
             jobs.append(job)

@@ -6,7 +6,8 @@ links to missing nodes or to output slots that do not exist, link type mismatche
 anything, comma-separated type lists match when they overlap), values that do not convert to the
 input's type, values out of ``min``/``max``, values not in a combo list — model files (the combo
 lists of loaders are the server's model lists) and input images are named as such — and a prompt
-without an output node.
+without an output node. Checks that need no schemas (node ids unsafe as storage keys, cycles of
+links, values that cannot travel as JSON) are ``graphcheck.structure_problems``, included here.
 
 Unlike ComfyUI, which validates only nodes that feed an output and then runs the outputs that
 validated, every problem is reported; each carries ``dependent_outputs``, the output nodes it
@@ -20,6 +21,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from comfyfarm.workflows.coerce import combo_problem
+from comfyfarm.workflows.graphcheck import structure_problems
 from comfyfarm.workflows.problems import Problem, Target, general
 from comfyfarm.workflows.schema import InputSpec, NodeSchema, SchemaSource, types_match
 
@@ -39,7 +41,7 @@ def validate_prompt(
         return [
             general("prompt_no_outputs", "the prompt has no nodes", "add nodes and an output node")
         ]
-    problems: list[Problem] = []
+    problems: list[Problem] = structure_problems(prompt)
     outputs: list[str] = []
     all_known = True
     for node_id, node in prompt.items():

@@ -88,6 +88,7 @@ SOAK_ENV = {
     "COMFYFARM_LEASE_SECONDS": "1.5",
     "COMFYFARM_STALL_TIMEOUT": "3",
     "COMFYFARM_MAX_RETRIES": "2",
+    "COMFYFARM_MAX_RETRY_DELAY": "4",
 }
 FAULT_KINDS = ("crash", "hang", "drop_ws")
 WORKFLOW = "empty_invert"

@@ -26,7 +26,7 @@ def test_producer_imports_no_worker_or_websocket_code() -> None:
 def test_public_names() -> None:
     """The package exports exactly its documented API."""
     assert sorted(comfyfarm.producer.__all__) == sorted(
-        ["CancelOutcome", "Farm", "FarmStatus", "Job", "JobTimeout", "ProducerError",
+        ["CancelOutcome", "Farm", "FarmStatus", "Job", "JobIdInUse", "JobTimeout", "ProducerError",
          "QueueDepth", "RunningJob", "SubmitError", "UnknownJob", "WaitTimeout", "WorkerStatus",
          "build_spec"]
     )  # fmt: skip

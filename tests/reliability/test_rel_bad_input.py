@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -102,6 +105,25 @@ def silent_server() -> tuple[str, socket.socket]:
 def _set_link(ctx: Ctx, node: str, name: str, value: Any) -> dict[str, Any]:
     prompt = ctx.api()
     prompt[node]["inputs"][name] = value
+    return prompt
+
+
+def _with_text(ctx: Ctx, node: str, text: str) -> dict[str, Any]:
+    entry: dict[str, Any] = copy.deepcopy(ctx.api()[node])
+    entry["inputs"]["text"] = text
+    return entry
+
+
+def _renamed(ctx: Ctx, old: str, new: str) -> dict[str, Any]:
+    return {(new if key == old else key): value for key, value in ctx.api().items()}
+
+
+def _cycle(ctx: Ctx) -> dict[str, Any]:
+    """Two samplers feeding each other's latent (type-correct links, so only the cycle is wrong)."""
+    prompt = ctx.api()
+    prompt["30"] = copy.deepcopy(prompt["3"])
+    prompt["30"]["inputs"]["latent_image"] = ["3", 0]
+    prompt["3"]["inputs"]["latent_image"] = ["30", 0]
     return prompt
 
 
@@ -214,6 +236,84 @@ CASES: list[Case] = [
         lambda c: prepare_jobs(c.api(), schema=c.schema, params=["warp=9"]),
         WorkflowError,
         "unknown parameter 'warp'; available (inferred): prompt,",
+    ),
+    # -- hostile JSON and command lines (issue 13 #8) -------------------------------------------
+    (
+        "json-nested-10000-deep",
+        lambda c: prepare_jobs(c.file("deep.json", "[" * 10_000 + "]" * 10_000), schema=c.schema),
+        WorkflowError,
+        "deep.json: JSON we do not accept: nested more than 100 levels deep",
+    ),
+    (
+        "json-infinity",
+        lambda c: prepare_jobs(
+            c.file("inf.json", SEED_API.read_text().replace('"cfg": 8', '"cfg": Infinity')),
+            schema=c.schema,
+        ),
+        WorkflowError,
+        "inf.json: JSON we do not accept: Infinity is not a JSON number",
+    ),
+    (
+        "json-lone-surrogate",
+        lambda c: prepare_jobs(
+            c.file("sur.json", json.dumps({**c.api(), "7": _with_text(c, "7", "\udcff")})),
+            schema=c.schema,
+        ),
+        WorkflowError,
+        "sur.json: JSON we do not accept: 7.inputs.text: text with a lone surrogate",
+    ),
+    (
+        "json-5001-digit-integer",
+        lambda c: prepare_jobs(
+            c.file(
+                "big.json", SEED_API.read_text().replace('"seed": 1234', '"seed": ' + "9" * 5001)
+            ),
+            schema=c.schema,
+        ),
+        WorkflowError,
+        "big.json: JSON we do not accept: an integer of more than 40 digits",
+    ),
+    (
+        "dict-with-nan",
+        lambda c: prepare_jobs(_set_link(c, "3", "cfg", float("nan")), schema=c.schema),
+        WorkflowError,
+        "workflow: 3.inputs.cfg: nan is not a JSON number",
+    ),
+    (
+        "param-cfg-nan",
+        lambda c: prepare_jobs(c.api(), schema=c.schema, params=["cfg=nan"]),
+        WorkflowError,
+        "node 3 (KSampler) input cfg: expected a finite number, got nan",
+    ),
+    (
+        "set-non-utf8-text",
+        lambda c: prepare_jobs(c.api(), schema=c.schema, sets=["6.text=\udcffcat"]),
+        WorkflowError,
+        "input text: text with a lone surrogate '\\udcff' at character 0",
+    ),
+    (
+        "label-non-utf8",
+        lambda c: c.farm.submit(prepare_jobs(c.api(), schema=c.schema)[0], labels={"k": "\udcff"}),
+        JobSpecError,
+        "labels.k: not Unicode text: a lone surrogate",
+    ),
+    (
+        "node-id-with-slash",
+        lambda c: prepare_jobs(_renamed(c, "9", "a/b"), schema=c.schema),
+        WorkflowError,
+        "node id 'a/b' cannot name the node's outputs in storage",
+    ),
+    (
+        "node-id-with-slash-no-schema",
+        lambda c: prepare_jobs(_renamed(c, "9", "../x"), schema=None),
+        WorkflowError,
+        "node id '../x' cannot name the node's outputs in storage",
+    ),
+    (
+        "graph-cycle",
+        lambda c: prepare_jobs(_cycle(c), schema=c.schema),
+        WorkflowError,
+        "nodes 30 → 3 → 30 form a cycle of links",
     ),
     # -- job specs (producer and the worker's decoder) -------------------------------------------
     (
@@ -455,3 +555,17 @@ def test_bad_input_is_refused_naming_what_and_where(
     after = set(ctx.root.parent.rglob("*")) - set(ctx.root.rglob("*"))
     assert after - before <= {p for p in after if p.is_relative_to(ctx.tmp)}
     assert not Path("/tmp/comfyfarm-evil").exists()
+
+
+def test_non_utf8_bytes_on_the_command_line_are_an_error_not_a_traceback(ctx: Ctx) -> None:
+    """``comfyfarm validate --set 6.text=<0xff>`` names the node and input, exit 1, no
+    traceback."""
+    argv = [sys.executable, "-P", "-m", "comfyfarm", "validate", str(SEED_API),
+            "--comfy-url", ctx.sim.url, "--set", "6.text=\udcffcat"]  # fmt: skip
+    encoded = [os.fsencode(arg) for arg in argv]  # the surrogate goes out as the byte 0xff
+    done = subprocess.run(encoded, capture_output=True, timeout=60)
+
+    assert done.returncode == 1
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    assert "input text: text with a lone surrogate" in output
+    assert "Traceback" not in output

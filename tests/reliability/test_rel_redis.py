@@ -26,6 +26,7 @@ def test_redis_restart_loses_no_job_and_everyone_reconnects(
         settings = Settings(
             broker_url=redis_server.url, storage_url=out_dir.as_uri(), key_prefix=prefix,
             max_job_seconds=6, visibility_timeout=8, restore_interval=0.5, lease_seconds=1.5,
+            max_retry_delay=4,
         )  # fmt: skip
         own = type(workers)(redis_server.url, prefix, settings.storage_url)
         try:

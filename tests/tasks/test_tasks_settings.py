@@ -74,6 +74,10 @@ def test_visibility_default_follows_max_job() -> None:
         ("COMFYFARM_FLOWER_BASIC_AUTH", "admin", "user:password"),
         ("COMFYFARM_VISIBILITY_TIMEOUT", "1000", "hard time limit"),
         ("COMFYFARM_LEASE_SECONDS", "99999", "shorter than"),
+        ("COMFYFARM_MAX_RETRY_DELAY", "0", "positive"),
+        ("COMFYFARM_MAX_JSON_BYTES", "1e9", "whole number"),
+        ("COMFYFARM_MAX_OUTPUT_BYTES", "10", "at least 1024"),
+        ("COMFYFARM_MAX_WS_FRAME_BYTES", "-1", "at least 1024"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str, needle: str) -> None:
@@ -89,7 +93,19 @@ def test_visibility_must_exceed_the_job_limit() -> None:
     """A visibility timeout shorter than the longest job is refused (duplicate executions)."""
     with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT"):
         Settings(max_job_seconds=1800, visibility_timeout=1800)
-    assert Settings(max_job_seconds=2, visibility_timeout=3, lease_seconds=1).time_limit < 3
+    short = Settings(max_job_seconds=2, visibility_timeout=3, lease_seconds=1, max_retry_delay=2)
+    assert short.time_limit < 3
+
+
+def test_visibility_shorter_than_the_longest_retry_countdown_is_refused() -> None:
+    """A visibility timeout that a retry's countdown outlasts is refused, naming both settings
+    (Redis would re-deliver the waiting retry: two copies of one job)."""
+    with pytest.raises(SettingsError) as caught:
+        Settings(max_job_seconds=6, visibility_timeout=30, lease_seconds=1.5)
+    assert caught.value.variable == "COMFYFARM_VISIBILITY_TIMEOUT"
+    assert "COMFYFARM_MAX_RETRY_DELAY=64" in caught.value.reason
+    fine = Settings(max_job_seconds=6, visibility_timeout=30, lease_seconds=1.5, max_retry_delay=20)
+    assert fine.max_retry_delay == 20
 
 
 def test_secrets_are_hidden_in_repr() -> None:

@@ -18,5 +18,7 @@ def test_a_watch_outlasts_two_lease_ttls() -> None:
 def test_a_watch_is_due_before_redis_would_re_deliver_it() -> None:
     """A waiting watch is itself unacknowledged: it must fire within half the visibility
     timeout, or Redis would hand out another copy of it."""
-    settings = Settings(max_job_seconds=10, visibility_timeout=16, lease_seconds=2)
+    settings = Settings(
+        max_job_seconds=10, visibility_timeout=16, lease_seconds=2, max_retry_delay=8
+    )
     assert watch_countdown(settings) == 8 < MAX_WATCH_SECONDS
