@@ -191,5 +191,5 @@ def test_holdings_are_the_tags_the_consumer_has_not_acked(app, dead):
 def test_the_farm_is_swept_every_five_seconds_at_the_default_lease() -> None:
     """A sixth of the lease, at least half a second."""
     assert sweep_interval(Settings()) == 5.0
-    short = Settings(lease_seconds=1.5, visibility_timeout=8, max_job_seconds=6)
+    short = Settings(lease_seconds=1.5, visibility_timeout=8, max_job_seconds=6, max_retry_delay=4)
     assert sweep_interval(short) == 0.5

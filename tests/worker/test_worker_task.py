@@ -342,12 +342,11 @@ def test_a_watch_of_a_finished_job_ends_without_running_it(shell: Shell) -> None
 
 
 def test_the_webhook_is_handed_to_the_webhook_task(shell: Shell) -> None:
-    """A job with a webhook_url queues one webhook message carrying its result; the job's own
-    task does not post it."""
+    """A job with a webhook_url queues one webhook message naming the job (the sender signs the
+    result stored for it, never a body from the broker); the job's own task does not post it."""
     payload = job(webhook_url="http://127.0.0.1:9/hook")
     body = shell.deliver(payload)
 
     [message] = shell.queued(DELIVER_WEBHOOK)
-    assert message["args"] == [
-        {"url": "http://127.0.0.1:9/hook", "job_id": payload["job_id"], "result": body}
-    ]
+    assert message["args"] == [{"url": "http://127.0.0.1:9/hook", "job_id": payload["job_id"]}]
+    assert shell.stored_result(payload["job_id"]) == body
