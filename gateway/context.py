@@ -1,0 +1,69 @@
+"""Gateway: what every route needs — the farm (producer side), async Redis clients, the
+submitter, the event hub — built once per application and closed with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from comfyfarm.gateway.asset_refs import resolve_references
+from comfyfarm.gateway.job_records import JobRecord
+from comfyfarm.gateway.job_state import FarmView
+from comfyfarm.gateway.job_view import render_job
+from comfyfarm.gateway.schemas import SchemaCache
+from comfyfarm.gateway.settings import GatewaySettings
+from comfyfarm.gateway.submission import Submitter
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.models import InputFile
+
+
+class Gateway:
+    """One gateway process's connections and caches (no job state: that is in Redis)."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        farm_settings = settings.farm
+        self.prefix = farm_settings.key_prefix
+        self.retention = farm_settings.result_expires
+        self.farm = Farm(farm_settings)
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            farm_settings.broker_url, socket_connect_timeout=5, max_connections=256
+        )
+        same = farm_settings.result_backend == farm_settings.broker_url
+        self.results: aioredis.Redis = (
+            self.client
+            if same
+            else aioredis.Redis.from_url(farm_settings.result_backend, socket_connect_timeout=5)
+        )
+        self.schemas = SchemaCache(farm_settings)
+        self.submitter = Submitter(
+            self.farm,
+            self.client,
+            self.schemas,
+            max_queue_depth=settings.max_queue_depth,
+            retry_after=settings.retry_after_seconds,
+        )
+
+    def render(self, request: web.Request, record: JobRecord, view: FarmView) -> dict[str, Any]:
+        return render_job(record, view, origin=origin_of(request), retention=self.retention)
+
+    async def resolve_assets(
+        self, tenant: str, workflow: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[InputFile]]:
+        return await resolve_references(self, tenant, workflow)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self.results is not self.client:
+            await self.results.aclose()
+        self.farm.close()
+
+
+def origin_of(request: web.Request) -> str:
+    """``scheme://host[:port]`` the client used (for absolute content URLs)."""
+    return str(request.url.origin())
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
