@@ -8,9 +8,11 @@ envelope (every failure, 404s included, in the contract's shape), then auth (ten
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiohttp import web
 
-from comfyfarm.gateway import jobs
+from comfyfarm.gateway import assets, event_stream, jobs
 from comfyfarm.gateway.auth import auth_middleware
 from comfyfarm.gateway.context import GATEWAY, Gateway
 from comfyfarm.gateway.errors import error_middleware
@@ -36,7 +38,10 @@ def make_app(settings: GatewaySettings) -> web.Application:
     gateway = Gateway(settings)
     app[GATEWAY] = gateway
     app.router.add_get("/api/v2/health", health)
+    app[event_stream.OPEN_STREAMS] = Counter()
     app.router.add_routes(jobs.routes())
+    app.router.add_routes(event_stream.routes())
+    app.router.add_routes(assets.routes())
 
     async def close(_: web.Application) -> None:
         await gateway.close()

@@ -8,7 +8,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from comfyfarm.gateway.asset_records import register_outputs
 from comfyfarm.gateway.asset_refs import resolve_references
+from comfyfarm.gateway.events import EventHub
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView
 from comfyfarm.gateway.job_view import render_job
@@ -16,6 +18,7 @@ from comfyfarm.gateway.schemas import SchemaCache
 from comfyfarm.gateway.settings import GatewaySettings
 from comfyfarm.gateway.submission import Submitter
 from comfyfarm.producer import Farm
+from comfyfarm.storage import open_store
 from comfyfarm.tasks.models import InputFile
 
 
@@ -37,6 +40,8 @@ class Gateway:
             if same
             else aioredis.Redis.from_url(farm_settings.result_backend, socket_connect_timeout=5)
         )
+        self.store = open_store(farm_settings.storage_url)
+        self.hub = EventHub(self.results, self.prefix)
         self.schemas = SchemaCache(farm_settings)
         self.submitter = Submitter(
             self.farm,
@@ -46,8 +51,17 @@ class Gateway:
             retry_after=settings.retry_after_seconds,
         )
 
-    def render(self, request: web.Request, record: JobRecord, view: FarmView) -> dict[str, Any]:
+    async def render(
+        self, request: web.Request, record: JobRecord, view: FarmView
+    ) -> dict[str, Any]:
+        """The Job body; a finished job's outputs are registered as assets on the way."""
+        await self.register(record, view)
         return render_job(record, view, origin=origin_of(request), retention=self.retention)
+
+    async def register(self, record: JobRecord, view: FarmView) -> None:
+        if view.result is not None and view.result.outputs:
+            await register_outputs(self.client, self.prefix, record.tenant, view.result,
+                                   expires_at=record.created_at + self.retention)  # fmt: skip
 
     async def resolve_assets(
         self, tenant: str, workflow: dict[str, Any]
@@ -55,6 +69,7 @@ class Gateway:
         return await resolve_references(self, tenant, workflow)
 
     async def close(self) -> None:
+        await self.hub.close()
         await self.client.aclose()
         if self.results is not self.client:
             await self.results.aclose()

@@ -67,13 +67,13 @@ async def post_job(request: web.Request) -> web.Response:
             await claim.release()  # definitive: no job was created, the key may be used again
         raise
     [view] = await read_views(gw.client, gw.results, gw.prefix, [record.job_id])
-    return web.json_response(gw.render(request, record, view), status=201)
+    return web.json_response(await gw.render(request, record, view), status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     record, view = await owned_job(request)
-    return web.json_response(gw.render(request, record, view))
+    return web.json_response(await gw.render(request, record, view))
 
 
 async def get_workflow(request: web.Request) -> web.Response:
@@ -87,7 +87,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     if view.result is None:  # idempotent: a finished job is left as it is
         await asyncio.to_thread(gw.farm.cancel, record.job_id, reason="canceled via API v2")
         [view] = await read_views(gw.client, gw.results, gw.prefix, [record.job_id])
-    return web.json_response(gw.render(request, record, view))
+    return web.json_response(await gw.render(request, record, view))
 
 
 async def owned_job(request: web.Request, *, with_state: bool = True) -> tuple[JobRecord, FarmView]:

@@ -98,18 +98,28 @@ def spec() -> Iterator[SpecWatch]:
 
 
 @pytest.fixture
-def sdk(gateway: GatewayProcess, spec: SpecWatch, monkeypatch: pytest.MonkeyPatch):
-    """``sdk("acme")``: a comfy_sdk.Comfy client of that tenant, its responses spec-checked."""
+def sdk_factory_for(spec: SpecWatch, monkeypatch: pytest.MonkeyPatch):
+    """``sdk_factory_for(gateway)("acme")``: a comfy_sdk.Comfy client of that tenant on that
+    gateway, its responses spec-checked."""
     from comfy_sdk import Comfy
 
-    monkeypatch.setenv("COMFY_BASE_URL", gateway.url)
     clients: list[Comfy] = []
 
-    def make(tenant: str = "acme") -> Comfy:
-        client = spec.watch(Comfy(api_key=TOKENS[tenant]))
-        clients.append(client)
-        return client
+    def factory(gateway: GatewayProcess) -> Callable[[str], Comfy]:
+        def make(tenant: str = "acme") -> Comfy:
+            monkeypatch.setenv("COMFY_BASE_URL", gateway.url)
+            client = spec.watch(Comfy(api_key=TOKENS[tenant]))
+            clients.append(client)
+            return client
 
-    yield make
+        return make
+
+    yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def sdk(gateway: GatewayProcess, sdk_factory_for):
+    """``sdk("acme")``: a comfy_sdk.Comfy client of that tenant on the test's gateway."""
+    return sdk_factory_for(gateway)
