@@ -19,6 +19,7 @@ from comfyfarm.storage.base import (
     StoredObject,
     UnsafeKey,
 )
+from comfyfarm.storage.digests import DEFAULT_DIGEST, DIGEST_ALGORITHMS, check_algorithm
 from comfyfarm.storage.local import LocalStore
 from comfyfarm.storage.memory import MemoryStore
 
@@ -35,42 +36,48 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, environ: Mapping[str, str] | None = None) -> OutputStore:
-    """The store for ``url``:
+def open_store(
+    url: str, *, environ: Mapping[str, str] | None = None, digest: str = DEFAULT_DIGEST
+) -> OutputStore:
+    """The store for ``url``, recording each object's ``digest`` (``blake3``, ``sha256`` or
+    ``none``; ``COMFYFARM_OUTPUT_DIGEST``):
 
     - ``file:///abs/dir`` or a plain path (relative paths are taken from the current directory);
-      ``file:///abs/dir?digest=none`` keeps no SHA-256 of outputs (their ``sha256`` is empty):
-      the hash is the slowest step of copying a large output (~1.4 GB/s on one core)
+      ``file:///abs/dir?digest=sha256|blake3|none`` overrides ``digest`` for this store (``none``
+      keeps no digest: the hash is the slowest step of copying a large output)
     - ``s3://bucket[/prefix][?endpoint_url=...&region=...&addressing_style=path]`` (needs boto3;
       other settings from ``COMFYFARM_S3_*`` / ``AWS_*`` in ``environ``, default ``os.environ``)
     - ``memory://name``
 
-    Raises ValueError for any other URL. Nothing is contacted until the first operation.
+    Raises ValueError for any other URL or digest. Nothing is contacted until the first operation.
     """
+    check_algorithm(digest)
     if "://" not in url:
-        return LocalStore(os.path.expanduser(url))
+        return LocalStore(os.path.expanduser(url), digest=digest)
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError(f"file:// URLs must be local (file:///path), not {url!r}")
-        return LocalStore(unquote(parts.path), digest=_file_digest(url, parts.query))
+        return LocalStore(unquote(parts.path), digest=_file_digest(url, parts.query, digest))
     if parts.scheme == "memory":
-        return MemoryStore(parts.netloc or "default")
+        return MemoryStore(parts.netloc or "default", digest=digest)
     if parts.scheme == "s3":
         from comfyfarm.storage.s3 import S3Store  # boto3 is only needed for s3://
 
-        return S3Store.from_url(url, environ=environ)
+        return S3Store.from_url(url, environ=environ, digest=digest)
     raise ValueError(f"unsupported storage URL {url!r}: use file://, s3:// or memory://")
 
 
-def _file_digest(url: str, query: str) -> bool:
-    """Whether a ``file://`` store keeps SHA-256 digests: ``?digest=sha256`` (default) or
-    ``?digest=none``; anything else is refused, naming it."""
+def _file_digest(url: str, query: str, default: str) -> str:
+    """The digest of a ``file://`` store: ``?digest=blake3|sha256|none``, else ``default``;
+    any other option or value is refused, naming it."""
     options = parse_qs(query, keep_blank_values=True)
     unknown = sorted(set(options) - {"digest"})
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} in {url!r}: file:// takes digest")
-    value = options.get("digest", ["sha256"])[-1]
-    if value not in ("sha256", "none"):
-        raise ValueError(f"digest must be sha256 or none in {url!r}, not {value!r}")
-    return value == "sha256"
+    value = options.get("digest", [default])[-1]
+    if value not in DIGEST_ALGORITHMS:
+        raise ValueError(
+            f"digest must be one of {', '.join(DIGEST_ALGORITHMS)} in {url!r}, not {value!r}"
+        )
+    return value

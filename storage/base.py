@@ -14,7 +14,6 @@ under the key) and idempotent (writing the same bytes to the same key again give
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, runtime_checkable
@@ -49,14 +48,21 @@ class StorageUnavailable(StorageError):
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What a write produced: ``bytes`` written and their ``sha256`` (hex), computed while
-    streaming (empty from a store configured without digests); ``uri`` names the object for
-    readers (``file://``, ``s3://``, ``memory://``)."""
+    """What a write produced: ``bytes`` written and their ``hash`` (``blake3:<hex>``, or
+    ``sha256:<hex>`` from a store configured so; see ``digests``), computed while streaming
+    (empty from a store configured without digests); ``uri`` names the object for readers
+    (``file://``, ``s3://``, ``memory://``)."""
 
     key: str
     uri: str
     bytes: int
-    sha256: str
+    hash: str
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 hex digest if the store keeps SHA-256, else ``""`` (older readers)."""
+        algorithm, _, hexdigest = self.hash.partition(":")
+        return hexdigest if algorithm == "sha256" else ""
 
 
 @runtime_checkable
@@ -78,6 +84,8 @@ class OutputStore(Protocol):
     def open_read(self, key: str) -> BinaryIO: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -108,27 +116,3 @@ class StoreBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-
-class Digest:
-    """Counts bytes and hashes them (SHA-256) as chunks stream past; with ``enabled=False``
-    (a store configured without digests) it only counts, and ``sha256`` is empty."""
-
-    def __init__(self, *, enabled: bool = True) -> None:
-        self._hash = hashlib.sha256() if enabled else None
-        self.bytes = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self._hash is not None
-
-    def update(self, chunk: bytes) -> None:
-        if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise TypeError(f"chunks must be bytes, not {type(chunk).__name__}")
-        if self._hash is not None:
-            self._hash.update(chunk)
-        self.bytes += len(chunk)
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest() if self._hash is not None else ""

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from comfyfarm.storage.base import Digest, ObjectNotFound, StoreBase, StoredObject
+from comfyfarm.storage.base import ObjectNotFound, StoreBase, StoredObject
+from comfyfarm.storage.digests import DEFAULT_DIGEST, Digest, check_algorithm
 from comfyfarm.storage.keys import check_key
 
 _LOCK = threading.Lock()
@@ -20,10 +21,11 @@ _STORES: dict[str, dict[str, tuple[bytes, str | None]]] = {}
 
 
 class MemoryStore(StoreBase):
-    """Objects in memory under ``name``."""
+    """Objects in memory under ``name``; ``digest`` as in ``LocalStore``."""
 
-    def __init__(self, name: str = "default") -> None:
+    def __init__(self, name: str = "default", *, digest: str = DEFAULT_DIGEST) -> None:
         self.name = name
+        self.digest = check_algorithm(digest)
         self.url = f"memory://{name}"
         with _LOCK:
             self._objects = _STORES.setdefault(name, {})
@@ -32,14 +34,14 @@ class MemoryStore(StoreBase):
         self, key: str, chunks: Iterable[bytes], *, content_type: str | None = None
     ) -> StoredObject:
         check_key(key)
-        digest = Digest()
+        digest = Digest(self.digest)
         buffer = io.BytesIO()
         for chunk in chunks:
             digest.update(chunk)
             buffer.write(chunk)
         with _LOCK:
             self._objects[key] = (buffer.getvalue(), content_type)
-        return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, sha256=digest.sha256)
+        return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, hash=digest.hash)
 
     def open_read(self, key: str) -> BinaryIO:
         return io.BytesIO(self._get(key)[0])
@@ -49,6 +51,9 @@ class MemoryStore(StoreBase):
 
     def content_type(self, key: str) -> str | None:
         return self._get(key)[1]
+
+    def size(self, key: str) -> int:
+        return len(self._get(key)[0])
 
     def exists(self, key: str) -> bool:
         check_key(key)

@@ -30,13 +30,13 @@ from botocore.exceptions import (
 )
 
 from comfyfarm.storage.base import (
-    Digest,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
     StoreBase,
     StoredObject,
 )
+from comfyfarm.storage.digests import DEFAULT_DIGEST, Digest, check_algorithm
 from comfyfarm.storage.keys import check_key
 
 PART_SIZE = 8 * 1024 * 1024
@@ -62,6 +62,7 @@ class S3Store(StoreBase):
         region: str | None = None,
         addressing_style: str | None = None,
         part_size: int = PART_SIZE,
+        digest: str = DEFAULT_DIGEST,
     ) -> None:
         if not bucket:
             raise ValueError("an s3:// URL needs a bucket: s3://BUCKET[/PREFIX]")
@@ -72,6 +73,7 @@ class S3Store(StoreBase):
         if self.prefix:
             check_key(self.prefix)
         self.part_size = part_size
+        self.digest = check_algorithm(digest)
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = client or boto3.client(
             "s3",
@@ -89,7 +91,9 @@ class S3Store(StoreBase):
         )
 
     @classmethod
-    def from_url(cls, url: str, *, environ: Mapping[str, str] | None = None) -> S3Store:
+    def from_url(
+        cls, url: str, *, environ: Mapping[str, str] | None = None, digest: str = DEFAULT_DIGEST
+    ) -> S3Store:
         """Build from ``s3://bucket/prefix?endpoint_url=..&region=..``; env read now."""
         env = os.environ if environ is None else environ
         parts = urlsplit(url)
@@ -108,6 +112,7 @@ class S3Store(StoreBase):
             endpoint_url=endpoint,
             region=region,
             addressing_style=query.get("addressing_style"),
+            digest=digest,
         )
 
     def object_key(self, key: str) -> str:
@@ -119,7 +124,7 @@ class S3Store(StoreBase):
         self, key: str, chunks: Iterable[bytes], *, content_type: str | None = None
     ) -> StoredObject:
         name = self.object_key(key)
-        digest = Digest()
+        digest = Digest(self.digest)
         extra = {"ContentType": content_type} if content_type else {}
         parts = _parts(chunks, digest, self.part_size)
         first, last = next(parts)
@@ -130,7 +135,7 @@ class S3Store(StoreBase):
             head = [first]
             del first  # only one part in memory at a time: the list hands it over, then drops it
             self._multipart(key, name, head, parts, extra)
-        return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, sha256=digest.sha256)
+        return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, hash=digest.hash)
 
     def _multipart(
         self,
@@ -175,6 +180,11 @@ class S3Store(StoreBase):
         except ObjectNotFound:
             return False
         return True
+
+    def size(self, key: str) -> int:
+        answer = self._call(key, self.client.head_object, Bucket=self.bucket,
+                            Key=self.object_key(key))  # fmt: skip
+        return int(answer["ContentLength"])
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""

@@ -2,11 +2,17 @@
 
 A JobResult is stored for succeeded, failed *and* cancelled jobs, so a producer always gets one
 from ``Job.wait()``. It carries references (storage URIs, sizes, hashes), never file bytes.
+
+An output's ``hash`` is written ``<algorithm>:<hex>``: ``blake3:<hex>`` by default (content
+addressing as Comfy API v2 does it), ``sha256:<hex>`` from a store configured with
+``COMFYFARM_OUTPUT_DIGEST=sha256``, empty with ``none``. Results written before the switch carry
+a bare ``sha256`` hex field instead; they are read as ``hash = "sha256:<hex>"``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +26,8 @@ MAX_OUTPUTS = 10_000
 MAX_ERROR_BYTES = 64 * 1024
 
 E = JobResultError
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HASH = re.compile(r"(blake3|sha256):[0-9a-f]{64}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +35,8 @@ class OutputRecord:
     """One output of a job: a stored file (``uri`` set) or a value (``value`` set, ``uri`` None).
 
     ``kind`` is ComfyUI's output key (``images``, ``gifs``, ``audio``, ``text`` …); ``index`` the
-    position within that node's list for that kind.
+    position within that node's list for that kind. ``hash`` is the file's digest
+    (``blake3:<hex>``, ``sha256:<hex>``, or empty from a store kept without digests).
     """
 
     node_id: str
@@ -37,7 +45,7 @@ class OutputRecord:
     filename: str
     uri: str | None
     bytes: int
-    sha256: str
+    hash: str
     mime: str
     value: Any = None
 
@@ -50,11 +58,11 @@ class OutputRecord:
         f.text(E, "mime", self.mime, max_len=256, empty=True)
         if self.uri is not None:
             f.text(E, "uri", self.uri, max_len=4096)
-            if self.sha256 and not _SHA256.fullmatch(self.sha256):
-                f.fail(E, "sha256", "must be 64 lowercase hex digits, or empty from a store "
-                                    "kept without digests")  # fmt: skip
+            if not isinstance(self.hash, str) or (self.hash and not _HASH.fullmatch(self.hash)):
+                f.fail(E, "hash", "must be blake3:<64 lowercase hex>, sha256:<64 lowercase hex>, "
+                                  "or empty from a store kept without digests")  # fmt: skip
         else:
-            f.text(E, "sha256", self.sha256, max_len=64, empty=True)
+            f.text(E, "hash", self.hash, max_len=80, empty=True)
             f.json_size(E, "value", self.value, max_bytes=MAX_ERROR_BYTES)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,7 +73,7 @@ class OutputRecord:
             "filename": self.filename,
             "uri": self.uri,
             "bytes": self.bytes,
-            "sha256": self.sha256,
+            "hash": self.hash,
             "mime": self.mime,
             "value": self.value,
         }
@@ -80,10 +88,29 @@ class OutputRecord:
             filename=d.get("filename", ""),
             uri=d.get("uri"),
             bytes=d.get("bytes", 0),
-            sha256=d.get("sha256", ""),
+            hash=_hash_of(d),
             mime=d.get("mime", ""),
             value=d.get("value"),
         )
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 hex digest when ``hash`` is one, else ``""`` (for older readers)."""
+        algorithm, _, hexdigest = self.hash.partition(":")
+        return hexdigest if algorithm == "sha256" else ""
+
+
+def _hash_of(d: Mapping[str, Any]) -> Any:
+    """``hash``, or from a result written before BLAKE3: its bare ``sha256`` hex as
+    ``sha256:<hex>`` (checked like any hash)."""
+    if "hash" in d:
+        return d["hash"]
+    legacy = d.get("sha256") or ""
+    if isinstance(legacy, str) and _SHA256_HEX.fullmatch(legacy):
+        return f"sha256:{legacy}"
+    if legacy:
+        f.fail(E, "sha256", "must be 64 lowercase hex digits")
+    return ""
 
 
 @dataclass(frozen=True, kw_only=True)

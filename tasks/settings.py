@@ -30,6 +30,8 @@ VISIBILITY_MARGIN_SECONDS = 300.0
 DEFAULT_RESTORE_INTERVAL = 10.0
 REDIS_SCHEMES = ("redis", "rediss")
 STORAGE_SCHEMES = ("file", "s3", "memory")
+#: Digests a store can record for each output (``hash`` = ``<algorithm>:<hex>``, or empty).
+OUTPUT_DIGESTS = ("blake3", "sha256", "none")
 
 
 def redact_url(url: str) -> str:
@@ -70,6 +72,7 @@ class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     result_backend: str = ""
     storage_url: str = ""
+    output_digest: str = OUTPUT_DIGESTS[0]
     key_prefix: str = DEFAULT_KEY_PREFIX
     max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS
     visibility_timeout: float = 0.0
@@ -147,6 +150,8 @@ class Settings:
         _check_url("BROKER_URL", self.broker_url, REDIS_SCHEMES)
         _check_url("RESULT_BACKEND", self.result_backend, REDIS_SCHEMES)
         _check_storage_url(self.storage_url)
+        if self.output_digest not in OUTPUT_DIGESTS:
+            _fail("OUTPUT_DIGEST", str(self.output_digest), f"must be {', '.join(OUTPUT_DIGESTS)}")
         prefix = self.key_prefix
         if any(ch.isspace() or ch in "*?[]" for ch in prefix) or len(prefix) > 64:
             _fail("KEY_PREFIX", prefix, "at most 64 characters, no spaces or * ? [ ]")
@@ -241,6 +246,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "broker_url": _parse_str,
     "result_backend": _parse_str,
     "storage_url": _parse_str,
+    "output_digest": _parse_str,
     "key_prefix": _parse_str,
     "max_job_seconds": _parse_float,
     "visibility_timeout": _parse_float,
@@ -263,8 +269,11 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "RESULT_BACKEND", "= BROKER_URL", "Redis for job states, progress and results"),
         (p + "STORAGE_URL", "file://<cwd>/comfyfarm-output",
          "where outputs go: file:///dir, a path, s3://bucket/prefix?endpoint_url=..&region=.., "
-         "memory://name; file:///dir?digest=none keeps no SHA-256 of outputs (faster copies "
-         "of large files)"),
+         "memory://name"),
+        (p + "OUTPUT_DIGEST", OUTPUT_DIGESTS[0],
+         "digest recorded as each output's hash: blake3 (blake3:<hex>, as Comfy API v2), sha256 "
+         "(sha256:<hex>) or none (no hash: faster copies of large files); a file:// URL's "
+         "?digest= overrides it for that store"),
         (p + "KEY_PREFIX", DEFAULT_KEY_PREFIX,
          "prefix of every Redis key (queues, results, leases): several farms can share one Redis"),
         (p + "MAX_JOB_SECONDS", f"{DEFAULT_MAX_JOB_SECONDS:g}",

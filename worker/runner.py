@@ -259,7 +259,7 @@ def collect_into_store(
                     filename="",
                     uri=None,
                     bytes=0,
-                    sha256="",
+                    hash="",
                     mime="text/plain",
                     value=item.value,
                 )  # fmt: skip
@@ -283,7 +283,7 @@ def collect_into_store(
                 filename=item.filename,
                 uri=stored.uri,
                 bytes=stored.bytes,
-                sha256=stored.sha256,
+                hash=stored.hash,
                 mime=mime,
             )  # fmt: skip
         )

@@ -106,7 +106,8 @@ def _resources() -> tuple[WorkerBinding, ComfyClient, OutputStore, redis.Redis]:
     assert _binding is not None, "worker.task.bind() was not called"
     if getattr(_local, "client", None) is None:
         _local.client = ComfyClient(_binding.comfy_url)
-        _local.store = open_store(_binding.settings.storage_url)
+        settings = _binding.settings
+        _local.store = open_store(settings.storage_url, digest=settings.output_digest)
         _local.redis = redis_client(_binding.settings)
         # One WebSocket identity per pool process: with pipelining several processes follow
         # prompts on the same ComfyUI, and ComfyUI keeps only the newest socket of a client id.

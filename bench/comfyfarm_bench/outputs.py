@@ -2,10 +2,12 @@
 storage the way a worker does it, against a plain loopback download of the same file.
 
 - **farm path**: ``ComfyClient.iter_output`` (1 MiB chunks) → ``LocalStore.write`` (temp file
-  written by the calling thread with write-behind, SHA-256 in a helper thread at the same time,
-  fsync, rename, directory fsync); RSS growth of this process is measured around it
-  (``PeakRssGrowth``): streaming must not hold the file in memory. SHA-256 (~1.4 GB/s with
-  SHA-NI) bounds this path, so on a fast disk it cannot match the plain download.
+  written by the calling thread with write-behind, the BLAKE3 digest in a helper thread at the
+  same time, fsync, rename, directory fsync): what a worker does by default. RSS growth of this
+  process is measured around it (``PeakRssGrowth``): streaming must not hold the file in memory.
+- **farm path with SHA-256**: the same into a store opened with ``?digest=sha256``
+  (``COMFYFARM_OUTPUT_DIGEST=sha256``); SHA-256 is 2-4 × slower than BLAKE3 on one core and
+  bounds this path on a fast disk.
 - **farm path without digests**: the same into a store opened with ``?digest=none``: what the
   copy itself costs, durability included, without the hash.
 - **plain download**: ``requests.get(stream=True)`` → ``iter_content(1 MiB)`` → a file; no
@@ -14,9 +16,9 @@ storage the way a worker does it, against a plain loopback download of the same 
   on this disk, to tell it apart from the streaming code.
 
 A random file of ``size_mb`` MiB is written into the simulator's ``output/`` folder first. Each
-path runs ``repeats`` times, interleaved (plain, plain + fsync, farm, farm without digests,
-plain, ...); speeds are
-medians, the RSS growth is the largest seen. MB here means MiB (2**20 bytes).
+path runs ``repeats`` times, interleaved (plain, plain + fsync, farm, farm with SHA-256, farm
+without digests, plain, ...); speeds are medians, the RSS growth is the largest seen. MB here
+means MiB (2**20 bytes).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class OutputsFigures:
     size_mb: float
     repeats: int
     farm_mb_s: float
+    farm_sha256_mb_s: float
     farm_no_digest_mb_s: float
     plain_mb_s: float
     plain_fsync_mb_s: float
@@ -59,6 +62,10 @@ class OutputsFigures:
         return self.farm_mb_s / self.plain_mb_s if self.plain_mb_s else 0.0
 
     @property
+    def ratio_sha256(self) -> float:
+        return self.farm_sha256_mb_s / self.plain_mb_s if self.plain_mb_s else 0.0
+
+    @property
     def ratio_no_digest(self) -> float:
         return self.farm_no_digest_mb_s / self.plain_mb_s if self.plain_mb_s else 0.0
 
@@ -67,11 +74,14 @@ class OutputsFigures:
             "bench": "outputs",
             "size_mb": self.size_mb,
             "repeats": self.repeats,
+            "digest": "blake3",
             "farm_mb_s": round(self.farm_mb_s, 1),
+            "farm_sha256_mb_s": round(self.farm_sha256_mb_s, 1),
             "farm_no_digest_mb_s": round(self.farm_no_digest_mb_s, 1),
             "plain_mb_s": round(self.plain_mb_s, 1),
             "plain_fsync_mb_s": round(self.plain_fsync_mb_s, 1),
             "ratio": round(self.ratio, 4),
+            "ratio_sha256": round(self.ratio_sha256, 4),
             "ratio_no_digest": round(self.ratio_no_digest, 4),
             "farm_rss_growth_mb": round(self.farm_rss_growth_mb, 2),
             "rss_peak_from": "VmHWM+samples" if self.hwm_reset else "samples",
@@ -80,14 +90,18 @@ class OutputsFigures:
     def __str__(self) -> str:
         return (
             f"{self.size_mb:g} MB output, median of {self.repeats}:\n"
-            f"  farm path (/view → iter_output → LocalStore.write): {self.farm_mb_s:,.0f} MB/s\n"
-            f"  farm path, store kept without digests (?digest=none): "
+            f"  farm path, BLAKE3 (/view → iter_output → LocalStore.write): "
+            f"{self.farm_mb_s:,.0f} MB/s\n"
+            f"  farm path, SHA-256 (?digest=sha256):                      "
+            f"{self.farm_sha256_mb_s:,.0f} MB/s\n"
+            f"  farm path, no digest (?digest=none):                      "
             f"{self.farm_no_digest_mb_s:,.0f} MB/s\n"
-            f"  plain download (requests → file):                  {self.plain_mb_s:,.0f} MB/s\n"
-            f"  plain download + fsync:                            "
+            f"  plain download (requests → file):                         "
+            f"{self.plain_mb_s:,.0f} MB/s\n"
+            f"  plain download + fsync:                                   "
             f"{self.plain_fsync_mb_s:,.0f} MB/s\n"
-            f"  ratio farm/plain: {self.ratio:.3f} (without digests {self.ratio_no_digest:.3f}); "
-            f"RSS growth during the farm path: "
+            f"  ratio farm/plain: BLAKE3 {self.ratio:.3f}, SHA-256 {self.ratio_sha256:.3f}, "
+            f"no digest {self.ratio_no_digest:.3f}; RSS growth during the farm path: "
             f"{self.farm_rss_growth_mb:.1f} MB"
         )
 
@@ -125,6 +139,7 @@ class _Samples:
     plain: list[float] = field(default_factory=list)
     plain_fsync: list[float] = field(default_factory=list)
     farm: list[float] = field(default_factory=list)
+    farm_sha256: list[float] = field(default_factory=list)
     farm_no_digest: list[float] = field(default_factory=list)
     growth_mb: float = 0.0
     hwm_reset: bool = True
@@ -153,6 +168,7 @@ def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO = sys.stderr) -
         size_mb=mb,
         repeats=repeats,
         farm_mb_s=mb / statistics.median(samples.farm),
+        farm_sha256_mb_s=mb / statistics.median(samples.farm_sha256),
         farm_no_digest_mb_s=mb / statistics.median(samples.farm_no_digest),
         plain_mb_s=mb / statistics.median(samples.plain),
         plain_fsync_mb_s=mb / statistics.median(samples.plain_fsync),
@@ -176,8 +192,9 @@ def _run_once(client: ComfyClient, tmp: Path, size: int, samples: _Samples) -> N
         extra={},
     )  # fmt: skip
     for store, times in (
-        (LocalStore(tmp / "store"), samples.farm),
-        (LocalStore(tmp / "store", digest=False), samples.farm_no_digest),
+        (LocalStore(tmp / "store", digest="blake3"), samples.farm),
+        (LocalStore(tmp / "store", digest="sha256"), samples.farm_sha256),
+        (LocalStore(tmp / "store", digest="none"), samples.farm_no_digest),
     ):
         with PeakRssGrowth() as peak:
             started = time.perf_counter()

@@ -162,9 +162,7 @@ def _direct_result(result: dict[str, Any]) -> dict[str, Any]:
     """The result as direct mode prints it: local paths instead of storage URIs."""
     outputs = []
     for record in result.get("outputs", []):
-        item = {
-            k: record.get(k) for k in ("node_id", "kind", "filename", "bytes", "sha256", "mime")
-        }
+        item = {k: record.get(k) for k in ("node_id", "kind", "filename", "bytes", "hash", "mime")}
         uri = record.get("uri")
         item["path"] = unquote(urlparse(uri).path) if uri else None
         if record.get("value") is not None:

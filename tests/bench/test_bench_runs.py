@@ -74,6 +74,6 @@ def test_outputs_streams_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert row["bench"] == "outputs" and row["size_mb"] == 5
     assert row["farm_mb_s"] > 0 and row["plain_mb_s"] > 0 and row["plain_fsync_mb_s"] > 0
-    assert row["farm_no_digest_mb_s"] > 0
-    assert row["ratio"] > 0 and row["ratio_no_digest"] > 0
+    assert row["farm_no_digest_mb_s"] > 0 and row["farm_sha256_mb_s"] > 0
+    assert row["ratio"] > 0 and row["ratio_no_digest"] > 0 and row["ratio_sha256"] > 0
     assert row["farm_rss_growth_mb"] >= 0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+import blake3
 import pytest
 
 from comfyfarm import __version__
@@ -38,7 +38,7 @@ def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_run_json_downloads_every_output(sim, tmp_path: Path, capsys) -> None:
-    """`run --json` prints prompt_id, status and each output with a path whose sha256 matches."""
+    """`run --json` prints prompt_id, status and each output with a path; its BLAKE3 matches."""
     code = main(
         [
             "run",
@@ -63,7 +63,7 @@ def test_run_json_downloads_every_output(sim, tmp_path: Path, capsys) -> None:
     assert output["node_id"] == "9" and output["kind"] == "images"
     data = Path(output["path"]).read_bytes()
     assert Path(output["path"]).is_relative_to(tmp_path)
-    assert hashlib.sha256(data).hexdigest() == output["sha256"]
+    assert "blake3:" + blake3.blake3(data).hexdigest() == output["hash"]
     assert len(data) == output["bytes"] and data.startswith(b"\x89PNG")
 
 

@@ -7,7 +7,6 @@ Workers are real ``python -m comfyfarm worker`` processes; readiness is Celery's
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
+import blake3
 import requests
 
 from comfyfarm.services import ManagedProcess, SimulatorProcess, free_port
@@ -198,8 +198,9 @@ def executions(sim: SimulatorProcess, prompt_id: str) -> int:
 # -- files --------------------------------------------------------------------------------------
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def blake3_of(data: bytes) -> str:
+    """The output hash the farm records by default: ``blake3:<hex>``."""
+    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 def path_of(uri: str) -> Path:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import blake3
 import redis
 from farm_kit import WorkerFactory, executions, wait_until
 
@@ -35,7 +35,7 @@ def test_submit_wait_json_validates_with_published_schemas_and_downloads(
     workers: WorkerFactory, start_sim, tmp_path: Path
 ) -> None:
     """`submit --wait --json --out` (no --comfy-url: the worker's published schemas validate)
-    prints one result per job and copies every output; sha256 matches."""
+    prints one result per job and copies every output; its BLAKE3 hash matches."""
     sim = start_sim("--step-ms", "2", "--load-ms", "0")
     workers.start(sim)
     done = cli(
@@ -58,7 +58,7 @@ def test_submit_wait_json_validates_with_published_schemas_and_downloads(
         assert result["status"] == "succeeded"
         (output,) = result["outputs"]
         (copied,) = result["downloaded"]
-        assert hashlib.sha256(Path(copied).read_bytes()).hexdigest() == output["sha256"]
+        assert "blake3:" + blake3.blake3(Path(copied).read_bytes()).hexdigest() == output["hash"]
         stored = Path(unquote(urlparse(output["uri"]).path))
         assert stored.read_bytes() == Path(copied).read_bytes()
 

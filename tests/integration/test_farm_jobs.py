@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 import requests
-from farm_kit import WorkerFactory, path_of, png_bytes, sha256_of, wait_until
+from farm_kit import WorkerFactory, blake3_of, path_of, png_bytes, wait_until
 
 from comfyfarm.producer import Farm
 from comfyfarm.tasks.models import JobProgress
@@ -18,7 +18,7 @@ from comfyfarm.workflows import SchemaSource, prepare_jobs
 def test_job_reports_progress_and_stores_verified_outputs(
     farm: Farm, workers: WorkerFactory, start_sim, out_dir: Path
 ) -> None:
-    """A job reports rising progress by phase; its files and result.json match its sha256s."""
+    """A job reports rising progress by phase; its files and result.json match its BLAKE3 hashes."""
     sim = start_sim("--step-ms", "20", "--load-ms", "0")
     workers.start(sim)
     [prepared] = prepare_jobs(
@@ -40,11 +40,11 @@ def test_job_reports_progress_and_stores_verified_outputs(
     for record in result.outputs:
         data = path_of(record.uri or "").read_bytes()
         assert record.mime == "image/png" and data.startswith(b"\x89PNG")
-        assert sha256_of(data) == record.sha256 and len(data) == record.bytes
+        assert blake3_of(data) == record.hash and len(data) == record.bytes
         beside = path_of(record.uri or "").parent / "result.json"
         stored = json.loads(beside.read_text())
         assert stored["job_id"] == job.job_id and stored["status"] == "succeeded"
-        assert stored["outputs"][0]["sha256"] == record.sha256
+        assert stored["outputs"][0]["hash"] == record.hash
     assert job.status() == "succeeded" and job.result() == result
 
 

@@ -33,7 +33,7 @@ def test_job_delivered_again_after_it_ran_is_collected_not_executed(
 
     assert again.status == "succeeded"
     assert executions(sim, first.job_id) == 1
-    assert [o.sha256 for o in again.outputs] == [o.sha256 for o in first.outputs]
+    assert [o.hash for o in again.outputs] == [o.hash for o in first.outputs]
     assert [o.uri for o in again.outputs] == [o.uri for o in first.outputs]
     assert again.timings.started_at > first.timings.finished_at
 

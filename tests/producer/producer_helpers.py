@@ -53,7 +53,7 @@ def progress(job: Job, percent: float) -> JobProgress:
 def result(job: Job, status: str = "succeeded", error: dict[str, Any] | None = None) -> JobResult:
     outputs = [] if status != "succeeded" else [
         OutputRecord(node_id="9", kind="images", index=0, filename="x.png",
-                     uri=f"file:///out/{job.job_id}/9_0_x.png", bytes=10, sha256="0" * 64,
+                     uri=f"file:///out/{job.job_id}/9_0_x.png", bytes=10, hash="blake3:" + "0" * 64,
                      mime="image/png")
     ]  # fmt: skip
     return JobResult(job_id=job.job_id, status=status, outputs=outputs, error=error,

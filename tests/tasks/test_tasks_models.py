@@ -167,10 +167,11 @@ def result(**changes: Any) -> JobResult:
         status="succeeded",
         outputs=[
             OutputRecord(node_id="9", kind="images", index=0, filename="x_00001_.png",
-                         uri="file:///out/job/9_0_x_00001_.png", bytes=1234, sha256="a" * 64,
+                         uri="file:///out/job/9_0_x_00001_.png", bytes=1234,
+                         hash="blake3:" + "a" * 64,
                          mime="image/png"),
             OutputRecord(node_id="12", kind="text", index=0, filename="", uri=None, bytes=0,
-                         sha256="", mime="text/plain", value="a caption"),
+                         hash="", mime="text/plain", value="a caption"),
         ],
         timings=Timings.measure(enqueued_at=100.0, started_at=103.0, finished_at=110.5,
                                 node_durations={"3": 6.5}),
@@ -209,12 +210,12 @@ def test_failed_result_carries_the_node_error() -> None:
 def test_result_validation_names_nested_fields() -> None:
     """A bad output or timing inside a result dict is reported with its path."""
     data = result().to_dict()
-    data["outputs"][0]["sha256"] = "nothex"
+    data["outputs"][0]["hash"] = "blake3:nothex"
     with pytest.raises(JobResultError) as caught:
         JobResult.from_dict(data)
-    assert caught.value.field == "outputs[0].sha256"
-    data["outputs"][0]["sha256"] = ""  # a store kept without digests
-    assert JobResult.from_dict(data).outputs[0].sha256 == ""
+    assert caught.value.field == "outputs[0].hash"
+    data["outputs"][0]["hash"] = ""  # a store kept without digests
+    assert JobResult.from_dict(data).outputs[0].hash == ""
     data = result().to_dict()
     data["timings"]["node_durations"] = {"3": -1}
     with pytest.raises(JobResultError) as caught:
@@ -237,3 +238,32 @@ def test_progress_round_trips_and_bounds_percent() -> None:
     assert caught.value.field == "percent"
     with pytest.raises(JobResultError):
         JobProgress(job_id=JOB_ID, phase="dreaming")
+
+
+def test_output_hashes_name_their_algorithm() -> None:
+    """An output hash is blake3:<hex> or sha256:<hex>; a bare hex digest or md5 is refused."""
+    data = result().to_dict()
+    data["outputs"][0]["hash"] = "sha256:" + "b" * 64
+    assert JobResult.from_dict(data).outputs[0].sha256 == "b" * 64
+    for bad in ("a" * 64, "md5:" + "a" * 32, "blake3:" + "A" * 64):
+        data["outputs"][0]["hash"] = bad
+        with pytest.raises(JobResultError) as caught:
+            JobResult.from_dict(data)
+        assert caught.value.field == "outputs[0].hash"
+
+
+def test_results_written_with_a_bare_sha256_are_still_read() -> None:
+    """A result from before BLAKE3 (field sha256: <hex>) reads as hash sha256:<hex>."""
+    data = result().to_dict()
+    old = data["outputs"][0]
+    del old["hash"]
+    old["sha256"] = "c" * 64
+    del data["outputs"][1]["hash"]
+    data["outputs"][1]["sha256"] = ""
+    again = JobResult.from_dict(data)
+    assert again.outputs[0].hash == "sha256:" + "c" * 64
+    assert again.outputs[0].sha256 == "c" * 64 and again.outputs[1].hash == ""
+    old["sha256"] = "nothex"
+    with pytest.raises(JobResultError) as caught:
+        JobResult.from_dict(data)
+    assert caught.value.field == "outputs[0].sha256"

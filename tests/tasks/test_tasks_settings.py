@@ -68,6 +68,7 @@ def test_visibility_default_follows_max_job() -> None:
         ("COMFYFARM_BROKER_URL", "amqp://rabbit//", "scheme"),
         ("COMFYFARM_BROKER_URL", "redis://:pw@host:notaport/0", "not a URL"),
         ("COMFYFARM_STORAGE_URL", "ftp://x/y", "scheme"),
+        ("COMFYFARM_OUTPUT_DIGEST", "md5", "blake3, sha256, none"),
         ("COMFYFARM_KEY_PREFIX", "my farm:", "spaces"),
         ("COMFYFARM_KEY_PREFIX", "farm", "must end with"),
         ("COMFYFARM_FLOWER_BASIC_AUTH", "admin", "user:password"),
@@ -150,3 +151,10 @@ def test_overrides_carry_derived_values_along() -> None:
         broker_url="redis://b/0"
     )
     assert kept.result_backend == "redis://results:6379/2"
+
+
+def test_output_digest_defaults_to_blake3_and_can_be_sha256_or_none() -> None:
+    """COMFYFARM_OUTPUT_DIGEST picks the outputs' hash: blake3 unless set to sha256 or none."""
+    assert Settings.from_env({}).output_digest == "blake3"
+    for value in ("sha256", "none", "blake3"):
+        assert Settings.from_env({"COMFYFARM_OUTPUT_DIGEST": value}).output_digest == value

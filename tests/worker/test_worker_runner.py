@@ -46,7 +46,7 @@ def test_running_the_same_job_twice_executes_it_once(sim, store: MemoryStore) ->
 
     assert first.status == second.status == "succeeded"
     assert executions(sim.url, spec.job_id) == 1
-    assert [o.sha256 for o in second.outputs] == [o.sha256 for o in first.outputs]
+    assert [o.hash for o in second.outputs] == [o.hash for o in first.outputs]
     assert store.exists(f"{spec.job_id}/result.json")
     assert [p.phase for p in seen][0] == "submitted" and seen[-1].phase == "collecting"
 

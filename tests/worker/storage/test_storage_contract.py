@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
+import blake3
 import pytest
 
 from comfyfarm.storage import ObjectNotFound, OutputStore, StoredObject, UnsafeKey
 
 
 def test_write_then_read(store: OutputStore) -> None:
-    """Chunks written under a key read back as the same bytes, with size and sha256."""
+    """Chunks written under a key read back as the same bytes, with size and BLAKE3 digest."""
     stored = store.write("job/9_0_out.png", [b"hello ", b"world"], content_type="image/png")
     assert stored == StoredObject(
         key="job/9_0_out.png",
         uri=store.uri("job/9_0_out.png"),
         bytes=11,
-        sha256=hashlib.sha256(b"hello world").hexdigest(),
+        hash="blake3:" + blake3.blake3(b"hello world").hexdigest(),
     )
     assert store.read_bytes("job/9_0_out.png") == b"hello world"
     with store.open_read("job/9_0_out.png") as stream:
@@ -30,7 +30,7 @@ def test_write_bytes_and_empty_objects(store: OutputStore) -> None:
     """write_bytes stores one buffer; an empty object is a valid object."""
     assert store.write_bytes("a/result.json", b'{"ok": true}').bytes == 12
     empty = store.write("a/empty.txt", [])
-    assert empty.bytes == 0 and empty.sha256 == hashlib.sha256(b"").hexdigest()
+    assert empty.bytes == 0 and empty.hash == "blake3:" + blake3.blake3(b"").hexdigest()
     assert store.read_bytes("a/empty.txt") == b""
 
 

@@ -62,14 +62,15 @@ def test_open_store_by_url(tmp_path: Path) -> None:
 
 
 def test_a_file_store_may_keep_no_digests(tmp_path: Path) -> None:
-    """file:///dir?digest=none stores the bytes but no SHA-256; other values are refused."""
-    assert isinstance(open_store(tmp_path.as_uri()), LocalStore)
+    """file:///dir?digest=none stores the bytes but no digest; other values are refused."""
+    default = open_store(tmp_path.as_uri())
     plain = open_store(tmp_path.as_uri() + "?digest=sha256")
     bare = open_store(tmp_path.as_uri() + "?digest=none")
-    assert isinstance(plain, LocalStore) and plain.digest
-    assert isinstance(bare, LocalStore) and not bare.digest and bare.url == tmp_path.as_uri()
+    assert isinstance(default, LocalStore) and default.digest == "blake3"
+    assert isinstance(plain, LocalStore) and plain.digest == "sha256"
+    assert isinstance(bare, LocalStore) and bare.digest == "none" and bare.url == tmp_path.as_uri()
     stored = bare.write("job/a.bin", iter([b"ab", b"cd", b"e"]))
-    assert (stored.bytes, stored.sha256) == (5, "")
+    assert (stored.bytes, stored.hash) == (5, "")
     assert (tmp_path / "job" / "a.bin").read_bytes() == b"abcde"
     for bad, named in (("?digest=md5", "md5"), ("?hash=none", "hash")):
         with pytest.raises(ValueError, match=named):

@@ -1,20 +1,20 @@
-"""How ``LocalStore.write`` copies: SHA-256 in a helper thread, write-behind, errors, cleanup."""
+"""How ``LocalStore.write`` copies: the digest in a helper thread, write-behind, errors, cleanup."""
 
 from __future__ import annotations
 
 import array
 import errno
-import hashlib
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import pytest
 
 from comfyfarm.storage import LocalStore, StorageError, StorageUnavailable
 from comfyfarm.storage import local as local_module
-from comfyfarm.storage.base import Digest
+from comfyfarm.storage.digests import Digest
 
 KEY = "job/out.bin"
 needs_fadvise = pytest.mark.skipif(
@@ -25,6 +25,10 @@ needs_fadvise = pytest.mark.skipif(
 def pieces(sizes: list[int]) -> list[bytes]:
     """Chunks of the given sizes, each with different content."""
     return [bytes((n + i) % 256 for i in range(size)) for n, size in enumerate(sizes)]
+
+
+def b3(data: bytes) -> str:
+    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 def hash_threads() -> list[threading.Thread]:
@@ -46,7 +50,7 @@ def files_in(directory: Path) -> list[str]:
     ],
     ids=["nothing", "one-empty", "many-single-bytes", "odd-and-empty", "around-a-mib"],
 )
-def test_bytes_and_sha256_are_exact_for_any_chunking(
+def test_bytes_and_digest_are_exact_for_any_chunking(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
 ) -> None:
     """Size, digest and file content match the data, whatever the chunk sizes and windows."""
@@ -54,7 +58,7 @@ def test_bytes_and_sha256_are_exact_for_any_chunking(
     chunks = pieces(sizes)
     data = b"".join(chunks)
     stored = LocalStore(tmp_path).write(KEY, iter(chunks))
-    assert (stored.bytes, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (stored.bytes, stored.hash) == (len(data), b3(data))
     assert (tmp_path / KEY).read_bytes() == data
     assert hash_threads() == []
 
@@ -71,7 +75,7 @@ def test_short_os_writes_are_completed(tmp_path: Path, monkeypatch: pytest.Monke
     stored = LocalStore(tmp_path).write(KEY, [data[:5000], data[5000:5001], data[5001:]])
     monkeypatch.setattr(os, "write", real_write)
     assert (tmp_path / KEY).read_bytes() == data
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.hash == b3(data)
 
 
 def test_hash_lags_at_most_the_backlog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,5 +203,5 @@ def test_a_source_of_at_most_one_chunk_is_hashed_without_a_thread(
     monkeypatch.setattr(local_module, "ThreadPoolExecutor", no_threads)
     data = b"".join(pieces(sizes))
     stored = LocalStore(tmp_path).write(KEY, iter(pieces(sizes)))
-    assert stored.bytes == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.bytes == len(data) and stored.hash == b3(data)
     assert (tmp_path / KEY).read_bytes() == data

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import pytest
 
 from comfyfarm.storage import LocalStore, OutputStore, open_store
@@ -23,11 +23,11 @@ def generated(total: int = TOTAL, chunk: int = CHUNK) -> Iterator[bytes]:
         yield block
 
 
-def expected_sha256() -> str:
-    digest = hashlib.sha256()
+def expected_digest() -> str:
+    digest = blake3.blake3()
     for piece in generated():
         digest.update(piece)
-    return digest.hexdigest()
+    return "blake3:" + digest.hexdigest()
 
 
 def peak_during_write(store: OutputStore, key: str) -> tuple[int, int, str]:
@@ -38,7 +38,7 @@ def peak_during_write(store: OutputStore, key: str) -> tuple[int, int, str]:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return peak, stored.bytes, stored.sha256
+    return peak, stored.bytes, stored.hash
 
 
 def test_local_write_of_50mb_holds_about_one_chunk(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_local_write_of_50mb_holds_about_one_chunk(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     peak, size, sha = peak_during_write(store, "job/big.bin")
     assert size == TOTAL and (tmp_path / "job/big.bin").stat().st_size == TOTAL
-    assert sha == expected_sha256()
+    assert sha == expected_digest()
     assert peak < 3 * CHUNK, f"peak {peak / 1e6:.1f} MB"
 
 
@@ -56,11 +56,11 @@ def test_s3_write_of_50mb_holds_about_one_part(s3_url: str) -> None:
     store = open_store(s3_url)
     store.part_size = MIN_PART_SIZE  # type: ignore[attr-defined]
     peak, size, sha = peak_during_write(store, "job/big.bin")
-    assert size == TOTAL and sha == expected_sha256()
+    assert size == TOTAL and sha == expected_digest()
     assert peak < 2 * MIN_PART_SIZE, f"peak {peak / 1e6:.1f} MB"
     with store.open_read("job/big.bin") as stream:
-        digest, total = hashlib.sha256(), 0
+        digest, total = blake3.blake3(), 0
         while piece := stream.read(CHUNK):
             digest.update(piece)
             total += len(piece)
-    assert (total, digest.hexdigest()) == (TOTAL, sha)
+    assert (total, "blake3:" + digest.hexdigest()) == (TOTAL, sha)
