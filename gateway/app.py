@@ -12,7 +12,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from comfyfarm.gateway import assets, event_stream, jobs
+from comfyfarm.gateway import asset_upload, assets, event_stream, jobs
 from comfyfarm.gateway.auth import auth_middleware
 from comfyfarm.gateway.context import GATEWAY, Gateway
 from comfyfarm.gateway.errors import error_middleware
@@ -41,6 +41,7 @@ def make_app(settings: GatewaySettings) -> web.Application:
     app[event_stream.OPEN_STREAMS] = Counter()
     app.router.add_routes(jobs.routes())
     app.router.add_routes(event_stream.routes())
+    app.router.add_routes(asset_upload.routes())
     app.router.add_routes(assets.routes())
 
     async def close(_: web.Application) -> None:

@@ -8,17 +8,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from comfyfarm.gateway.asset_records import register_outputs
 from comfyfarm.gateway.asset_refs import resolve_references
 from comfyfarm.gateway.events import EventHub
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView
 from comfyfarm.gateway.job_view import render_job
+from comfyfarm.gateway.output_assets import register_outputs
 from comfyfarm.gateway.schemas import SchemaCache
 from comfyfarm.gateway.settings import GatewaySettings
 from comfyfarm.gateway.submission import Submitter
 from comfyfarm.producer import Farm
 from comfyfarm.storage import open_store
+from comfyfarm.storage.blobs import BlobStore
 from comfyfarm.tasks.models import InputFile
 
 
@@ -41,6 +42,7 @@ class Gateway:
             else aioredis.Redis.from_url(farm_settings.result_backend, socket_connect_timeout=5)
         )
         self.store = open_store(farm_settings.storage_url)
+        self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
         self.hub = EventHub(self.results, self.prefix)
         self.schemas = SchemaCache(farm_settings)
         self.submitter = Submitter(

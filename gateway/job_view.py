@@ -73,6 +73,12 @@ def output_asset_id(job_id: str, record: OutputRecord) -> str:
     )
 
 
+def blake3_of(digest: str) -> str | None:
+    """The contract's ``hash`` (``blake3:<hex>``) of an output; None for other digests (a
+    farm configured for SHA-256 or none: the contract's hash is nullable)."""
+    return digest if digest.startswith("blake3:") else None
+
+
 def output_type(kind: str) -> str:
     return _OUTPUT_TYPES.get(kind, "file")
 
@@ -164,7 +170,7 @@ def render_output(
         "content_type": item.mime or _DEFAULT_MIME.get(kind, "application/octet-stream"),
         "size_bytes": size,
         "id": asset_id,
-        "hash": getattr(item, "blake3", None) or None,
+        "hash": blake3_of(item.hash),
         "url": f"{origin}{API}/assets/{asset_id}/content",
         "url_expires_at": iso(expires),
         "job_id": job_id,

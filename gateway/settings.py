@@ -19,6 +19,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8189
 DEFAULT_MAX_QUEUE_DEPTH = 10_000
 DEFAULT_MAX_STREAMS = 1_000
+DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
 MAX_TOKEN_PAIRS = 1_000
 
 
@@ -26,7 +27,8 @@ MAX_TOKEN_PAIRS = 1_000
 class GatewaySettings:
     """``farm``: the shared farm settings; ``tokens``: token → tenant (empty: no auth, loopback
     only); ``max_queue_depth``: queued jobs past which ``POST /jobs`` answers 429 queue_full;
-    ``max_streams``: concurrent event streams per tenant (429 too_many_streams past it)."""
+    ``max_streams``: concurrent event streams per tenant (429 too_many_streams past it);
+    ``max_upload_bytes``: the largest asset upload."""
 
     farm: Settings = field(default_factory=Settings)
     host: str = DEFAULT_HOST
@@ -34,6 +36,7 @@ class GatewaySettings:
     tokens: Mapping[str, str] = field(default_factory=dict, compare=False)
     max_queue_depth: int = DEFAULT_MAX_QUEUE_DEPTH
     max_streams: int = DEFAULT_MAX_STREAMS
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     retry_after_seconds: int = 5
 
     def __post_init__(self) -> None:
@@ -41,6 +44,8 @@ class GatewaySettings:
             _fail("GATEWAY_PORT", str(self.port), "must be a TCP port (0 picks a free one)")
         if self.max_queue_depth < 1:
             _fail("MAX_QUEUE_DEPTH", str(self.max_queue_depth), "must be a positive integer")
+        if self.max_upload_bytes < 1:
+            _fail("MAX_UPLOAD_BYTES", str(self.max_upload_bytes), "must be a positive integer")
         if self.max_streams < 1:
             _fail("GATEWAY_MAX_STREAMS", str(self.max_streams), "must be a positive integer")
 
@@ -56,6 +61,7 @@ class GatewaySettings:
             tokens=parse_tokens(env.get(ENV_PREFIX + "API_TOKENS", "")),
             max_queue_depth=_int(env, "MAX_QUEUE_DEPTH", DEFAULT_MAX_QUEUE_DEPTH),
             max_streams=_int(env, "GATEWAY_MAX_STREAMS", DEFAULT_MAX_STREAMS),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
         )
 
     @property
@@ -107,6 +113,8 @@ def describe() -> list[tuple[str, str, str]]:
          "queued jobs past which POST /api/v2/jobs answers 429 queue_full + Retry-After"),
         (p + "GATEWAY_MAX_STREAMS", str(DEFAULT_MAX_STREAMS),
          "concurrent event streams per tenant and gateway (429 too_many_streams past it)"),
+        (p + "MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES),
+         "largest asset upload (POST /api/v2/assets; streamed, never held in memory)"),
     ]  # fmt: skip
 
 

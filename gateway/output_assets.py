@@ -1,11 +1,11 @@
-"""Asset records: the per-tenant, UUID-identified records the contract calls assets.
+"""Job outputs as assets: ``<prefix>gw:asset:<id>`` → JSON ``OutputAsset``.
 
-``<prefix>gw:asset:<id>`` holds JSON ``AssetRecord``: the owner, where the bytes are (a storage
-URI of the farm's store, or an inline value for a text output), size, content type, name, the
-producing job (outputs) and the BLAKE3 hash when known. A job output becomes an asset record
-the first time the gateway shows the finished job (``register_outputs``); its id is stable
-(``job_view.output_asset_id``), so every gateway names it the same, and it lives as long as
-the job.
+Uploaded assets are records over blobs in the store (``comfyfarm.storage.blobs``); a job's
+outputs are already stored by the worker, so the gateway only adds a small Redis record per
+output: the owner, the output's storage URI (or the inline value of a text output), size,
+content type, name, producing job and hash. The record is written the first time the gateway
+shows the finished job (``register_outputs``); its id is stable (``job_view.output_asset_id``),
+so every gateway names it the same, and it lives as long as the job.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from comfyfarm.gateway.job_view import output_asset_id, value_bytes
+from comfyfarm.gateway.job_view import blake3_of, output_asset_id, value_bytes
 from comfyfarm.tasks.models import JobResult
 
 
 @dataclass(frozen=True)
-class AssetRecord:
+class OutputAsset:
     asset_id: str
     tenant: str
     uri: str | None  # None: ``text`` holds the content
@@ -41,26 +41,26 @@ def asset_key(prefix: str, asset_id: str) -> str:
     return f"{prefix}gw:asset:{asset_id}"
 
 
-def dump(record: AssetRecord) -> str:
+def dump(record: OutputAsset) -> str:
     body = asdict(record)
     body["tags"] = list(record.tags)
     return json.dumps(body)
 
 
-def parse(raw: Any) -> AssetRecord | None:
+def parse(raw: Any) -> OutputAsset | None:
     if raw is None:
         return None
     try:
         body = json.loads(raw)
         body["tags"] = tuple(body.get("tags") or ())
-        return AssetRecord(**body)
+        return OutputAsset(**body)
     except (ValueError, TypeError):
         return None
 
 
-async def load_asset(
+async def load_output_asset(
     client: aioredis.Redis, prefix: str, asset_id: str, tenant: str
-) -> AssetRecord | None:
+) -> OutputAsset | None:
     """The asset if it exists and belongs to ``tenant`` (None: the caller answers 404)."""
     record = parse(await client.get(asset_key(prefix, asset_id)))
     if record is None or record.tenant != tenant:
@@ -68,7 +68,7 @@ async def load_asset(
     return record
 
 
-async def save_asset(client: aioredis.Redis, prefix: str, record: AssetRecord, *,
+async def save_output_asset(client: aioredis.Redis, prefix: str, record: OutputAsset, *,
                      only_new: bool = False) -> bool:  # fmt: skip
     ttl = None if record.expires_at is None else max(1, int(record.expires_at - time.time()))
     done = await client.set(asset_key(prefix, record.asset_id), dump(record), ex=ttl, nx=only_new)
@@ -85,7 +85,7 @@ async def register_outputs(
     async with client.pipeline(transaction=False) as pipe:
         for item in result.outputs:
             text = None if item.uri is not None else value_bytes(item).decode("utf-8", "replace")
-            record = AssetRecord(
+            record = OutputAsset(
                 asset_id=output_asset_id(result.job_id, item),
                 tenant=tenant,
                 uri=item.uri,
@@ -94,7 +94,7 @@ async def register_outputs(
                 file_path=item.filename or None,
                 created_at=result.timings.finished_at or time.time(),
                 expires_at=expires_at,
-                hash=getattr(item, "blake3", None) or None,
+                hash=blake3_of(item.hash),
                 job_id=result.job_id,
                 text=text,
             )
