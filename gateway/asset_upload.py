@@ -20,6 +20,7 @@ import hashlib
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from comfyfarm.gateway import idempotency
 from comfyfarm.gateway.assets import render_asset, upload_view
@@ -104,6 +105,8 @@ async def _receive(
         return fields, blob, created
     except BlobTooLarge as exc:
         raise ApiError(413, "payload_too_large", exc.reason) from None
+    except (HttpProcessingError, ValueError) as exc:  # a malformed multipart body
+        raise invalid_request(f"malformed multipart body: {str(exc)[:200]}") from None
     except InvalidDigest as exc:
         raise invalid_request(exc.reason, field="expected_hash") from None
     except HashMismatch as exc:

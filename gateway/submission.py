@@ -30,7 +30,7 @@ from comfyfarm.gateway.job_records import JobRecord, save_record
 from comfyfarm.gateway.schemas import SchemaCache, place
 from comfyfarm.producer import Farm, build_spec
 from comfyfarm.tasks.errors import JobSpecError
-from comfyfarm.tasks.models import MAX_PROMPT_BYTES, InputFile, new_job_id
+from comfyfarm.tasks.models import MAX_PROMPT_BYTES, InputFile, check_prompt, new_job_id
 from comfyfarm.tasks.routing import SHARED_QUEUE, queue_keys
 from comfyfarm.workflows import (
     ConversionError,
@@ -157,6 +157,13 @@ def invalid_workflow(problems: list[Problem]) -> ApiError:
     return ApiError(422, "invalid_workflow", first + more, details=problems_details(problems))
 
 
+def _spec_error(exc: JobSpecError) -> ApiError:
+    return ApiError(
+        422, "invalid_workflow", f"{exc.field}: {exc.reason}",
+        details={"node_errors": {}, "errors": [{"field": exc.field, "reason": exc.reason}]},
+    )  # fmt: skip
+
+
 class Submitter:
     """Validates and enqueues submissions into one farm."""
 
@@ -182,6 +189,10 @@ class Submitter:
         """Validate and enqueue; the returned record is the job. ApiError for a definitive
         refusal (nothing was enqueued); other exceptions mean the outcome is unknown."""
         prompt = await self._api_prompt(submission)
+        try:
+            check_prompt(prompt)  # the structure first: validation assumes nodes are nodes
+        except JobSpecError as exc:
+            raise _spec_error(exc) from None
         files = list(inputs or [])
         groups = await self.schemas.groups()
         uploads = {(item.node_id, item.input_name) for item in files}
@@ -201,10 +212,7 @@ class Submitter:
                 workflow_name=WORKFLOW_NAME,
             )
         except JobSpecError as exc:
-            raise ApiError(
-                422, "invalid_workflow", f"{exc.field}: {exc.reason}",
-                details={"node_errors": {}, "errors": [{"field": exc.field, "reason": exc.reason}]},
-            ) from None  # fmt: skip
+            raise _spec_error(exc) from None
         record = JobRecord(spec.job_id, tenant, spec.enqueued_at or time.time(),
                            submission.metadata, prompt)  # fmt: skip
         await save_record(
