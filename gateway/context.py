@@ -22,6 +22,8 @@ from comfyfarm.storage import open_store
 from comfyfarm.storage.blobs import BlobStore
 from comfyfarm.tasks.models import InputFile
 
+MAX_CONNECTIONS = 32
+
 
 class Gateway:
     """One gateway process's connections and caches (no job state: that is in Redis)."""
@@ -32,15 +34,9 @@ class Gateway:
         self.prefix = farm_settings.key_prefix
         self.retention = farm_settings.result_expires
         self.farm = Farm(farm_settings)
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            farm_settings.broker_url, socket_connect_timeout=5, max_connections=256
-        )
+        self.client = _client(farm_settings.broker_url)
         same = farm_settings.result_backend == farm_settings.broker_url
-        self.results: aioredis.Redis = (
-            self.client
-            if same
-            else aioredis.Redis.from_url(farm_settings.result_backend, socket_connect_timeout=5)
-        )
+        self.results = self.client if same else _client(farm_settings.result_backend)
         self.store = open_store(farm_settings.storage_url)
         self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
         self.hub = EventHub(self.results, self.prefix)
@@ -76,6 +72,15 @@ class Gateway:
         if self.results is not self.client:
             await self.results.aclose()
         self.farm.close()
+
+
+def _client(url: str) -> aioredis.Redis:
+    """A pool that waits for a free connection past ``MAX_CONNECTIONS`` rather than opening
+    one per concurrent request (a burst of streams must not mean a burst of connections)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=10, socket_connect_timeout=5
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def origin_of(request: web.Request) -> str:

@@ -40,21 +40,26 @@ def index_key(prefix: str, tenant: str) -> str:
     return f"{prefix}gw:jobs:{tenant}"
 
 
-async def save_record(
-    client: aioredis.Redis, prefix: str, record: JobRecord, *, retention: float
+async def save_records(
+    client: aioredis.Redis, prefix: str, records: list[JobRecord], *, retention: float
 ) -> None:
-    body = {
-        "tenant": record.tenant,
-        "created_at": record.created_at,
-        "metadata": record.metadata,
-        "workflow": record.workflow,
-    }
-    index = index_key(prefix, record.tenant)
+    """Write ``records`` and index them, in one pipeline."""
+    indexes: dict[str, dict[str, float]] = {}
     async with client.pipeline(transaction=False) as pipe:
-        pipe.set(record_key(prefix, record.job_id), json.dumps(body), ex=int(retention))
-        pipe.zadd(index, {record.job_id: record.created_at})
-        pipe.zremrangebyscore(index, "-inf", time.time() - retention)
-        pipe.expire(index, int(retention))
+        for record in records:
+            body = {
+                "tenant": record.tenant,
+                "created_at": record.created_at,
+                "metadata": record.metadata,
+                "workflow": record.workflow,
+            }
+            pipe.set(record_key(prefix, record.job_id), json.dumps(body), ex=int(retention))
+            members = indexes.setdefault(index_key(prefix, record.tenant), {})
+            members[record.job_id] = record.created_at
+        for key, scored in indexes.items():
+            pipe.zadd(key, scored)
+            pipe.zremrangebyscore(key, "-inf", time.time() - retention)
+            pipe.expire(key, int(retention))
         await pipe.execute()
 
 

@@ -19,7 +19,7 @@ from comfyfarm.gateway import idempotency
 from comfyfarm.gateway.context import GATEWAY, Gateway
 from comfyfarm.gateway.errors import ApiError, invalid_request, not_found
 from comfyfarm.gateway.job_records import JobRecord, load_record, page_ids, parse_record, record_key
-from comfyfarm.gateway.job_state import FarmView, read_views
+from comfyfarm.gateway.job_state import FarmView, read_views, view_of
 from comfyfarm.gateway.job_view import render_job, render_summary
 from comfyfarm.gateway.submission import MAX_BODY_BYTES, parse_submission
 
@@ -66,7 +66,8 @@ async def post_job(request: web.Request) -> web.Response:
         if claim is not None and exc.status < 500:
             await claim.release()  # definitive: no job was created, the key may be used again
         raise
-    [view] = await read_views(gw.client, gw.results, gw.prefix, [record.job_id])
+    # Just enqueued: queued by definition (no round trip to read it back).
+    view = view_of(record.job_id, None, b"{}", False, None, gw.prefix)
     return web.json_response(await gw.render(request, record, view), status=201)
 
 

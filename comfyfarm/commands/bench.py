@@ -1,12 +1,14 @@
-"""``comfyfarm bench [throughput|enqueue|outputs|soak|results]``: benchmarks on this machine.
+"""``comfyfarm bench [throughput|enqueue|outputs|soak|results|gateway]``: benchmarks here.
 
 ``throughput`` (the default) compares native, naive and farm on one fleet; ``enqueue`` times
 ``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage; ``soak``
 runs many jobs through the farm while simulators crash and hang and workers are killed
-(``comfyfarm.bench.soak``); ``results`` runs the standard set and renders the README's results
-table (``--write README.md`` updates it in place). A table goes to stdout, or with ``--json``
-one JSON object per mode/benchmark per line; progress goes to stderr. Exit status 1 when any
-job of a throughput run did not finish, or when a soak lost a job or executed a prompt twice.
+(``comfyfarm.bench.soak``); ``gateway`` measures the Comfy API v2 gateway (POST latency,
+submit rate, RSS with 1,000 open event streams); ``results`` runs the standard set and renders
+the README's results table (``--write README.md`` updates it in place). A table goes to
+stdout, or with ``--json`` one JSON object per mode/benchmark per line; progress goes to
+stderr. Exit status 1 when any job of a throughput run did not finish, or when a soak lost a
+job or executed a prompt twice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results")
+BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results", "gateway")
 THROUGHPUT_JOBS, SOAK_JOBS = 64, 2000
 THROUGHPUT_JOB_MS, SOAK_JOB_MS = 1000.0, 20.0
 
@@ -62,6 +64,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     results.add_argument(
         "--quick", action="store_true", help="tiny sizes (a smoke test; figures meaningless)"
     )
+    gateway = parser.add_argument_group("gateway")
+    gateway.add_argument("--requests", type=int, default=1000, help="sequential POSTs (1000)")
+    gateway.add_argument("--rate-requests", type=int, default=4000, help="POSTs for the rate")
+    gateway.add_argument("--concurrency", type=int, default=32, help="concurrent clients (32)")
+    gateway.add_argument("--streams", type=int, default=1000, help="open event streams (1000)")
     soak = parser.add_argument_group("soak")
     soak.add_argument("--workers", type=int, default=4, help="simulators, one worker each (4)")
     soak.add_argument(
@@ -99,7 +106,24 @@ def run(args: argparse.Namespace) -> int:
         return _soak(args)
     if args.benchmark == "results":
         return _results(args)
+    if args.benchmark == "gateway":
+        return _gateway(args)
     return _throughput(args)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    import json
+
+    from comfyfarm_bench.gateway import run_gateway
+
+    figures = run_gateway(
+        latency_requests=args.requests,
+        rate_requests=args.rate_requests,
+        concurrency=args.concurrency,
+        streams=args.streams,
+    )
+    print(json.dumps(figures.to_dict()) if args.json else figures)
+    return 0
 
 
 def _results(args: argparse.Namespace) -> int:
