@@ -12,8 +12,9 @@ from comfyfarm.gateway.asset_refs import resolve_references
 from comfyfarm.gateway.events import EventHub
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView
-from comfyfarm.gateway.job_view import render_job
+from comfyfarm.gateway.job_view import render_job, v2_status
 from comfyfarm.gateway.output_assets import register_outputs
+from comfyfarm.gateway.queue_position import left_queue, queue_position
 from comfyfarm.gateway.schemas import SchemaCache
 from comfyfarm.gateway.settings import GatewaySettings
 from comfyfarm.gateway.submission import Submitter
@@ -50,13 +51,23 @@ class Gateway:
         )
 
     async def render(
-        self, request: web.Request, record: JobRecord, view: FarmView
+        self, request: web.Request, record: JobRecord, view: FarmView, *, position: bool = True
     ) -> dict[str, Any]:
-        """The Job body; a finished job's outputs are registered as assets on the way."""
+        """The Job body; a finished job's outputs are registered as assets on the way.
+        ``position``: find the queue position of a queued job (two round trips)."""
         await self.register(record, view)
-        return render_job(record, view, origin=origin_of(request), retention=self.retention)
+        where = await self.position(record, view) if position else None
+        return render_job(record, view, origin=origin_of(request), retention=self.retention,
+                          queue_position=where)  # fmt: skip
+
+    async def position(self, record: JobRecord, view: FarmView) -> int | None:
+        if v2_status(view.status) != "queued":
+            return None
+        return await queue_position(self.client, self.results, self.prefix, record)
 
     async def register(self, record: JobRecord, view: FarmView) -> None:
+        if view.result is not None:
+            await left_queue(self.client, self.prefix, record)
         if view.result is not None and view.result.outputs:
             await register_outputs(self.client, self.prefix, record.tenant, view.result,
                                    expires_at=record.created_at + self.retention)  # fmt: skip

@@ -88,6 +88,7 @@ class _Stream:
         self.record = record
         self.response = response
         self.status: str | None = None
+        self.position: int | None = None
         self.progress: dict[str, Any] | None = None  # last sent
         self.pending: dict[str, Any] | None = None  # newest not yet sent (throttled)
         self.sent_progress_at = float("-inf")
@@ -153,7 +154,9 @@ class _Stream:
     async def _on_view(self, view: FarmView) -> bool:
         """Send what changed; True once the terminal status was sent (the stream ends)."""
         status = v2_status(view.status)
-        job = render_job(self.record, view, origin=self.origin, retention=self.gw.retention)
+        position = await self.gw.position(self.record, view)
+        job = render_job(self.record, view, origin=self.origin, retention=self.gw.retention,
+                         queue_position=position)  # fmt: skip
         if status in TERMINAL:
             await self.gw.register(self.record, view)
             self.pending = None
@@ -161,9 +164,9 @@ class _Stream:
                 await self._send("output", output)
             await self._send("status", {"status": status, "queue_position": None})
             return True
-        if status != self.status:
-            await self._send("status", {"status": status, "queue_position": job["queue_position"]})
-            self.status = status
+        if status != self.status or position != self.position:  # queue_position moves too
+            await self._send("status", {"status": status, "queue_position": position})
+            self.status, self.position = status, position
         if job["progress"] is not None and job["progress"] != self.progress:
             self.pending = job["progress"]
             await self._flush_progress()

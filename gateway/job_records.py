@@ -10,6 +10,9 @@ contract needs and the farm has no field for:
                                         the farm's result retention
 ``<prefix>gw:jobs:<tenant>``            sorted set job id → created_at: ``GET /jobs``, newest
                                         first; entries past the retention are trimmed on write
+``<prefix>gw:queued:<queue>``           sorted set job id → created_at of the jobs the gateways
+                                        sent to that queue and not yet seen leave it
+                                        (``queue_position``)
 ======================================  =====================================================
 """
 
@@ -30,6 +33,7 @@ class JobRecord:
     created_at: float
     metadata: dict[str, str]
     workflow: dict[str, Any]
+    queue: str = ""
 
 
 def record_key(prefix: str, job_id: str) -> str:
@@ -38,6 +42,10 @@ def record_key(prefix: str, job_id: str) -> str:
 
 def index_key(prefix: str, tenant: str) -> str:
     return f"{prefix}gw:jobs:{tenant}"
+
+
+def queued_key(prefix: str, queue: str) -> str:
+    return f"{prefix}gw:queued:{queue}"
 
 
 async def save_records(
@@ -52,7 +60,11 @@ async def save_records(
                 "created_at": record.created_at,
                 "metadata": record.metadata,
                 "workflow": record.workflow,
+                "queue": record.queue,
             }
+            if record.queue:
+                queued = indexes.setdefault(queued_key(prefix, record.queue), {})
+                queued[record.job_id] = record.created_at
             pipe.set(record_key(prefix, record.job_id), json.dumps(body), ex=int(retention))
             members = indexes.setdefault(index_key(prefix, record.tenant), {})
             members[record.job_id] = record.created_at
@@ -74,6 +86,7 @@ def parse_record(job_id: str, raw: Any) -> JobRecord | None:
             created_at=float(body["created_at"]),
             metadata={str(k): str(v) for k, v in dict(body.get("metadata") or {}).items()},
             workflow=dict(body.get("workflow") or {}),
+            queue=str(body.get("queue") or ""),
         )
     except (ValueError, KeyError, TypeError):
         return None

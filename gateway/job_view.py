@@ -84,7 +84,12 @@ def output_type(kind: str) -> str:
 
 
 def render_job(
-    record: JobRecord, farm: FarmView, *, origin: str, retention: float
+    record: JobRecord,
+    farm: FarmView,
+    *,
+    origin: str,
+    retention: float,
+    queue_position: int | None = None,
 ) -> dict[str, Any]:
     """The spec's ``Job`` for one job (``origin``: scheme://host of the request, for URLs)."""
     status = v2_status(farm.status)
@@ -99,7 +104,7 @@ def render_job(
         "started_at": iso(started),
         "completed_at": iso(timings.finished_at) if timings is not None else None,
         "expires_at": iso(expires),
-        "queue_position": None,
+        "queue_position": queue_position if status == "queued" else None,
         "progress": render_progress(farm.progress) if status in ("running", "canceling") else None,
         "outputs": render_outputs(result, origin=origin, expires=expires) if result else [],
         "error": render_error(result) if result is not None and status != "succeeded" else None,

@@ -68,7 +68,8 @@ async def post_job(request: web.Request) -> web.Response:
         raise
     # Just enqueued: queued by definition (no round trip to read it back).
     view = view_of(record.job_id, None, b"{}", False, None, gw.prefix)
-    return web.json_response(await gw.render(request, record, view), status=201)
+    body = await gw.render(request, record, view, position=False)  # the hot path stays short
+    return web.json_response(body, status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:

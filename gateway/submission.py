@@ -218,7 +218,7 @@ class Submitter:
         except JobSpecError as exc:
             raise _spec_error(exc) from None
         record = JobRecord(spec.job_id, tenant, spec.enqueued_at or time.time(),
-                           submission.metadata, prompt)  # fmt: skip
+                           submission.metadata, prompt, queue)  # fmt: skip
         await self.publisher.send(spec, record, queue=queue, priority=submission.priority)
         return record
 

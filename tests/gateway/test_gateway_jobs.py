@@ -197,3 +197,15 @@ def test_list_jobs_pages_newest_first_and_filters_by_metadata(sdk) -> None:
     assert listed == ids[::-1]
     assert odd == [ids[3], ids[1]]
     assert all(s.status == "queued" for s in acme.list_jobs())
+
+
+def test_queue_position_counts_the_jobs_ahead(sdk) -> None:
+    """Queued jobs report how many jobs wait before them; a cancel moves the others up."""
+    client = sdk("acme")
+    jobs = [client.submit(client.workflows.from_json(invert())) for _ in range(3)]
+
+    positions = [client.jobs.get(job.id)._model.queue_position for job in jobs]
+    jobs[0].cancel()
+
+    assert positions == [0, 1, 2]
+    assert client.jobs.get(jobs[2].id)._model.queue_position == 1
