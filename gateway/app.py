@@ -44,8 +44,12 @@ def make_app(settings: GatewaySettings) -> web.Application:
     app.router.add_routes(asset_upload.routes())
     app.router.add_routes(assets.routes())
 
+    async def end_streams(_: web.Application) -> None:
+        gateway.hub.end_streams()
+
     async def close(_: web.Application) -> None:
         await gateway.close()
 
+    app.on_shutdown.append(end_streams)
     app.on_cleanup.append(close)
     return app

@@ -14,7 +14,7 @@ from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView
 from comfyfarm.gateway.job_view import render_job, v2_status
 from comfyfarm.gateway.output_assets import register_outputs
-from comfyfarm.gateway.queue_position import left_queue, queue_position
+from comfyfarm.gateway.queue_position import QueuePositions
 from comfyfarm.gateway.schemas import SchemaCache
 from comfyfarm.gateway.settings import GatewaySettings
 from comfyfarm.gateway.submission import Submitter
@@ -41,6 +41,7 @@ class Gateway:
         self.store = open_store(farm_settings.storage_url)
         self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
         self.hub = EventHub(self.results, self.prefix)
+        self.positions = QueuePositions(self.client, self.results, self.prefix)
         self.schemas = SchemaCache(farm_settings)
         self.submitter = Submitter(
             self.farm,
@@ -63,11 +64,11 @@ class Gateway:
     async def position(self, record: JobRecord, view: FarmView) -> int | None:
         if v2_status(view.status) != "queued":
             return None
-        return await queue_position(self.client, self.results, self.prefix, record)
+        return await self.positions.position(record)
 
     async def register(self, record: JobRecord, view: FarmView) -> None:
         if view.result is not None:
-            await left_queue(self.client, self.prefix, record)
+            await self.positions.left(record)
         if view.result is not None and view.result.outputs:
             await register_outputs(self.client, self.prefix, record.tenant, view.result,
                                    expires_at=record.created_at + self.retention)  # fmt: skip

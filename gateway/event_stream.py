@@ -7,7 +7,8 @@ snapshot wins), ``output`` for each output once the job's outputs are committed,
 from closing an idle stream. Frames carry no ``id`` (live push, not a log, as the contract says).
 
 Each stream listens through the process's ``EventHub`` (one Redis subscription for all of them)
-and re-reads the job's state every ``POLL_SECONDS`` and after a gap, so a missed message costs
+and re-reads the job's state every ``POLL_SECONDS`` (first after a random part of it, so
+streams opened together do not poll together) and after a gap, so a missed message costs
 at most that long. Streams per tenant and process are bounded: 429 ``too_many_streams``.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections import Counter
 from typing import Any
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from comfyfarm.gateway.context import GATEWAY, Gateway, origin_of
 from comfyfarm.gateway.errors import ApiError
-from comfyfarm.gateway.events import GAP
+from comfyfarm.gateway.events import CLOSE, GAP
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView, read_views
 from comfyfarm.gateway.job_view import TERMINAL, render_job, render_progress, v2_status
@@ -33,7 +35,7 @@ from comfyfarm.producer.outcome import parse_meta, parse_progress
 from comfyfarm.tasks.models import PROGRESS_STATE
 
 PROGRESS_PER_SECOND = 2.0
-POLL_SECONDS = 2.0
+POLL_SECONDS = 5.0
 KEEPALIVE_SECONDS = 15.0
 OPEN_STREAMS = web.AppKey("open_streams", Counter)
 
@@ -96,7 +98,8 @@ class _Stream:
     async def run(self, queue: asyncio.Queue[bytes]) -> None:
         if await self._on_view(await self._read()):  # the snapshot, read after subscribing
             return
-        polled = last_write = time.monotonic()
+        last_write = time.monotonic()
+        polled = last_write - random.uniform(0, POLL_SECONDS)  # noqa: S311 - spreading polls
         while True:
             now = time.monotonic()
             wait = min(POLL_SECONDS - (now - polled), KEEPALIVE_SECONDS - (now - last_write))
@@ -106,6 +109,8 @@ class _Stream:
                 raw = await asyncio.wait_for(queue.get(), timeout=max(0.0, wait))
             except TimeoutError:
                 raw = None
+            if raw == CLOSE:
+                return
             wrote = await self._flush_progress()
             if raw is not None and raw != GAP and self._is_progress(raw):
                 wrote = await self._offer_progress(raw) or wrote

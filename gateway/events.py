@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE = 32
 RECONNECT_PAUSE = 1.0
 GAP = b""  # put in a queue whose frames were dropped: "re-read the state"
+CLOSE = b"close"  # the gateway is shutting down: end the stream
 
 
 class EventHub:
@@ -80,6 +81,15 @@ class EventHub:
             if self._pubsub is not None:
                 with contextlib.suppress(redis.RedisError, OSError):
                     await self._pubsub.unsubscribe(channel)
+
+    def end_streams(self) -> None:
+        """Tell every open stream to end (the gateway is shutting down)."""
+        for queues in self._listeners.values():
+            for queue in queues:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    if queue.full():
+                        queue.get_nowait()
+                queue.put_nowait(CLOSE)
 
     async def close(self) -> None:
         if self._reader is not None:

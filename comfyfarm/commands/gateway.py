@@ -55,7 +55,9 @@ async def serve(settings: GatewaySettings) -> None:
 
     runner = web.AppRunner(make_app(settings), handle_signals=False, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, backlog=1024).start()
+    await web.TCPSite(
+        runner, settings.host, settings.port, backlog=1024, shutdown_timeout=5.0
+    ).start()
     bound = runner.addresses[0][1]
     print(READY_LINE.format(host=settings.host, port=bound), flush=True)
     stop = asyncio.Event()

@@ -208,4 +208,5 @@ def test_queue_position_counts_the_jobs_ahead(sdk) -> None:
     jobs[0].cancel()
 
     assert positions == [0, 1, 2]
-    assert client.jobs.get(jobs[2].id)._model.queue_position == 1
+    wait_until(lambda: client.jobs.get(jobs[2].id)._model.queue_position == 1,
+               what="the last job to move up")  # fmt: skip
