@@ -210,3 +210,22 @@ def test_queue_position_counts_the_jobs_ahead(sdk) -> None:
     assert positions == [0, 1, 2]
     wait_until(lambda: client.jobs.get(jobs[2].id)._model.queue_position == 1,
                what="the last job to move up")  # fmt: skip
+
+
+def test_webhook_and_priority_extensions_reach_the_farm(sdk, start_sim, workers) -> None:
+    """The documented extensions: ``webhook_url`` gets the farm's completion call, ``priority``
+    is accepted; a stock client never sends them."""
+    from farm_kit import WebhookReceiver
+
+    workers.start(start_sim("--step-ms", "1", "--load-ms", "0"))
+    client = sdk("acme")
+    with WebhookReceiver() as hook:
+        response = client._low.raw_request(
+            "POST", "/jobs", json={"workflow": invert(), "webhook_url": hook.url, "priority": 9}
+        )
+        assert response.status_code == 201, response.text
+        job = client.jobs.get(response.json()["id"]).wait(30)
+        assert hook.received.wait(30)
+
+    assert job.status == "succeeded"
+    assert job.id.encode() in hook.requests[0].body
