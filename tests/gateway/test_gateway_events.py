@@ -81,3 +81,30 @@ def test_too_many_streams_is_429(start_gateway, sdk_factory_for, start_sim, work
         assert second.status_code == 429
         assert second.json()["error"]["code"] == "too_many_streams"
         assert int(second.headers["Retry-After"]) >= 1
+
+
+def test_the_readme_example_runs_against_the_gateway(gateway, start_sim, workers, tmp_path):
+    """examples/comfy_sdk_on_the_farm.py (the README's example) runs unchanged and saves the
+    image it made."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import TOKENS
+
+    workers.start(start_sim("--step-ms", "1", "--load-ms", "0"))
+    repo = Path(__file__).resolve().parents[2]
+    example = repo / "examples" / "comfy_sdk_on_the_farm.py"
+    (tmp_path / "workflows" / "library").mkdir(parents=True)
+    source = repo / "workflows" / "library" / "sd15_text2image.api.json"
+    (tmp_path / "workflows" / "library" / source.name).write_bytes(source.read_bytes())
+    env = {**os.environ, "COMFY_BASE_URL": gateway.url, "COMFY_API_KEY": TOKENS["acme"]}
+
+    done = subprocess.run([sys.executable, str(example)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=90, check=False)  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "saved" in done.stdout
+    saved = [p for p in tmp_path.glob("*.png")]
+    assert saved and saved[0].read_bytes().startswith(b"\x89PNG")
