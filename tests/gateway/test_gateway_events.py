@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import httpx
 from comfy_sdk import OutputReady, Progress, StatusChange
@@ -22,9 +23,13 @@ def test_events_deliver_status_progress_and_outputs_then_end(sdk, start_sim, wor
     client = sdk("acme")
     job = client.submit(client.workflows.from_json(text2image(steps=20)))
 
-    events = list(job.events())
+    stamped = [(time.monotonic(), event) for event in job.events()]
+    events = [event for _, event in stamped]
 
     assert isinstance(events[0], StatusChange)
+    progress_times = [at for at, e in stamped if isinstance(e, Progress)]
+    span = stamped[-1][0] - progress_times[0]
+    assert len(progress_times) <= 2 * span + 2, (len(progress_times), span)  # ≤ 2 a second
     statuses = [e.status for e in events if isinstance(e, StatusChange)]
     assert statuses[-1] == "succeeded" and "running" in statuses
     assert isinstance(events[-1], StatusChange)
