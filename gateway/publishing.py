@@ -5,7 +5,7 @@ runs in a thread. One thread hop and two Redis pipelines per submission would ca
 few hundred submits a second; instead, submissions that arrive while a publish is in flight wait
 for the next one, and each flush writes the gateway's job records of everything that waited in
 one pipeline, then sends the jobs grouped by queue and priority, as ``Farm.submit_many`` does.
-An idle gateway publishes at once (no added latency); a busy one sends larger batches.
+An idle gateway publishes at once (no added latency); a busy one sends larger batches, with up to ``MAX_IN_FLIGHT`` publishes under way at once.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from comfyfarm.producer import Farm, SubmitError
 from comfyfarm.tasks.models import JobSpec
 
 MAX_BATCH = 500
+MAX_IN_FLIGHT = 4  # publishes under way at once: one's Redis round trips overlap another's work
 
 
 @dataclass
@@ -37,7 +38,7 @@ class PublishBatcher:
         self._farm = farm
         self._client = client
         self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def send(
         self, spec: JobSpec, record: JobRecord, *, queue: str, priority: int | None
@@ -45,8 +46,10 @@ class PublishBatcher:
         """Record and enqueue ``spec``; raises what failed for it (SubmitError, RedisError …)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(spec, record, queue, priority, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="gateway-publish")
+        if len(self._flushers) < MAX_IN_FLIGHT:
+            task = asyncio.create_task(self._flush(), name="gateway-publish")
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
         await done
 
     async def _flush(self) -> None:
