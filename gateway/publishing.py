@@ -5,7 +5,8 @@ runs in a thread. One thread hop and two Redis pipelines per submission would ca
 few hundred submits a second; instead, submissions that arrive while a publish is in flight wait
 for the next one, and each flush writes the gateway's job records of everything that waited in
 one pipeline, then sends the jobs grouped by queue and priority, as ``Farm.submit_many`` does.
-An idle gateway publishes at once (no added latency); a busy one sends larger batches, with up to ``MAX_IN_FLIGHT`` publishes under way at once.
+An idle gateway publishes at once (no added latency); a busy one sends larger batches,
+with up to ``MAX_IN_FLIGHT`` publishes under way at once.
 """
 
 from __future__ import annotations
