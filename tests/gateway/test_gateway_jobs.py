@@ -54,14 +54,18 @@ def test_unknown_job_is_not_found(sdk, start_sim, workers) -> None:
 
 
 def test_another_tenants_job_is_not_found(sdk, start_sim, workers) -> None:
-    """A job of tenant acme is 404 for tenant globex: get, cancel and workflow alike."""
+    """A job of tenant acme is 404 for tenant globex: get, cancel, workflow and events alike."""
     fast_farm(start_sim, workers)
     acme, globex = sdk("acme"), sdk("globex")
     job = acme.submit(acme.workflows.from_json(invert()))
 
     with pytest.raises(NotFound):
         globex.jobs.get(job.id)
-    for call in (globex._low.cancel_job, globex._low.get_job_workflow):
+
+    def events(job_id):
+        return next(iter(globex._low.get_job_events(job_id)))
+
+    for call in (globex._low.cancel_job, globex._low.get_job_workflow, events):
         with pytest.raises(ApiError) as caught:
             call(job.id)
         assert caught.value.http_status == 404 and caught.value.code == "not_found"
