@@ -233,3 +233,18 @@ def test_webhook_and_priority_extensions_reach_the_farm(sdk, start_sim, workers)
 
     assert job.status == "succeeded"
     assert job.id.encode() in hook.requests[0].body
+
+
+def test_gateways_share_nothing_but_redis(start_gateway, sdk_factory_for, start_sim, workers):
+    """A job submitted through one gateway is followed, listed and its output downloaded
+    through another (gateways are stateless: any of several behind a load balancer)."""
+    workers.start(start_sim("--step-ms", "1", "--load-ms", "0"))
+    first, second = start_gateway(), start_gateway()
+    via_first = sdk_factory_for(first)("acme")
+    via_second = sdk_factory_for(second)("acme")
+
+    submitted = via_first.submit(via_first.workflows.from_json(invert()), metadata={"lb": "x"})
+    job = via_second.jobs.get(submitted.id).result()
+
+    assert [s.id for s in via_second.list_jobs(metadata={"lb": "x"})] == [submitted.id]
+    assert job.get_outputs("3")[0].to_bytes().startswith(b"\x89PNG")
