@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import binascii
 import json
 import uuid
@@ -60,7 +61,7 @@ async def post_job(request: web.Request) -> web.Response:
         claim = await idempotency.claim(gw.client, gw.prefix, tenant, key)
     try:
         prompt, inputs = await gw.resolve_assets(tenant, submission.workflow)
-        submission = type(submission)(**{**submission.__dict__, "workflow": prompt})
+        submission = dataclasses.replace(submission, workflow=prompt)
         record = await gw.submitter.submit(tenant, submission, inputs=inputs)
     except ApiError as exc:
         if claim is not None and exc.status < 500:
