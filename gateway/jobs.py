@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import binascii
+import dataclasses
 import json
 import uuid
 from typing import Any
