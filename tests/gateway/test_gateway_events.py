@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import time
 
+import blake3
 import httpx
 from comfy_sdk import OutputReady, Progress, StatusChange
 from workflows_kit import invert, text2image
@@ -67,6 +68,7 @@ def test_output_downloads_whole_and_by_range(sdk, start_sim, workers) -> None:
 
     assert png_size(data) == (96, 40)
     assert len(data) == output.size_bytes == asset.size_bytes
+    assert asset.hash == "blake3:" + blake3.blake3(data).hexdigest()
     assert asset.job_id == job.id and asset.content_type == "image/png"
     assert output.to_bytes(range=(8, 23)) == data[8:24]
 
