@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "result": "show the result of a job",
     "cancel": "cancel a queued or running job",
     "worker": "run a worker bound to one ComfyUI instance",
+    "gateway": "serve Comfy API v2 (the official comfy-sdk clients) in front of the farm",
     "flower": "run Flower, the Celery monitor, with the farm's settings",
     "exporter": "serve farm-wide Prometheus metrics: queue depths, workers, dead letters",
     "sim": "run the ComfyUI-compatible simulator (a stand-in GPU box)",

@@ -2,7 +2,9 @@
 
 Starts, in order: an embedded Redis-compatible server (unless ``COMFYFARM_BROKER_URL`` is set),
 N simulated ComfyUI instances (or uses the real ones given by ``--comfy-url``), one worker per
-ComfyUI, Flower; then submits a small sweep of the SD1.5 text2image workflow, shows progress and
+ComfyUI, Flower and the Comfy API v2 gateway (``comfyfarm gateway``, with a fresh token it
+prints as ``export COMFY_BASE_URL=…`` / ``export COMFY_API_KEY=…`` for comfy-sdk programs); then
+submits a small sweep of the SD1.5 text2image workflow, shows progress and
 prints where the images are. Everything it started stops when it ends (or on Ctrl-C).
 """
 
@@ -13,6 +15,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfyfarm.services import (
+    GatewayProcess,
     ManagedProcess,
     RedisServer,
     SimulatorProcess,
@@ -30,6 +34,8 @@ from comfyfarm.tasks.settings import redact_url
 
 FLOWER_READY = "Visit me at"
 DEMO_WORKFLOW = "sd15_text2image"
+GATEWAY_PORT = 8189  # comfy-api-proxy's port: the one comfy-sdk examples use
+DEMO_TENANT = "demo"
 
 
 @dataclass
@@ -39,14 +45,21 @@ class DemoFarm:
     env: dict[str, str]
     comfy_urls: list[str]
     flower_url: str | None = None
+    gateway_url: str | None = None
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
 @contextlib.contextmanager
 def local_farm(
-    *, sims: int, comfy_urls: list[str], step_ms: int, flower: bool, key_prefix: str = ""
+    *,
+    sims: int,
+    comfy_urls: list[str],
+    step_ms: int,
+    flower: bool,
+    key_prefix: str = "",
+    gateway: bool = False,
 ) -> Iterator[DemoFarm]:
-    """Start (and finally stop) broker, ComfyUIs, workers and Flower on this machine."""
+    """Start (and finally stop) broker, ComfyUIs, workers, Flower and the gateway here."""
     env = dict(os.environ)
     with contextlib.ExitStack() as stack:
         if env.get("COMFYFARM_BROKER_URL"):
@@ -88,8 +101,26 @@ def local_farm(
             )
             farm.flower_url = f"http://127.0.0.1:{port}"
             print(f"Flower at {farm.flower_url}")
+        if gateway:
+            token = secrets.token_urlsafe(24)
+            env_gateway = {**env, "COMFYFARM_API_TOKENS": f"{DEMO_TENANT}:{token}"}
+            port = GATEWAY_PORT if _port_free(GATEWAY_PORT) else free_port()
+            process = stack.enter_context(GatewayProcess(env=env_gateway, port=port))
+            farm.gateway_url = process.url
+            print(f"Comfy API v2 gateway at {process.url} (tenant {DEMO_TENANT}); for comfy-sdk:")
+            print(f"  export COMFY_BASE_URL={process.url}")
+            print(f"  export COMFY_API_KEY={token}")
         print_exports(env)
         yield farm
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def check_broker(url: str) -> None:
@@ -159,7 +190,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     from comfyfarm.workflows import SchemaSource, WorkflowError, prepare_jobs
 
     with local_farm(
-        sims=args.sims, comfy_urls=args.comfy_url, step_ms=args.step_ms, flower=not args.no_flower
+        sims=args.sims,
+        comfy_urls=args.comfy_url,
+        step_ms=args.step_ms,
+        flower=not args.no_flower,
+        gateway=not getattr(args, "no_gateway", False),
     ) as local:
         settings = Settings.from_env(local.env)
         try:
@@ -184,6 +219,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"\noutputs are under {settings.storage_url}")
         if local.flower_url:
             print(f"Flower: {local.flower_url}")
+        if local.gateway_url:
+            print(f"Comfy API v2 gateway: {local.gateway_url}")
         if args.serve:
             print("serving until stopped (Ctrl-C, SIGTERM or SIGHUP)", flush=True)
             with contextlib.suppress(KeyboardInterrupt):

@@ -258,3 +258,36 @@ def worker_process(
         name=f"worker {name}",
         env=dict(env) if env is not None else None,
     )
+
+
+GATEWAY_READY_MARK = "comfyfarm gateway listening on "
+
+
+@dataclass
+class GatewayProcess(_Service):
+    """``comfyfarm gateway`` (Comfy API v2) in its own process, on a fixed port.
+
+    ``env`` is its whole environment (the farm's ``COMFYFARM_*`` settings and tokens).
+    """
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int = 0
+    host: str = "127.0.0.1"
+    proc: ManagedProcess | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> GatewayProcess:
+        if not self.port:
+            self.port = free_port(self.host)
+        argv = [sys.executable, "-P", "-m", "comfyfarm", "gateway",
+                "--host", self.host, "--port", str(self.port)]  # fmt: skip
+        self.proc = ManagedProcess(
+            argv,
+            ready=lambda line: GATEWAY_READY_MARK in line,
+            name=f"gateway :{self.port}",
+            env={**self.env, "PYTHONUNBUFFERED": "1"},
+        ).start()
+        return self

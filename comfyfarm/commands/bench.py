@@ -1,14 +1,15 @@
-"""``comfyfarm bench [throughput|enqueue|outputs|soak|results|broker]``: benchmarks here.
+"""``comfyfarm bench [throughput|enqueue|outputs|soak|results|broker|gateway]``: benchmarks.
 
 ``throughput`` (the default) compares native, naive and farm on one fleet; ``enqueue`` times
 ``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage; ``soak``
 runs many jobs through the farm while simulators crash and hang and workers are killed
 (``comfyfarm_bench.soak``); ``broker`` measures what a job costs Redis (commands, bytes,
-server CPU) and projects what one Redis can carry; ``results`` runs the standard set and
-renders the README's results table (``--write README.md`` updates it in place). A table goes
-to stdout, or with ``--json`` one JSON object per mode/benchmark per line; progress goes to
-stderr. Exit status 1 when any job of a throughput run did not finish, or when a soak lost a
-job or executed a prompt twice.
+server CPU) and projects what one Redis can carry; ``gateway`` measures the Comfy API v2
+gateway (POST latency, submit rate, RSS with 1,000 open event streams); ``results`` runs the
+standard set and renders the README's results table (``--write README.md`` updates it in
+place). A table goes to stdout, or with ``--json`` one JSON object per mode/benchmark per
+line; progress goes to stderr. Exit status 1 when any job of a throughput run did not finish,
+or when a soak lost a job or executed a prompt twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results", "broker")
+BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results", "broker", "gateway")
 THROUGHPUT_JOBS, SOAK_JOBS = 64, 2000
 THROUGHPUT_JOB_MS, SOAK_JOB_MS = 1000.0, 20.0
 #: Seconds between worker kills; at the defaults a takeover takes ~35 s, so kills are sparser.
@@ -81,6 +82,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     results.add_argument(
         "--quick", action="store_true", help="tiny sizes (a smoke test; figures meaningless)"
     )
+    gateway = parser.add_argument_group("gateway")
+    gateway.add_argument("--requests", type=int, default=1000, help="sequential POSTs (1000)")
+    gateway.add_argument("--rate-requests", type=int, default=4000, help="POSTs for the rate")
+    gateway.add_argument("--concurrency", type=int, default=32, help="concurrent clients (32)")
+    gateway.add_argument("--streams", type=int, default=1000, help="open event streams (1000)")
     soak = parser.add_argument_group("soak")
     soak.add_argument("--workers", type=int, default=4, help="simulators, one worker each (4)")
     soak.add_argument(
@@ -125,7 +131,24 @@ def run(args: argparse.Namespace) -> int:
         return _results(args)
     if args.benchmark == "broker":
         return _broker(args)
+    if args.benchmark == "gateway":
+        return _gateway(args)
     return _throughput(args)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    import json
+
+    from comfyfarm_bench.gateway import run_gateway
+
+    figures = run_gateway(
+        latency_requests=args.requests,
+        rate_requests=args.rate_requests,
+        concurrency=args.concurrency,
+        streams=args.streams,
+    )
+    print(json.dumps(figures.to_dict()) if args.json else figures)
+    return 0
 
 
 def _broker(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="a lighthouse on a cliff at dusk, oil painting")
     parser.add_argument("--step-ms", type=int, default=40, help="simulated time per step")
     parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument("--no-gateway", action="store_true", help="no Comfy API v2 gateway")
     parser.add_argument(
         "--serve",
         action="store_true",

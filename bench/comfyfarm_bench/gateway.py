@@ -1,0 +1,234 @@
+"""``comfyfarm bench gateway``: the Comfy API v2 gateway's submit latency, submit rate, and memory
+with many open event streams.
+
+Setup: an embedded Valkey, one simulator whose node schemas are published as a worker would
+(so every submission is validated, as in production), and a ``comfyfarm gateway`` process. No
+worker runs: jobs stay queued, so only the gateway's own path is measured.
+
+1. ``POST /api/v2/jobs`` latency: ``latency_requests`` submissions one after another over one
+   kept-alive connection (p50, p99, nearest rank).
+2. Sustained submit rate: ``rate_requests`` submissions from ``concurrency`` concurrent clients.
+3. ``streams`` event streams held open at once (each on its own queued job, each having received
+   its snapshot): the gateway's RSS, its Redis client connections and its pub/sub subscriptions.
+
+The load generator runs on the same machine as the gateway (and competes for its CPUs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from comfyfarm.services import GatewayProcess, RedisServer, SimulatorProcess
+from comfyfarm_bench.memory import rss_kib
+
+TENANT = "bench"
+PREFIX = "gwbench:"
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class GatewayFigures:
+    post_p50_ms: float
+    post_p99_ms: float
+    latency_requests: int
+    submits_per_second: float
+    rate_requests: int
+    concurrency: int
+    streams: int
+    rss_idle_mb: float
+    rss_streams_mb: float
+    redis_clients: int
+    pubsub_connections: int
+    subscribed_channels: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bench": "gateway", **asdict(self)}
+
+    def __str__(self) -> str:
+        return "\n".join(
+            [
+                f"POST /api/v2/jobs latency ({self.latency_requests} sequential): "
+                f"p50 {self.post_p50_ms:.2f} ms, p99 {self.post_p99_ms:.2f} ms",
+                f"sustained submits ({self.rate_requests}, {self.concurrency} concurrent "
+                f"clients): {self.submits_per_second:,.0f}/s",
+                f"{self.streams} open event streams: gateway RSS {self.rss_streams_mb:.1f} MB "
+                f"(idle {self.rss_idle_mb:.1f} MB); gateway→Redis connections "
+                f"{self.redis_clients}, of which pub/sub {self.pubsub_connections}, "
+                f"channels {self.subscribed_channels}",
+            ]
+        )
+
+
+def run_gateway(
+    *,
+    latency_requests: int = 1000,
+    rate_requests: int = 4000,
+    concurrency: int = 32,
+    streams: int = 1000,
+) -> GatewayFigures:
+    _raise_fd_limit(streams * 2 + 256)
+    token = secrets.token_urlsafe(24)
+    with RedisServer() as server, SimulatorProcess(args=("--load-ms", "0")) as sim:
+        _publish_schema(server.url, sim.url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYFARM_")}
+        env.update(
+            COMFYFARM_BROKER_URL=server.url,
+            COMFYFARM_KEY_PREFIX=PREFIX,
+            COMFYFARM_API_TOKENS=f"{TENANT}:{token}",
+            COMFYFARM_MAX_QUEUE_DEPTH=str(10**9),
+            COMFYFARM_GATEWAY_MAX_STREAMS=str(streams + 10),
+        )
+        with GatewayProcess(env=env) as gateway:
+            assert gateway.proc is not None and gateway.proc.process is not None
+            pid = gateway.proc.process.pid
+            figures = asyncio.run(
+                _measure(
+                    gateway.url,
+                    token,
+                    pid,
+                    server.url,
+                    latency_requests,
+                    rate_requests,
+                    concurrency,
+                    streams,
+                )  # fmt: skip
+            )
+    return figures
+
+
+async def _measure(
+    url: str,
+    token: str,
+    pid: int,
+    redis_url: str,
+    latency_requests: int,
+    rate_requests: int,
+    concurrency: int,
+    streams: int,
+) -> GatewayFigures:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"}
+    body = json.dumps({"workflow": _workflow()}).encode()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(url, headers=headers, connector=connector) as session:
+
+        async def submit() -> str:
+            async with session.post("/api/v2/jobs", data=body, headers=JSON) as response:
+                if response.status != 201:
+                    raise RuntimeError(
+                        f"submit answered {response.status}: {await response.text()}"
+                    )
+                return str((await response.json())["id"])
+
+        for _ in range(20):  # warm up: connections, schema cache, thread pool
+            await submit()
+        print("measuring POST latency", file=sys.stderr)
+        latencies = []
+        for _ in range(latency_requests):
+            start = time.perf_counter()
+            await submit()
+            latencies.append((time.perf_counter() - start) * 1000)
+        latencies.sort()
+        print("measuring the sustained submit rate", file=sys.stderr)
+        ids: list[str] = []
+        per_client = max(1, rate_requests // concurrency)
+
+        async def client() -> None:
+            for _ in range(per_client):
+                ids.append(await submit())
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        rate = len(ids) / (time.perf_counter() - start)
+        rss_idle = (rss_kib(pid) or 0) / 1024
+        print(f"opening {streams} event streams", file=sys.stderr)
+        targets = ids[:streams]
+        while len(targets) < streams:
+            targets.append(await submit())
+        opened = await asyncio.gather(*(_open_stream(session, job_id) for job_id in targets))
+        try:
+            await asyncio.sleep(1.0)  # let the gateway settle
+            rss_streams = (rss_kib(pid) or 0) / 1024
+            clients, pubsubs, channels = _redis_clients(redis_url)
+        finally:
+            for response in opened:
+                response.close()
+    return GatewayFigures(
+        post_p50_ms=_rank(latencies, 0.50),
+        post_p99_ms=_rank(latencies, 0.99),
+        latency_requests=latency_requests,
+        submits_per_second=rate,
+        rate_requests=len(ids),
+        concurrency=concurrency,
+        streams=streams,
+        rss_idle_mb=rss_idle,
+        rss_streams_mb=rss_streams,
+        redis_clients=clients,
+        pubsub_connections=pubsubs,
+        subscribed_channels=channels,
+    )
+
+
+async def _open_stream(session: Any, job_id: str) -> Any:
+    response = await session.get(f"/api/v2/jobs/{job_id}/events")
+    if response.status != 200:
+        raise RuntimeError(f"events answered {response.status}: {await response.text()}")
+    await response.content.readuntil(b"\n\n")  # the snapshot: the stream is live
+    return response
+
+
+def _redis_clients(redis_url: str) -> tuple[int, int, int]:
+    """(clients other than this one, pub/sub clients, subscribed channels)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        listed = client.client_list()
+        others = [c for c in listed if c.get("name") != "bench" and c.get("cmd") != "client|list"]
+        pubsub = [c for c in others if int(c.get("sub", 0)) + int(c.get("psub", 0)) > 0]
+        channels = len(client.pubsub_channels())
+        return len(others), len(pubsub), channels
+    finally:
+        client.close()
+
+
+def _publish_schema(redis_url: str, sim_url: str) -> None:
+    import requests
+
+    from comfyfarm.tasks.schemas import publish_schema
+
+    object_info = requests.get(sim_url + "/object_info", timeout=10).json()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        publish_schema(client, PREFIX, "bench-worker", comfy_url=sim_url,
+                       object_info=object_info, models={})  # fmt: skip
+    finally:
+        client.close()
+
+
+def _workflow() -> dict[str, Any]:
+    from comfyfarm.workflows import load_workflow
+
+    return load_workflow("sd15_text2image").to_api(None)
+
+
+def _rank(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    index = max(0, min(len(values) - 1, int(round(fraction * len(values) + 0.5)) - 1))
+    return values[index]
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))

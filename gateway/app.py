@@ -1,0 +1,55 @@
+"""make_app(settings): the gateway's aiohttp application.
+
+aiohttp because the farm already runs it (the simulator), and one event loop serves what the
+gateway must: thousands of idle SSE streams and streamed multipart uploads without a thread each,
+with the producer's few blocking calls moved to threads. Middlewares, outermost first: the error
+envelope (every failure, 404s included, in the contract's shape), then auth (tenant per request).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aiohttp import web
+
+from comfyfarm.gateway import asset_upload, assets, event_stream, jobs
+from comfyfarm.gateway.auth import auth_middleware
+from comfyfarm.gateway.context import GATEWAY, Gateway
+from comfyfarm.gateway.errors import error_middleware
+from comfyfarm.gateway.settings import GatewaySettings
+from comfyfarm.gateway.submission import MAX_BODY_BYTES
+
+
+async def health(request: web.Request) -> web.Response:
+    """Open (no token): the gateway answers, and Redis does."""
+    gw = request.app[GATEWAY]
+    try:
+        await gw.client.ping()
+    except Exception:  # noqa: BLE001 - any failure means "not healthy", said without detail
+        return web.json_response({"status": "unavailable", "redis": False}, status=503)
+    return web.json_response({"status": "ok", "redis": True})
+
+
+def make_app(settings: GatewaySettings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(settings.tokens)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    gateway = Gateway(settings)
+    app[GATEWAY] = gateway
+    app.router.add_get("/api/v2/health", health)
+    app[event_stream.OPEN_STREAMS] = Counter()
+    app.router.add_routes(jobs.routes())
+    app.router.add_routes(event_stream.routes())
+    app.router.add_routes(asset_upload.routes())
+    app.router.add_routes(assets.routes())
+
+    async def end_streams(_: web.Application) -> None:
+        gateway.hub.end_streams()
+
+    async def close(_: web.Application) -> None:
+        await gateway.close()
+
+    app.on_shutdown.append(end_streams)
+    app.on_cleanup.append(close)
+    return app

@@ -1,0 +1,103 @@
+"""Gateway: what every route needs — the farm (producer side), async Redis clients, the
+submitter, the event hub — built once per application and closed with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from comfyfarm.gateway.asset_refs import resolve_references
+from comfyfarm.gateway.events import EventHub
+from comfyfarm.gateway.job_records import JobRecord
+from comfyfarm.gateway.job_state import FarmView
+from comfyfarm.gateway.job_view import render_job, v2_status
+from comfyfarm.gateway.output_assets import register_outputs
+from comfyfarm.gateway.queue_position import QueuePositions
+from comfyfarm.gateway.schemas import SchemaCache
+from comfyfarm.gateway.settings import GatewaySettings
+from comfyfarm.gateway.submission import Submitter
+from comfyfarm.producer import Farm
+from comfyfarm.storage import open_store
+from comfyfarm.storage.blobs import BlobStore
+from comfyfarm.tasks.models import InputFile
+
+MAX_CONNECTIONS = 32
+
+
+class Gateway:
+    """One gateway process's connections and caches (no job state: that is in Redis)."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        farm_settings = settings.farm
+        self.prefix = farm_settings.key_prefix
+        self.retention = farm_settings.result_expires
+        self.farm = Farm(farm_settings)
+        self.client = _client(farm_settings.broker_url)
+        same = farm_settings.result_backend == farm_settings.broker_url
+        self.results = self.client if same else _client(farm_settings.result_backend)
+        self.store = open_store(farm_settings.storage_url)
+        self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
+        self.hub = EventHub(self.results, self.prefix)
+        self.positions = QueuePositions(self.client, self.results, self.prefix)
+        self.schemas = SchemaCache(farm_settings)
+        self.submitter = Submitter(
+            self.farm,
+            self.client,
+            self.schemas,
+            max_queue_depth=settings.max_queue_depth,
+            retry_after=settings.retry_after_seconds,
+        )
+
+    async def render(
+        self, request: web.Request, record: JobRecord, view: FarmView, *, position: bool = True
+    ) -> dict[str, Any]:
+        """The Job body; a finished job's outputs are registered as assets on the way.
+        ``position``: find the queue position of a queued job (two round trips)."""
+        await self.register(record, view)
+        where = await self.position(record, view) if position else None
+        return render_job(record, view, origin=origin_of(request), retention=self.retention,
+                          queue_position=where)  # fmt: skip
+
+    async def position(self, record: JobRecord, view: FarmView) -> int | None:
+        if v2_status(view.status) != "queued":
+            return None
+        return await self.positions.position(record)
+
+    async def register(self, record: JobRecord, view: FarmView) -> None:
+        if view.result is not None:
+            await self.positions.left(record)
+        if view.result is not None and view.result.outputs:
+            await register_outputs(self.client, self.prefix, record.tenant, view.result,
+                                   expires_at=record.created_at + self.retention)  # fmt: skip
+
+    async def resolve_assets(
+        self, tenant: str, workflow: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[InputFile]]:
+        return await resolve_references(self, tenant, workflow)
+
+    async def close(self) -> None:
+        await self.hub.close()
+        await self.client.aclose()
+        if self.results is not self.client:
+            await self.results.aclose()
+        self.farm.close()
+
+
+def _client(url: str) -> aioredis.Redis:
+    """A pool that waits for a free connection past ``MAX_CONNECTIONS`` rather than opening
+    one per concurrent request (a burst of streams must not mean a burst of connections)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=10, socket_connect_timeout=5
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def origin_of(request: web.Request) -> str:
+    """``scheme://host[:port]`` the client used (for absolute content URLs)."""
+    return str(request.url.origin())
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

@@ -1,0 +1,163 @@
+"""EventHub: ONE Redis pub/sub connection per gateway process, fanned out to every event stream.
+
+Every state change of a job (PROGRESS included) is published by Celery on the job's result
+channel (``tasks.keyspace.celery_result_key``). A stream asks the hub for a queue on its job: the
+first listener of a job subscribes its channel, the last one leaving unsubscribes it, so a
+thousand open streams cost one connection and one subscription per distinct job — as
+``Farm.as_completed`` follows any number of jobs over one subscription.
+
+A reader task moves each message into the queues of that job's listeners (bounded: a slow client
+loses the oldest frames, never the gateway's memory; the stream re-reads the state after a
+gap). When Redis drops the connection the reader reconnects and re-subscribes every channel;
+streams also poll the job's state every few seconds, so a missed message costs that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from comfyfarm.tasks.keyspace import celery_result_key
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 32
+RECONNECT_PAUSE = 1.0
+GAP = b""  # put in a queue whose frames were dropped: "re-read the state"
+CLOSE = b"close"  # the gateway is shutting down: end the stream
+
+
+class EventHub:
+    """Job id → the queues of its open streams, fed by one pub/sub connection."""
+
+    def __init__(self, results: aioredis.Redis, prefix: str) -> None:
+        self._results = results
+        self._prefix = prefix
+        self._listeners: dict[str, set[asyncio.Queue[bytes]]] = {}
+        self._channels: dict[str, str] = {}  # channel → job id
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self._channels)
+
+    @property
+    def listeners(self) -> int:
+        return sum(len(queues) for queues in self._listeners.values())
+
+    async def listen(self, job_id: str) -> asyncio.Queue[bytes]:
+        """A queue receiving the raw Celery meta of every state change of ``job_id``."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        async with self._lock:
+            queues = self._listeners.setdefault(job_id, set())
+            queues.add(queue)
+            if len(queues) == 1:
+                channel = celery_result_key(self._prefix, job_id)
+                self._channels[channel] = job_id
+                pubsub = await self._ensure_pubsub()
+                await pubsub.subscribe(channel)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="gateway-event-hub")
+        return queue
+
+    async def leave(self, job_id: str, queue: asyncio.Queue[bytes]) -> None:
+        async with self._lock:
+            queues = self._listeners.get(job_id)
+            if queues is None:
+                return
+            queues.discard(queue)
+            if queues:
+                return
+            del self._listeners[job_id]
+            channel = celery_result_key(self._prefix, job_id)
+            self._channels.pop(channel, None)
+            if self._pubsub is not None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await self._pubsub.unsubscribe(channel)
+
+    def end_streams(self) -> None:
+        """Tell every open stream to end (the gateway is shutting down)."""
+        for queues in self._listeners.values():
+            for queue in queues:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    if queue.full():
+                        queue.get_nowait()
+                queue.put_nowait(CLOSE)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self._pubsub.aclose()
+
+    async def _ensure_pubsub(self) -> Any:
+        if self._pubsub is None:
+            self._pubsub = self._results.pubsub(ignore_subscribe_messages=True)
+        return self._pubsub
+
+    async def _read(self) -> None:
+        while True:
+            if not self._channels:
+                await asyncio.sleep(0.5)  # nothing subscribed: get_message would refuse
+                if not self._channels:
+                    continue
+            if self._pubsub is None:
+                await self._reconnect()
+                continue
+            try:
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=1.0
+                )
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                log.warning("event hub lost Redis (%s); re-subscribing", exc)
+                await self._reconnect()
+                continue
+            if message and message.get("type") == "message":
+                self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        job_id = self._channels.get(str(channel))
+        data = message.get("data")
+        if job_id is None or not isinstance(data, bytes | str):
+            return
+        payload = data.encode() if isinstance(data, str) else data
+        for queue in self._listeners.get(job_id, ()):
+            if queue.full():  # a slow client: drop its oldest, tell it to re-read
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                queue.put_nowait(GAP)
+            queue.put_nowait(payload)
+
+    async def _reconnect(self) -> None:
+        old, self._pubsub = self._pubsub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.aclose()
+        await asyncio.sleep(RECONNECT_PAUSE)
+        async with self._lock:
+            try:
+                pubsub = await self._ensure_pubsub()
+                if self._channels:
+                    await pubsub.subscribe(*self._channels)
+            except (redis.RedisError, OSError):
+                self._pubsub = None
+                return
+        for queues in self._listeners.values():  # anything may have been missed
+            for queue in queues:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(GAP)
