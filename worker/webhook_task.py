@@ -75,7 +75,11 @@ def register(app: Celery) -> Task:
     worker's main process (install a ``webhook_sender.WebhookSender`` first)."""
 
     @app.task(
-        name=DELIVER_WEBHOOK, bind=True, acks_late=True, ignore_result=True, Strategy=STRATEGY,
+        name=DELIVER_WEBHOOK,
+        bind=True,
+        acks_late=True,
+        ignore_result=True,
+        Strategy=STRATEGY,
         shared=False,
     )  # type: ignore[untyped-decorator]
     def deliver_webhook(self: Task, payload: dict[str, Any]) -> str:
