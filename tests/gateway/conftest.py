@@ -19,11 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from farm_kit import Reaper, WorkerFactory  # noqa: E402
 from spec_check import SpecWatch  # noqa: E402
+from tenants import TOKENS  # noqa: E402
 
 from comfyfarm.services import GatewayProcess  # noqa: E402
 from comfyfarm.tasks.settings import Settings  # noqa: E402
-
-TOKENS = {"acme": "acme-token-0123456789abcdef", "globex": "globex-token-0123456789abcdef"}
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ def test_the_readme_example_runs_against_the_gateway(gateway, start_sim, workers
     import sys
     from pathlib import Path
 
-    from conftest import TOKENS
+    from tenants import TOKENS
 
     workers.start(start_sim("--step-ms", "1", "--load-ms", "0"))
     repo = Path(__file__).resolve().parents[2]

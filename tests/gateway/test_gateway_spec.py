@@ -9,10 +9,10 @@ import pytest
 import redis
 import schemathesis
 import yaml
-from conftest import TOKENS
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from spec_check import SPEC_PATH, _nullable_refs
+from tenants import TOKENS
 
 from comfyfarm.tasks.schemas import publish_schema
 
