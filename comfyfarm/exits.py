@@ -5,6 +5,7 @@
 1      done, but a job failed, was cancelled or timed out (``submit --wait``, ``result``, ``run``)
 2      bad input: a workflow, parameter, setting or command-line argument was refused
 3      the environment: the broker or a ComfyUI cannot be reached, an optional extra is missing
+4      not finished yet (``result`` without ``--wait`` of a job that is still queued or running)
 130    interrupted (Ctrl-C)
 =====  ==========================================================================================
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-OK, JOB_FAILED, BAD_INPUT, ENVIRONMENT, INTERRUPTED = 0, 1, 2, 3, 130
+OK, JOB_FAILED, BAD_INPUT, ENVIRONMENT, NOT_FINISHED, INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 # Top-level module of an optional dependency -> how to install it. The extras of pyproject.toml
 # keep a producer machine free of worker, simulator and monitoring packages.

@@ -57,7 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comfyfarm.workflows import WorkflowError, load_workflow
+    from comfyfarm import exits
+    from comfyfarm.workflows import SchemaUnavailable, WorkflowError, load_workflow
 
     try:
         workflow = load_workflow(args.workflow)
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         prompt = workflow.to_api(schema)
     except WorkflowError as exc:
         print(f"error: cannot convert {args.workflow}:\n{exc}", file=sys.stderr)
-        return 1
+        return exits.ENVIRONMENT if isinstance(exc, SchemaUnavailable) else exits.BAD_INPUT
     text = json.dumps(prompt, indent=args.indent, ensure_ascii=False) + "\n"
     if workflow.format == "api":
         print(f"{args.workflow} is already in API format", file=sys.stderr)

@@ -1,12 +1,14 @@
 """``comfyfarm result JOB``: a job's result (outputs, error, timings).
 
-Exit status 0 for a succeeded job, 1 for a failed one (or ``--wait`` timing out), 3 when the job
-has no result yet.
+Exit status 0 for a succeeded job, 1 for a failed or cancelled one (or ``--wait`` timing out),
+4 when the job has no result yet (``comfyfarm.exits``).
 """
 
 from __future__ import annotations
 
 import argparse
+
+from comfyfarm.exits import NOT_FINISHED
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
             args.json,
             text=f"job {job.job_id}: {job.status()} (no result yet)",
         )
-        return 3
+        return NOT_FINISHED
     emit(result.to_dict(), args.json, text=describe_result(result))
     return 0 if result.status == "succeeded" else 1

@@ -34,7 +34,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comfyfarm.workflows import WorkflowError, load_workflow, prepare_jobs, workflow_params
+    from comfyfarm import exits
+    from comfyfarm.workflows import (
+        SchemaUnavailable,
+        WorkflowError,
+        load_workflow,
+        prepare_jobs,
+        workflow_params,
+    )
 
     report: dict[str, Any] = {"workflow": args.workflow, "valid": False, "jobs": 0}
     try:
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{report['workflow']}: {count} problem{'s' if count != 1 else ''}")
             for problem in exc.problems:
                 print(f"  {problem}")
-        return 1
+        return exits.ENVIRONMENT if isinstance(exc, SchemaUnavailable) else exits.BAD_INPUT
     report.update(valid=True, jobs=len(jobs), problems=[])
     if args.json:
         print(json.dumps(report, indent=2))

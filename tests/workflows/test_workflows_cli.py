@@ -39,7 +39,7 @@ def test_convert_reports_unknown_node_types(tmp_path, capsys):
     ui["nodes"][0]["type"] = "FancyDecode"
     path = tmp_path / "ui.json"
     path.write_text(json.dumps(ui))
-    assert main(["convert", str(path), *OI]) == 1
+    assert main(["convert", str(path), *OI]) == 2
     err = capsys.readouterr().err
     assert "node 8" in err and "FancyDecode" in err and "install the custom node" in err
 
@@ -63,7 +63,7 @@ def test_convert_of_a_broken_file_reports_line_and_column(tmp_path, capsys):
     """A broken JSON file exits 1 with its line and column."""
     path = tmp_path / "x.json"
     path.write_text("{\n  oops\n}")
-    assert main(["convert", str(path), *OI]) == 1
+    assert main(["convert", str(path), *OI]) == 2
     assert "line 2, column 3" in capsys.readouterr().err
 
 
@@ -75,7 +75,7 @@ def test_validate_valid_workflow_exits_zero(capsys):
 
 def test_validate_invalid_workflow_lists_problems(capsys):
     """Missing models exit 1 with one line per problem."""
-    assert main(["validate", UI, *OI]) == 1
+    assert main(["validate", UI, *OI]) == 2
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].endswith("2 problems")
     assert any("models/checkpoints" in line for line in lines[1:])
@@ -84,7 +84,7 @@ def test_validate_invalid_workflow_lists_problems(capsys):
 
 def test_validate_json_report(capsys):
     """--json gives a machine-readable report."""
-    assert main(["validate", UI, *OI, "--json"]) == 1
+    assert main(["validate", UI, *OI, "--json"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False and report["error"] == "PromptInvalid"
     assert {p["node_id"] for p in report["problems"]} == {"4", "10"}
@@ -109,7 +109,7 @@ def test_validate_applies_params_and_sweeps(capsys):
 
 def test_validate_reports_bad_params(capsys):
     """An out-of-range parameter exits 1 naming the parameter and the limit."""
-    assert main(["validate", "empty_invert", *OI, "--param", "width=0"]) == 1
+    assert main(["validate", "empty_invert", *OI, "--param", "width=0"]) == 2
     out = capsys.readouterr().out
     assert "input width: 0 is smaller than the minimum 1" in out
 
