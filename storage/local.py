@@ -13,6 +13,10 @@ page-cache write, so it runs in a helper thread of its own while the calling thr
 next chunk and writes it (``_copy``); and the file is
 written back to disk while it grows (``_WriteBehind``), so the final fsync waits for the last few
 MiB instead of the whole file.
+
+A worker killed mid-copy leaves its temporary file (``.comfyfarm-tmp-*``) behind; nothing else
+would ever remove it, so workers sweep the ones older than COMFYFARM_TEMP_MAX_AGE
+(``sweep_temp``, from ``worker.store_health``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import errno
 import itertools
 import os
 import tempfile
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,9 +46,11 @@ from comfyfarm.storage.keys import TEMP_PREFIX, check_key
 
 FILE_MODE = 0o644
 # Errors another attempt (later, or on another worker) may not hit: retryable.
+# A read-only or permission-denied store is the worker's problem, not the job's: another worker
+# (whose store can be written) may succeed, and this one stops consuming (its health probe).
 RETRYABLE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN,
-     errno.ENOMEM, errno.EBUSY}
+     errno.ENOMEM, errno.EBUSY, errno.EROFS, errno.EACCES, errno.EPERM}
 )  # fmt: skip
 # Chunks written but not yet hashed, at most: bounds memory when the source outruns the hash.
 HASH_BACKLOG = 4
@@ -109,10 +116,34 @@ class LocalStore(StoreBase):
         _fsync_dir(parent)
         return True
 
+    def sweep_temp(self, older_than: float, *, now: float | None = None) -> int:
+        """Remove temp files (``.comfyfarm-tmp-*``) not modified for ``older_than`` seconds,
+        anywhere under the root (symlinks are not followed); returns how many were removed.
+        A file being written is modified all the time, so a live copy is never swept."""
+        cutoff = (time.time() if now is None else now) - older_than
+        removed = 0
+        for directory, _, files in os.walk(self.root, followlinks=False):
+            for name in files:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except OSError:  # gone meanwhile, or not ours to remove: next sweep
+                    continue
+        return removed
+
     def _make_parents(self, key: str, parent: Path) -> Path:
         """Create ``parent`` level by level below the root, refusing symlinks that leave it."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the store itself is broken, not this key: another worker's may do
+            raise StorageUnavailable(
+                key=key, reason=f"cannot create the store root: {exc}"
+            ) from exc
+        try:
             real_root = self.root.resolve()
             current = self.root
             for part in parent.relative_to(self.root).parts:

@@ -97,3 +97,8 @@ def submission_key(prefix: str, job_id: str) -> str:
 def submission_count_key(prefix: str, job_id: str) -> str:
     """How many times the job's prompt was POSTed (a retry limit counts only these)."""
     return f"{prefix}submitted:{job_id}:count"
+
+
+def store_failure_count_key(prefix: str, job_id: str) -> str:
+    """How many tries of the job failed on the output store (they use up retries too)."""
+    return f"{prefix}submitted:{job_id}:store-failures"

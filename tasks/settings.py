@@ -93,6 +93,9 @@ class Settings:
     models_cache_gb: float = 0.0
     max_model_bytes: int = 64 << 30
     model_timeout: float = 3600.0
+    #: A worker removes the stores' temp files (``.comfyfarm-tmp-*``) older than this, left by a
+    #: worker killed mid-copy, at start and every ``temp_max_age / 4`` seconds.
+    temp_max_age: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.result_backend:
@@ -200,6 +203,7 @@ class Settings:
                 f"must be shorter than COMFYFARM_VISIBILITY_TIMEOUT={self.visibility_timeout:g}",
             )
         _check_positive("input_timeout", self.input_timeout)
+        _check_positive("temp_max_age", self.temp_max_age)
         if not 0 < self.max_input_bytes <= 1 << 40:
             _fail("MAX_INPUT_BYTES", str(self.max_input_bytes), "must be between 1 and 2**40")
         _check_positive("model_timeout", self.model_timeout)
@@ -305,6 +309,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "output_digest": _parse_str,
     "key_prefix": _parse_str,
     "max_job_seconds": _parse_float,
+    "temp_max_age": _parse_float,
     "visibility_timeout": _parse_float,
     "result_expires": _parse_float,
     "stall_timeout": _parse_float,

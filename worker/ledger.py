@@ -2,7 +2,10 @@
 
 ``worker.runner`` asks it (``SubmissionLedger``) so a job delivered again finds its prompt on
 whichever ComfyUI has it instead of running it twice; ``worker.policy`` asks it how many tries
-of a job reached a ComfyUI, which is what a job's ``max_retries`` counts.
+of a job reached a ComfyUI or failed on the output store, which is what a job's
+``max_retries`` counts. A try that only collects (the prompt already finished) POSTs nothing:
+without counting its store failures, a full disk would retry a job for as long as the
+unsubmitted tries allow, rewriting every output each time.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 
 import redis
 
-from comfyfarm.tasks.keys import submission_count_key, submission_key
+from comfyfarm.tasks.keys import store_failure_count_key, submission_count_key, submission_key
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +48,17 @@ class RedisLedger:
             log.warning("could not read the submissions of job %s: %s", job_id, exc)
             return unknown
         return int(value or 0)
+
+    def count_store_failure(self, job_id: str) -> int:
+        """Count one try of the job that failed on the output store; returns the total (0 if
+        Redis cannot say: the unsubmitted-tries bound still holds)."""
+        key = store_failure_count_key(self._prefix, job_id)
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, self._ttl)
+                total, _ = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not count a store failure of job %s: %s", job_id, exc)
+            return 0
+        return int(total)

@@ -8,8 +8,10 @@ uses ``run_once``.
   shell sends a watch, ``worker.copies``), a job whose result exists is ``FINISHED``;
 - **Retry or give up** (``decide``): only a ``Retryable`` error (``worker.job_errors``) is
   retried, after 2, 4, 8 ... seconds, while fewer than ``max_retries + 1`` tries reached a
-  ComfyUI and the deliveries stay within ``max_retries + MAX_UNSUBMITTED_RETRIES``; a job that
-  runs out is failed and dead-lettered. A ``Permanent`` error fails the job at once;
+  ComfyUI or failed on the output store (a try that only collects, and cannot write, counts:
+  ``RedisLedger.count_store_failure``) and the deliveries stay within
+  ``max_retries + MAX_UNSUBMITTED_RETRIES``; a job that runs out is failed and
+  dead-lettered. A ``Permanent`` error fails the job at once;
 - **Record** (``fail``, ``FarmPolicy.conclude``): every outcome leaves ``result.json`` beside
   the outputs (the runner writes it for successes and cancels, ``fail`` for failures), and in
   the farm the result under the job's result key; a payload no worker can read, or a job given
@@ -197,8 +199,13 @@ class FarmPolicy:
             return False
 
     def after_error(self, spec: JobSpec, error: JobError, *, retries: int) -> Retry | GiveUp:
-        """``decide`` with the tries the ledger counted; a retry is logged."""
+        """``decide`` with the tries the ledger counted (POSTs, plus tries that failed on the
+        output store); a retry is logged."""
         submitted = self.ledger.submissions(spec.job_id, unknown=retries + 1)
+        if isinstance(error.cause, StorageError):
+            # Tries that fail on the store often POST nothing (the prompt is already done): a
+            # try counts once, whether it POSTed, failed on the store, or both.
+            submitted = max(submitted, self.ledger.count_store_failure(spec.job_id))
         step = decide(error, spec, retries=retries, submitted=submitted,
                       max_delay=self.settings.max_retry_delay)  # fmt: skip
         if isinstance(step, Retry):

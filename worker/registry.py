@@ -63,9 +63,12 @@ class WorkerRegistry:
         self._written_job: str | None = None
         self._holding = holding
 
-    def beat(self, healthy: bool) -> None:
+    def beat(self, healthy: bool, *, storage: str = "ok") -> None:
+        """Register with ComfyUI's verdict and the store's (``storage``: "ok" or why it cannot
+        be written); ``health`` is "ok", "down" (ComfyUI) or "storage" (the store)."""
         job = self._written_job = current_job()  # even if the write fails: no poke storm
-        entry = {**self._static, "healthy": healthy, "current_job": job}
+        health = "down" if not healthy else "ok" if storage == "ok" else "storage"
+        entry = {**self._static, "health": health, "storage": storage, "current_job": job}
         if self._holding is not None:
             entry["holding"] = self._holding()
         register_worker(self._rds, self._prefix, self._name, entry, ttl=self._ttl)

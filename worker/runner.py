@@ -6,8 +6,9 @@ output store and callbacks) and does, in order:
 1. **locate** — find out whether the prompt (``prompt_id == job_id``) was submitted before: the
    submission ledger (Redis, in the farm) says to which ComfyUI, and that ComfyUI says whether it
    is queued, running or finished. A redelivered job is followed or collected there, never POSTed
-   a second time; a first delivery asks nobody. Without a ledger (direct mode) this ComfyUI is
-   asked every time;
+   a second time. Before every POST the ledger cannot vouch for (no record: a first delivery, or
+   a record Redis lost with its last second of AOF) this ComfyUI is asked too, once (the prompt
+   id is the job id); without a ledger (direct mode) it is the only record;
 2. **upload** input files into a per-job subfolder and point the prompt's inputs at them;
 3. **submit** — the WebSocket is connected *before* ``POST /prompt``;
 4. **follow** the prompt to ``executing {node: null}`` (reconnect + reconcile inside the tracker),
@@ -48,6 +49,7 @@ from comfyfarm.comfy.state import PromptLookup, PromptState
 from comfyfarm.comfy.tracker import PromptOutcome, follow_prompt
 from comfyfarm.comfy.ws import EventStream
 from comfyfarm.storage import OutputStore
+from comfyfarm.storage.base import StorageError
 from comfyfarm.storage.keys import job_output_key, result_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from comfyfarm.tasks.redact import restore_credentials
@@ -59,6 +61,8 @@ from comfyfarm.worker.progress import ProgressEstimator
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
+#: How often a prompt this worker found on ComfyUI (not POSTed by it) is looked up while followed.
+FOREIGN_PROMPT_POLL_SECONDS = 2.0
 
 
 class MissingRequiredOutputs(ComfyPermanent):
@@ -141,6 +145,7 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
     _clear_inputs(client, spec)
     missing = sorted(set(spec.required_outputs) - {record.node_id for record in outputs})
     if missing:
+        remove_outputs(ctx.store, spec, outputs)  # a failed job shows no outputs, not some of them
         raise MissingRequiredOutputs(prompt_id=spec.job_id, missing=missing)
     return _finish(
         spec, ctx, status="succeeded", outputs=outputs, node_durations=outcome.node_durations
@@ -229,11 +234,15 @@ def _submit_and_follow(
     deadline = time.monotonic() + spec.deadline_seconds
     try:
         stream.connect(CONNECT_TIMEOUT)
-        if ctx.ledger is None:
-            known = client.lookup(spec.job_id)  # no ledger: ComfyUI itself is the only record
-        elif known is not None:
-            known = client.lookup(spec.job_id)  # again, now that the socket listens
+        # Always, now that the socket listens: with no ledger record (direct mode, a first
+        # delivery, or a record Redis lost on a crash) ComfyUI itself is the only record, and a
+        # prompt it already has must be followed or collected, never POSTed again.
+        known = client.lookup(spec.job_id)
+        # Events of a prompt another client submitted go to that client's socket, not ours:
+        # such a prompt is followed by asking ComfyUI every few seconds instead.
+        stall_timeout = min(spec.stall_timeout_seconds, FOREIGN_PROMPT_POLL_SECONDS)
         if known is None or known.state is PromptState.UNKNOWN:
+            stall_timeout = spec.stall_timeout_seconds
             prompt = spec.prompt
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
@@ -270,7 +279,7 @@ def _submit_and_follow(
             stream,
             spec.job_id,
             deadline=deadline,
-            stall_timeout=spec.stall_timeout_seconds,
+            stall_timeout=stall_timeout,
             on_event=on_event,
         )
     finally:
@@ -284,9 +293,42 @@ def collect_into_store(
 
     Re-collecting the same job writes the same keys again (idempotent), so a redelivered job that
     finds its prompt already finished simply collects. Outputs of nodes ComfyUI served from its
-    cache (``execution_cached``) are marked ``cached``.
+    cache (``execution_cached``) are marked ``cached``. All or nothing: when one output cannot
+    be collected, those already stored are removed again before the error propagates (a failed
+    or retried job never leaves some of its outputs under their final names).
     """
     records: list[OutputRecord] = []
+    try:
+        _collect(spec, ctx, history, client or ctx.client, records)
+    except BaseException:
+        remove_outputs(ctx.store, spec, records)
+        raise
+    return records
+
+
+def remove_outputs(store: OutputStore, spec: JobSpec, records: list[OutputRecord]) -> None:
+    """Delete the stored files of ``records``, best effort (the store may be what failed; its
+    stale temp files are swept by ``LocalStore.sweep_temp``)."""
+    for record in records:
+        if record.uri is None:
+            continue
+        key = job_output_key(
+            spec.storage_prefix, spec.job_id, record.node_id, record.index, record.filename
+        )
+        try:
+            store.delete(key)
+        except StorageError as exc:
+            log.warning("could not remove partial output %s: %s", record.uri, exc)
+
+
+def _collect(
+    spec: JobSpec,
+    ctx: JobContext,
+    history: HistoryEntry,
+    source: ComfyClient,
+    records: list[OutputRecord],
+) -> None:
+    """``collect_into_store``'s loop: appends each record as soon as its output is stored."""
     cached = set(history.cached_nodes)
     # Every /view read ends by the job's deadline (ctx.started_at is wall-clock time), with a
     # little time to collect a prompt that finished just before it (less than Celery's grace).
@@ -314,7 +356,6 @@ def collect_into_store(
             spec.storage_prefix, spec.job_id, item.node_id, item.index, item.filename
         )
         mime = guess_mime(item.filename)
-        source = client or ctx.client
         try:
             chunks = source.iter_output(item, deadline=deadline)
             stored = ctx.store.write(key, chunks, content_type=mime)
@@ -334,7 +375,6 @@ def collect_into_store(
                 cached=item.node_id in cached,
             )  # fmt: skip
         )
-    return records
 
 
 def _vanished_output(client: ComfyClient, prompt_id: str, error: ComfyRequestError) -> ComfyError:

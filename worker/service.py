@@ -13,8 +13,9 @@ start the moment it finishes; collecting a job's outputs overlaps the next job's
 extra process holds one more job off the shared queue, which bounds how far a worker can get ahead
 of idle instances (D jobs).
 
-While ComfyUI does not answer, the worker cancels its consumers (so jobs stay in Redis for healthy
-workers) and adds them back when ComfyUI returns.
+While ComfyUI does not answer, or the output store cannot be written (``worker.store_health``),
+the worker cancels its consumers (so jobs stay in Redis for healthy workers) and adds them back
+when both work again.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
 
 from comfyfarm.comfy.client import ComfyClient
+from comfyfarm.storage import open_store
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.names import RUN_JOB
@@ -43,6 +45,7 @@ from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
 from comfyfarm.worker.runner import cancel_prompt
+from comfyfarm.worker.store_health import StoreHealth
 from comfyfarm.worker.supervisor import ComfySupervisor, JobCounter, load_warmup_prompt
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.consuming = True
+        self._stopped_for = "ComfyUI is"
         self._timer: Any = None
 
     def start(self, consumer: Any) -> None:
@@ -121,12 +125,15 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
             for queue in self.queues:
                 consumer.add_task_queue(queue)
             self.consuming = True
-            log.info("ComfyUI is back: consuming %s", ", ".join(self.queues))
+            log.info("%s back: consuming %s", self._stopped_for, ", ".join(self.queues))
         elif not healthy and self.consuming:
             for queue in self.queues:
                 consumer.cancel_task_queue(queue)
             self.consuming = False
-            log.warning("ComfyUI is unavailable: stopped consuming until it is back")
+            assert self.monitor is not None
+            comfy_down = not self.monitor.comfy_healthy
+            self._stopped_for = "ComfyUI is" if comfy_down else "the output store is"
+            log.warning("%s unavailable: stopped consuming until it is back", self._stopped_for)
 
     def stop(self, consumer: Any) -> None:
         if self._timer is not None:
@@ -166,13 +173,18 @@ def build_worker_app(
     comfy = ComfyClient(options.comfy_url, timeout=5.0)
     schemas = SchemaPublisher(comfy, rds, settings.key_prefix, options.name)
 
+    store = StoreHealth(
+        open_store(settings.storage_url, digest=settings.output_digest), options.name,
+        temp_max_age=settings.temp_max_age,
+    )  # fmt: skip
+
     def on_check(healthy: bool) -> None:
         schemas.update(healthy)  # first: the registry then shows a worker whose schemas exist
-        registry.beat(healthy)
+        registry.beat(healthy, storage=store.reason)
         if metrics is not None:
             metrics.comfy_checked(healthy, monitor.stats)
 
-    monitor = HealthMonitor(comfy, interval=options.health_interval, on_beat=on_check)
+    monitor = HealthMonitor(comfy, interval=options.health_interval, on_beat=on_check, store=store)
     HealthGate.monitor = monitor
     HealthGate.registry = registry
     HealthGate.queues = options.queues()

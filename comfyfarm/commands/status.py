@@ -1,4 +1,4 @@
-"""``comfyfarm status``: workers and their ComfyUI health, queue depths, running jobs.
+"""``comfyfarm status``: workers, their ComfyUI and output store health, queue depths, running jobs.
 
 Exit status 0 when at least one worker can take a job now, else 1 (usable as a health check).
 """
@@ -41,9 +41,13 @@ def run(args: argparse.Namespace) -> int:
         job = ""
         if info.current_job:
             job = f" {_doing(phases.get(info.current_job))} {info.current_job}"
+        # health "storage": ComfyUI answers but the output store cannot be written.
+        comfy = "ok" if info.health == "storage" else info.health
+        store = str(info.extra.get("storage", "ok"))
+        store = "ok" if store == "ok" else f"UNWRITABLE ({store})"
         print(
-            f"  {info.name:<12} {info.comfy_url:<28} comfyui {info.health:<9} {online}"
-            f" (beat {worker.heartbeat_age:.0f}s ago){job}"
+            f"  {info.name:<12} {info.comfy_url:<28} comfyui {comfy:<9} {online}"
+            f" (beat {worker.heartbeat_age:.0f}s ago) store {store}{job}"
         )
     print("queues:")
     for queue in status.queues:

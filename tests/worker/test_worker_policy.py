@@ -289,3 +289,17 @@ def test_a_redis_blip_reads_as_not_cancelled(settings: Settings) -> None:
             raise redis.ConnectionError("connection refused")
 
     assert FarmPolicy(Down(), settings, worker_name="w1").cancel_requested("job") is False
+
+
+def test_tries_that_fail_on_the_store_use_up_retries(farm_policy: FarmPolicy) -> None:
+    """A job whose prompt was POSTed once and whose every collect fails on a full disk is given
+    up after max_retries + 1 tries, not after the unsubmitted-tries bound."""
+    job = spec(max_retries=2)
+    farm_policy.ledger.record(job.job_id, "http://gpu-1")  # one POST; later tries only collect
+    full = classify(StorageUnavailable(key="k", reason="No space left on device (ENOSPC)"))
+    assert full is not None
+
+    steps = [farm_policy.after_error(job, full, retries=n) for n in range(3)]
+
+    assert [type(step).__name__ for step in steps[:2]] == ["Retry", "Retry"]
+    assert isinstance(steps[2], GiveUp) and steps[2].letter_reason == "retries exhausted (2)"

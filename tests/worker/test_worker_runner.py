@@ -83,3 +83,61 @@ def test_a_vanished_output_of_a_forgotten_prompt_is_a_lost_prompt() -> None:
     assert isinstance(lost, PromptLost) and lost.prompt_id == "p1"
     kept = _vanished_output(Forgetful(PromptState.DONE), "p1", missing)  # type: ignore[arg-type]
     assert kept is missing
+
+
+class DictLedger:
+    """A submission ledger that lost every record (Redis lost its last second of AOF)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, str] = {}
+
+    def where(self, job_id: str) -> str | None:
+        return self.records.get(job_id)
+
+    def record(self, job_id: str, comfy_url: str) -> None:
+        self.records[job_id] = comfy_url
+
+
+def test_a_prompt_comfyui_has_without_a_ledger_record_is_not_posted_again(
+    sim, store: MemoryStore
+) -> None:
+    """ComfyUI already has the prompt but the ledger has no record of it: collected, run once."""
+    spec = spec_for(sim.url)
+    client = ComfyClient(sim.url)
+    client.queue_prompt(spec.prompt, prompt_id=spec.job_id, client_id="before-the-crash")
+    ledger = DictLedger()  # the record written before that POST was lost
+
+    result = run_job(spec, JobContext(client=client, store=store, client_id="c1", ledger=ledger))
+
+    assert result.status == "succeeded" and len(result.outputs) == 1
+    assert executions(sim.url, spec.job_id) == 1
+    assert ledger.records == {}  # nothing was POSTed, so nothing was recorded
+
+
+class FailsOnSecondOutput(MemoryStore):
+    """A memory store whose disk fills up after the first output (index 1 cannot be written)."""
+
+    def write(self, key, chunks, *, content_type=None):  # type: ignore[no-untyped-def]
+        if "_1_" in key.rsplit("/", 1)[-1]:
+            from comfyfarm.storage.base import StorageUnavailable
+
+            raise StorageUnavailable(key=key, reason="No space left on device (ENOSPC)")
+        return super().write(key, chunks, content_type=content_type)
+
+
+def test_a_job_whose_collect_fails_leaves_none_of_its_outputs(sim) -> None:
+    """Outputs are all-or-nothing: the first of two outputs is removed when the second fails."""
+    from comfyfarm.storage.base import StorageUnavailable
+
+    [prepared] = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=2", "batch=2"]
+    )
+    spec = JobSpec(job_id=new_job_id(), prompt=prepared.prompt, params=prepared.params)
+    store = FailsOnSecondOutput(f"partial-{uuid.uuid4().hex}")
+    ctx = JobContext(client=ComfyClient(sim.url), store=store, client_id="c1")
+    try:
+        with pytest.raises(StorageUnavailable):
+            run_job(spec, ctx)
+        assert store.keys() == []
+    finally:
+        store.clear()

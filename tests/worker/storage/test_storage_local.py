@@ -117,16 +117,43 @@ def test_disk_full_is_retryable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert list((tmp_path / "job").iterdir()) == []
 
 
-def test_permission_denied_is_not_retryable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS, errno.EPERM])
+def test_a_store_that_refuses_writes_is_retryable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
-    """EACCES is a plain StorageError (retrying will not help)."""
+    """EACCES / EROFS / EPERM are the worker's store, not the job: StorageUnavailable, so the
+    job is retried on a worker whose store can be written."""
     store = LocalStore(tmp_path)
 
     def denied(src: str, dst: str) -> None:
-        raise PermissionError(errno.EACCES, "Permission denied")
+        raise PermissionError(code, os.strerror(code))
 
     monkeypatch.setattr(os, "replace", denied)
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(StorageUnavailable, match=errno.errorcode[code]):
         store.write_bytes("a.png", b"x")
-    assert not isinstance(caught.value, StorageUnavailable)
+
+
+def test_a_store_root_that_cannot_be_made_is_unavailable(tmp_path: Path) -> None:
+    """A root under a regular file (a mount that is missing) fails as StorageUnavailable."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("file")
+    with pytest.raises(StorageUnavailable, match="cannot create the store root"):
+        LocalStore(blocker / "out").write_bytes("a.png", b"x")
+
+
+def test_stale_temp_files_are_swept_and_fresh_ones_kept(tmp_path: Path) -> None:
+    """sweep_temp removes temp files older than the age given, anywhere under the root, and
+    leaves newer temp files and every output alone."""
+    store = LocalStore(tmp_path)
+    store.write_bytes("job/9_0_a.png", b"png")
+    stale = tmp_path / "job" / f"{TEMP_PREFIX}killed"
+    fresh = tmp_path / f"{TEMP_PREFIX}writing"
+    stale.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"y")
+    hour_ago = stale.stat().st_mtime - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+
+    assert store.sweep_temp(1800) == 1
+
+    assert not stale.exists() and fresh.exists()
+    assert (tmp_path / "job/9_0_a.png").read_bytes() == b"png"
