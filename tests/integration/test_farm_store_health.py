@@ -4,13 +4,15 @@ already has, without a ledger record, is collected and not run again."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
-from farm_kit import WorkerFactory, executions, wait_until
+from farm_kit import WorkerFactory, executions, sim_stats, wait_until
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.producer import Farm
+from comfyfarm.storage.keys import TEMP_PREFIX
 from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
@@ -53,8 +55,8 @@ def test_a_prompt_comfyui_has_but_the_ledger_lost_is_not_run_twice(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
     """The prompt was POSTed (prompt id = job id) and the ledger record of it lost, as after
-    Redis lost its last second of AOF: the worker asks ComfyUI first and collects it; the
-    simulator executed it once."""
+    Redis lost its last second of AOF: the worker asks ComfyUI first and follows it; the
+    simulator accepted one POST and ran the prompt once."""
     sim = start_sim("--step-ms", "1", "--load-ms", "0")
     [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))
     job_id = str(uuid.uuid4())
@@ -65,3 +67,26 @@ def test_a_prompt_comfyui_has_but_the_ledger_lost_is_not_run_twice(
 
     assert result.status == "succeeded" and len(result.outputs) == 1
     assert executions(sim, job_id) == 1
+    stats = sim_stats(sim)
+    assert stats["prompts_accepted"] == 1, "the prompt was POSTed again"
+    assert job_id not in stats["cached_runs"]
+
+
+def test_a_worker_sweeps_stale_temp_files_when_it_starts(
+    workers: WorkerFactory, start_sim, out_dir: Path
+) -> None:
+    """A temp file a killed worker left two hours ago is removed when a worker starts; one
+    written a moment ago (a live copy) stays."""
+    stale = out_dir / "some-job" / f"{TEMP_PREFIX}killed-mid-copy"
+    stale.parent.mkdir()
+    stale.write_bytes(b"x" * 4096)
+    two_hours_ago = stale.stat().st_mtime - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    fresh = out_dir / f"{TEMP_PREFIX}being-written"
+    fresh.write_bytes(b"y")
+    sim = start_sim("--step-ms", "1", "--load-ms", "0")
+
+    workers.start(sim)
+
+    wait_until(lambda: not stale.exists(), 10, "the stale temp file to be swept")
+    assert fresh.exists()
