@@ -402,6 +402,9 @@ def describe() -> list[tuple[str, str, str]]:
          "budget of downloaded models; least recently used downloads go (never the operator's)"),
         (p + "MAX_MODEL_BYTES", "68719476736 (64 GiB)", "largest model file a worker downloads"),
         (p + "MODEL_TIMEOUT", "3600", "seconds for one model download"),
+        (p + "TEMP_MAX_AGE", "3600",
+         "seconds after which a worker removes a store temp file (.comfyfarm-tmp-*) a killed "
+         "worker left behind; swept at start and every TEMP_MAX_AGE/4"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),
