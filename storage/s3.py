@@ -47,6 +47,12 @@ _RETRYABLE_CODES = frozenset(
      "RequestTimeTooSkewed"}
 )  # fmt: skip
 _MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+# The worker's bucket or credentials, not the job: another worker's store may take the outputs
+# (and this worker's store probe stops it consuming, ``worker.store_health``).
+_WORKER_STORE_CODES = frozenset(
+    {"AccessDenied", "AllAccessDisabled", "NoSuchBucket", "InvalidAccessKeyId",
+     "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AccountProblem"}
+)  # fmt: skip
 
 
 class S3Store(StoreBase):
@@ -210,18 +216,24 @@ class S3Store(StoreBase):
 
 
 def s3_error(key: str, exc: Exception) -> StorageError:
-    """The StorageError for a boto error: 5xx, throttling and connection errors are retryable."""
+    """The StorageError for a boto error: 5xx, throttling, connection errors and the worker's
+    own bucket or credentials refusing it (403, no such bucket, no credentials) are
+    retryable."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         reason = f"S3 {code or status}: {error.get('Message', '')}".strip()
+        if code in _WORKER_STORE_CODES:
+            return StorageUnavailable(key=key, reason=reason)
         if code in _MISSING_CODES or status == 404:
             return ObjectNotFound(key=key, reason=reason)
         if status >= 500 or code in _RETRYABLE_CODES:
             return StorageUnavailable(key=key, reason=reason)
         return StorageError(key=key, reason=reason)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError | ParamValidationError):
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return StorageUnavailable(key=key, reason=str(exc))  # this worker's configuration
+    if isinstance(exc, ParamValidationError):
         return StorageError(key=key, reason=str(exc))
     return StorageUnavailable(key=key, reason=str(exc))  # connection, timeout, broken stream
 

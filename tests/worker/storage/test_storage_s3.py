@@ -74,12 +74,12 @@ def test_endpoint_and_region_from_environment(s3_endpoint: str, s3_env: None) ->
     assert store.url == "s3://some-bucket/p"
 
 
-def test_missing_bucket_is_a_permanent_error(s3_endpoint: str, s3_env: None) -> None:
-    """Writing to a bucket that does not exist is a StorageError, not a retryable one."""
+def test_missing_bucket_is_the_workers_store_failing(s3_endpoint: str, s3_env: None) -> None:
+    """Writing to a bucket that does not exist is StorageUnavailable: the worker's store, not
+    the job, so the job is retried elsewhere (and the worker's store probe stops it)."""
     store = open_store(f"s3://no-such-bucket-x1?endpoint_url={s3_endpoint}")
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(StorageUnavailable, match="NoSuchBucket"):
         store.write_bytes("a.txt", b"x")
-    assert not isinstance(caught.value, StorageUnavailable)
 
 
 def test_unreachable_endpoint_is_retryable(s3_env: None) -> None:
@@ -92,7 +92,8 @@ def test_unreachable_endpoint_is_retryable(s3_env: None) -> None:
 
 
 def test_error_mapping() -> None:
-    """5xx and throttling are retryable, 4xx are not, connection errors are."""
+    """5xx, throttling, connection errors and the worker's own bucket or credentials refusing
+    (AccessDenied, NoSuchBucket) are retryable; other 4xx are not."""
 
     def client_error(code: str, status: int) -> ClientError:
         response = {
@@ -104,6 +105,8 @@ def test_error_mapping() -> None:
     assert isinstance(s3_error("k", client_error("InternalError", 500)), StorageUnavailable)
     assert isinstance(s3_error("k", client_error("SlowDown", 503)), StorageUnavailable)
     denied = s3_error("k", client_error("AccessDenied", 403))
-    assert type(denied) is StorageError
+    assert isinstance(denied, StorageUnavailable)  # the worker's credentials, not the job
+    assert isinstance(s3_error("k", client_error("NoSuchBucket", 404)), StorageUnavailable)
+    assert type(s3_error("k", client_error("InvalidArgument", 400))) is StorageError
     unreachable = s3_error("k", EndpointConnectionError(endpoint_url="http://x"))
     assert isinstance(unreachable, StorageUnavailable)
