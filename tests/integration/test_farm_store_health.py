@@ -5,6 +5,8 @@ already has, without a ledger record, is collected and not run again."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -21,7 +23,8 @@ def test_a_worker_whose_store_cannot_be_written_stops_consuming(
 ) -> None:
     """Two workers, one whose store root lies under a regular file (tests run as root, so a
     chmod 0o555 directory would still be writable): it stops consuming, the registry shows
-    its store unwritable, and every job succeeds on the healthy one, none on the bad one."""
+    its store unwritable (so does ``comfyfarm status``), and every job succeeds on the healthy
+    one, none on the bad one."""
     good_sim = start_sim("--step-ms", "1", "--load-ms", "0")
     bad_sim = start_sim("--step-ms", "1", "--load-ms", "0")
     blocker = tmp_path / "not-a-mount"
@@ -39,6 +42,13 @@ def test_a_worker_whose_store_cannot_be_written_stops_consuming(
     )
     [entry] = [w for w in farm.status(ping_timeout=None).workers if w.info.name == "bad"]
     assert "cannot create the store root" in entry.info.extra["storage"]
+    shown = subprocess.run(
+        [sys.executable, "-P", "-m", "comfyfarm", "status"], env=workers.env(),
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    [bad_line] = [line for line in shown.stdout.splitlines() if line.strip().startswith("bad ")]
+    assert "store UNWRITABLE (cannot create the store root" in bad_line
+    assert "1 can take jobs" in shown.stdout
     prepared = prepare_jobs(
         "sd15_text2image", schema=SchemaSource.from_url(good_sim.url), sweeps=["seed=1..6"]
     )
