@@ -350,3 +350,21 @@ def test_the_webhook_is_handed_to_the_webhook_task(shell: Shell) -> None:
     [message] = shell.queued(DELIVER_WEBHOOK)
     assert message["args"] == [{"url": "http://127.0.0.1:9/hook", "job_id": payload["job_id"]}]
     assert shell.stored_result(payload["job_id"]) == body
+
+
+def test_tries_that_only_collect_and_fail_on_the_store_use_up_retries(shell: Shell) -> None:
+    """The prompt was POSTed once; every later try only collects and fails on a full disk.
+    Those tries count: after max_retries + 1 of them the job fails and is dead-lettered,
+    instead of retrying for as long as the unsubmitted-tries bound allows (issue 13 #9)."""
+    payload = job(max_retries=2)
+    shell.runner = raising(StorageUnavailable(key="a/9_0_b.png", reason="No space left (ENOSPC)"))
+    count_submissions(shell, payload["job_id"], 1)
+
+    for retries in range(2):
+        with pytest.raises(Retry):
+            shell.deliver(payload, retries=retries)
+    with pytest.raises(job_task.JobFailed):
+        shell.deliver(payload, retries=2)
+
+    [letter] = list_dead_letters(shell.rds, shell.settings.key_prefix)
+    assert letter.reason == "retries exhausted (2)"
