@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from comfyfarm.storage import OutputStore
 from comfyfarm.storage.base import StorageError
 from comfyfarm.storage.local import LocalStore
+from comfyfarm.tasks.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,13 @@ class StoreHealth:
             self.store.delete(key)
         except StorageError as exc:
             if self.healthy or self.reason == "not checked yet":
-                log.warning("output store %s cannot be written: %s", self.store.url, exc.reason)
+                log.warning(
+                    "output store %s cannot be written: %s", redact_url(self.store.url), exc.reason
+                )
             self.healthy, self.reason = False, exc.reason
             return False
         if not self.healthy:
-            log.info("output store %s can be written", self.store.url)
+            log.info("output store %s can be written", redact_url(self.store.url))
         self.healthy, self.reason = True, "ok"
         if now >= self._next_sweep:
             self._next_sweep = now + self.temp_max_age / 4
@@ -72,8 +75,8 @@ class StoreHealth:
         try:
             removed = self.store.sweep_temp(self.temp_max_age)
         except OSError as exc:
-            log.warning("could not sweep temp files of %s: %s", self.store.url, exc)
+            log.warning("could not sweep temp files of %s: %s", redact_url(self.store.url), exc)
             return 0
         if removed:
-            log.info("removed %d stale temp files from %s", removed, self.store.url)
+            log.info("removed %d stale temp files from %s", removed, redact_url(self.store.url))
         return removed
