@@ -4,7 +4,8 @@
 StorageError(key, reason)          a store could not do what was asked
 ├── UnsafeKey                      the key is not a safe relative POSIX path (or escapes the root)
 ├── ObjectNotFound                 nothing is stored under the key
-└── StorageUnavailable             retryable: disk full, I/O error, S3 5xx, connection failure
+└── StorageUnavailable             retryable: disk full, I/O error, S3 5xx, connection failure,
+                                   the worker's store refusing (read-only, EACCES, S3 403)
 ```
 
 Writes are streamed (never the whole object in memory, except in ``memory://``), atomic (a reader
@@ -43,7 +44,8 @@ class ObjectNotFound(StorageError):
 
 class StorageUnavailable(StorageError):
     """Raised when the store is unreachable or cannot take data right now (ENOSPC, EIO, S3 5xx,
-    connection errors); retrying later, or on another worker, may succeed."""
+    connection errors) or this worker's store refuses it (EROFS, EACCES, S3 AccessDenied or
+    NoSuchBucket); retrying later, or on another worker, may succeed."""
 
 
 @dataclass(frozen=True)
