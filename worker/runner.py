@@ -12,7 +12,8 @@ output store and callbacks) and does, in order:
 3. **submit** — the WebSocket is connected *before* ``POST /prompt``;
 4. **follow** the prompt to ``executing {node: null}`` (reconnect + reconcile inside the tracker),
    reporting progress and honouring cancel requests; a prompt that stalls or outlives its
-   deadline is interrupted on ComfyUI before the timeout is raised;
+   deadline is interrupted on ComfyUI before the timeout is raised; what ComfyUI printed
+   meanwhile is stored as ``<prefix>/<job_id>/log.txt`` (``worker.job_log``; ``JobResult.log``);
 5. **collect** every output (files streamed from ``/view`` into the store, text kept as values) and
    write ``<prefix>/<job_id>/result.json`` beside them.
 
@@ -37,11 +38,12 @@ from comfyfarm.comfy.errors import (
     ComfyError,
     ComfyPermanent,
     ComfyRequestError,
+    ComfyUnavailable,
     ExecutionInterrupted,
     PromptLost,
     PromptTimeout,
 )
-from comfyfarm.comfy.events import Event
+from comfyfarm.comfy.events import Event, ExecutionStart
 from comfyfarm.comfy.history import HistoryEntry
 from comfyfarm.comfy.outputs import OutputFile, OutputValue, collect_outputs
 from comfyfarm.comfy.state import PromptLookup, PromptState
@@ -53,6 +55,7 @@ from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord
 from comfyfarm.tasks.redact import restore_credentials
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 from comfyfarm.worker.inputs import clear_inputs, upload_inputs
+from comfyfarm.worker.job_log import JobLog
 from comfyfarm.worker.models import resolve_models
 from comfyfarm.worker.progress import ProgressEstimator
 
@@ -103,6 +106,8 @@ class JobContext:
     started_at: float = field(default_factory=time.time)
     #: None (direct mode): always ask this ComfyUI whether it knows the prompt before POSTing.
     ledger: SubmissionLedger | None = None
+    #: Where the prompt's slice of ComfyUI's console log was stored (``worker.job_log``).
+    log_uri: str | None = None
 
 
 def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
@@ -227,6 +232,7 @@ def _submit_and_follow(
         job_id=spec.job_id,
     )
     deadline = time.monotonic() + spec.deadline_seconds
+    job_log: JobLog | None = None
     try:
         stream.connect(CONNECT_TIMEOUT)
         if ctx.ledger is None:
@@ -243,6 +249,7 @@ def _submit_and_follow(
                 raise JobCancelled(spec.job_id)
             if ctx.ledger is not None:
                 ctx.ledger.record(spec.job_id, client.display_url)
+            job_log = JobLog.begin(client)
             client.queue_prompt(
                 prompt,
                 prompt_id=spec.job_id,
@@ -261,6 +268,12 @@ def _submit_and_follow(
         ctx.on_progress(estimator.phase("submitted"))
 
         def on_event(event: Event) -> None:
+            if (
+                job_log is not None
+                and isinstance(event, ExecutionStart)
+                and event.prompt_id == spec.job_id
+            ):
+                job_log.mark_started()
             progress = estimator.feed(event)
             if progress is not None:
                 ctx.on_progress(progress)
@@ -273,8 +286,13 @@ def _submit_and_follow(
             stall_timeout=spec.stall_timeout_seconds,
             on_event=on_event,
         )
+    except ComfyUnavailable:
+        job_log = None  # ComfyUI is gone: do not wait for it again just for its log
+        raise
     finally:
         stream.close()
+        if job_log is not None:
+            ctx.log_uri = job_log.save(ctx.store, spec.storage_prefix, spec.job_id)
 
 
 def collect_into_store(
@@ -396,6 +414,7 @@ def build_result(
         attempts=ctx.attempts,
         params=spec.params,
         labels=spec.labels,
+        log=ctx.log_uri,
     )
 
 
