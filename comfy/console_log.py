@@ -1,24 +1,26 @@
 """ComfyUI's console log (``GET /internal/logs/raw``) and the part of it one prompt printed.
 
 ComfyUI keeps the last 300 chunks it wrote to stdout/stderr as ``{"t": <ISO time>, "m": <text>}``
-and serves them at ``/internal/logs/raw``. It runs one prompt at a time and ends each with the
-line ``Prompt executed in N seconds`` (printed whether the prompt succeeded or failed). A worker
-may have a second prompt waiting in ComfyUI's queue, so "what changed while my prompt was in
-ComfyUI" is not enough; three snapshots cut the prompt's own lines out::
+and serves them at ``/internal/logs/raw``. It runs one prompt at a time, in queue order, and ends
+each with the line ``Prompt executed in N seconds`` (whether the prompt succeeded or failed). A
+worker may have other prompts running or waiting in ComfyUI's queue (its own pipelined ones,
+posted at the same moment), so "what was printed while my prompt was in ComfyUI" is not enough;
+the prompt's own lines are cut out like this::
 
-    submitted   snapshot 0 (before POST /prompt)
-    started     snapshot 1 (on the prompt's execution_start event; optional)
-    ended       snapshot 2 (after the prompt ended)
+    before POST /prompt   the ring (its last entry anchors everything after)
+    after POST /prompt    the queue, the ring, the queue again (the same, else read again):
+                          ahead = end lines since the anchor + prompts before ours in the queue
+    on execution_start    the ring (only when ``ahead`` could not be told)
+    after the prompt      the ring
 
-    entries after snapshot 0 ... [the previous prompt's lines, its "Prompt executed" line]
-                                 our lines ... our "Prompt executed" line | the next prompt's lines
+    entries after the anchor ... [the ``ahead`` prompts' lines, each closed by its end line]
+                                 our lines ... our end line | later prompts' lines
 
-The previous prompt's end line, if any, was printed before ours started, so it is the last end
-line already present at snapshot 1; our lines run from after it to our own end line. A prompt
-that ended before snapshot 1 was taken (cached, or shorter than the event's trip to the worker)
-shows as no end line after snapshot 1: then the last end line seen is its own. An entry is
-known by its position after the last entry of snapshot 0. When the ring has wrapped past that
-entry, everything in snapshot 2 is used and the slice is marked incomplete.
+Without ``ahead`` the start snapshot stands in: the previous prompt's end line was printed before
+ours started, so it is the last end line already there (unless no end line came after it: then
+the prompt had ended before it was taken, and the last one seen is its own). When the ring has
+wrapped past the anchor, everything in the last ring is used and the slice is marked incomplete.
+"got prompt" lines of prompts posted while ours ran stay in its slice, as on ComfyUI's console.
 
 ComfyUI versions without the route (404) or a malformed answer give ``None``: no log, no error.
 """
@@ -56,6 +58,34 @@ class LogSlice:
         return "".join(entry.m for entry in self.entries)
 
 
+def prompts_ahead(client: ComfyClient, submitted: list[LogEntry], prompt_id: str) -> int | None:
+    """How many prompts ComfyUI ran or runs before ``prompt_id`` since the ring ``submitted``:
+    those that ended since (end lines) plus those before it in the queue now. Read right after
+    POST /prompt; None when it cannot be told (the prompt already left the queue, the queue
+    kept changing, the ring wrapped)."""
+    for _ in range(3):
+        try:
+            queued = _queued(client)
+            ring = read_console_log(client)
+            if ring is None:
+                return None
+            if _queued(client) != queued:
+                continue  # a prompt ended while the ring was read: read both again
+        except ComfyError:
+            return None
+        window = entries_after(submitted, ring)
+        if prompt_id not in queued or not window.complete:
+            return None
+        return sum(1 for entry in window.entries if _is_end(entry)) + queued.index(prompt_id)
+    return None
+
+
+def _queued(client: ComfyClient) -> list[str]:
+    """Prompt ids in execution order: the running one, then the pending ones."""
+    queue = client.get_queue()
+    return [*queue.running, *queue.pending]
+
+
 def read_console_log(client: ComfyClient) -> list[LogEntry] | None:
     """ComfyUI's log ring now; None when it does not serve one (or answers nonsense)."""
     try:
@@ -91,14 +121,20 @@ def entries_after(before: list[LogEntry], after: list[LogEntry]) -> LogSlice:
 
 
 def prompt_slice(
-    submitted: list[LogEntry], started: list[LogEntry] | None, ended: list[LogEntry]
+    submitted: list[LogEntry],
+    started: list[LogEntry] | None,
+    ended: list[LogEntry],
+    *,
+    ahead: int | None = None,
 ) -> LogSlice:
-    """One prompt's own lines, from the three snapshots (see the module docstring)."""
+    """One prompt's own lines, from the snapshots (see the module docstring)."""
     window = entries_after(submitted, ended)
     lines = window.entries
     ends = [index for index, entry in enumerate(lines) if _is_end(entry)]
     first = 0
-    if started is not None and window.complete:
+    if ahead is not None and window.complete and len(ends) > ahead:
+        first = ends[ahead - 1] + 1 if ahead else 0
+    elif started is not None and window.complete:
         seen = len(entries_after(submitted, started).entries)
         ends_seen = [index for index in ends if index < seen]
         if ends_seen and ends_seen[-1] == ends[-1]:

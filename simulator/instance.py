@@ -128,8 +128,8 @@ class Simulator:
             for timer in timers:
                 timer.cancel()
         end = time.time()
-        self._log_outcome(report, end - start)
         self.queue.task_done(item_id, report.history_result, report.status)
+        self._log_outcome(report, end - start)  # after task_done, as ComfyUI's prompt_worker
         if self.hub.client_id is not None:
             self.hub.send_sync(
                 "executing", {"node": None, "prompt_id": item.prompt_id}, self.hub.client_id

@@ -2,9 +2,10 @@
 
 Why: a failed node's traceback, a model that loaded slowly, a custom node's warnings — ComfyUI
 prints them to its console, which the farm's users cannot see. The worker reads ComfyUI's log
-ring (``comfy.console_log``) just before it submits the prompt, when the prompt starts and when
-it has ended (succeeded, failed, cancelled), cuts the prompt's own lines out of them and stores
-them as ``<prefix>/<job_id>/log.txt``; the result names it (``JobResult.log``).
+ring (``comfy.console_log``) just before it submits the prompt, ring and queue just after, and
+the ring again when the prompt has ended (succeeded, failed, cancelled), cuts the prompt's own
+lines out of them and stores them as ``<prefix>/<job_id>/log.txt``; the result names it
+(``JobResult.log``).
 
 Best effort, never a job failure: no log (``None``) when ComfyUI does not serve one, when the
 job followed a prompt submitted by an earlier delivery (its start was not seen), or when the
@@ -16,7 +17,12 @@ from __future__ import annotations
 import logging
 
 from comfyfarm.comfy.client import ComfyClient
-from comfyfarm.comfy.console_log import LogEntry, prompt_slice, read_console_log
+from comfyfarm.comfy.console_log import (
+    LogEntry,
+    prompt_slice,
+    prompts_ahead,
+    read_console_log,
+)
 from comfyfarm.storage import OutputStore, StorageError
 from comfyfarm.storage.keys import job_log_key
 
@@ -33,11 +39,16 @@ class JobLog:
     def __init__(self, client: ComfyClient, before: list[LogEntry]) -> None:
         self._client = client
         self._before = before
+        self._ahead: int | None = None
         self._started: list[LogEntry] | None = None
+
+    def submitted(self, prompt_id: str) -> None:
+        """Called right after POST /prompt: count the prompts ComfyUI runs before this one."""
+        self._ahead = prompts_ahead(self._client, self._before, prompt_id)
 
     def mark_started(self) -> None:
         """Called on the prompt's ``execution_start`` (the previous prompt has ended by then)."""
-        if self._started is None:
+        if self._started is None and self._ahead is None:
             self._started = read_console_log(self._client)
 
     @classmethod
@@ -50,7 +61,7 @@ class JobLog:
         after = read_console_log(self._client)
         if after is None:
             return None
-        piece = prompt_slice(self._before, self._started, after)
+        piece = prompt_slice(self._before, self._started, after, ahead=self._ahead)
         data = ("" if piece.complete else LOST_LINES).encode() + piece.text().encode(
             "utf-8", errors="replace"
         )

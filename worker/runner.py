@@ -256,6 +256,8 @@ def _submit_and_follow(
                 client_id=ctx.client_id,
                 extra_data={"comfyfarm": {"job_id": spec.job_id, "worker": ctx.worker_name}},
             )
+            if job_log is not None:
+                job_log.submitted(spec.job_id)
         elif known.state is PromptState.DONE and known.history is not None:
             log.info("job %s already finished on ComfyUI: collecting it", spec.job_id)
             return PromptOutcome.from_history(known.history)

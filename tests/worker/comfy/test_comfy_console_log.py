@@ -57,3 +57,10 @@ def test_malformed_answers_give_no_log() -> None:
     """Anything but {entries: [{t, m}]} is no log; bad entries are skipped."""
     assert parse_entries([]) is None and parse_entries({"entries": "x"}) is None
     assert parse_entries({"entries": [{"t": "t0", "m": "a\n"}, {"m": 3}, "x"]}) == lines("a\n")
+
+
+def test_prompts_ahead_in_the_queue_are_skipped_by_their_end_lines() -> None:
+    """With one prompt ahead at submission, the slice starts after that prompt's end line."""
+    piece = prompt_slice(RING[:1], None, RING, ahead=1)
+    assert texts(piece.entries) == ["ours: loading model\n", "ours: sampling\n", END]
+    assert texts(prompt_slice(RING[3:4], None, RING, ahead=0).entries)[0] == "ours: loading model\n"
