@@ -14,7 +14,7 @@ COPY pyproject.toml README.md ./
 # The image serves every role but the embedded Valkey: core dependencies plus the role extras.
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 x = p['optional-dependencies']; \
-print('\n'.join(p['dependencies'] + [d for e in ('worker', 'sim', 'flower', 's3') for d in x[e]]))" > /tmp/requirements.txt \
+print('\n'.join(p['dependencies'] + [d for e in ('worker', 'sim', 'flower', 's3', 'gateway') for d in x[e]]))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -27,6 +27,7 @@ COPY comfy comfy
 COPY storage storage
 COPY workflows workflows
 COPY simulator simulator
+COPY gateway gateway
 RUN pip install --no-deps . \
     && useradd --create-home --uid 1000 farm \
     && mkdir /output && chown farm:farm /output

@@ -209,6 +209,10 @@ class ComfyClient:
     def system_stats(self) -> dict[str, Any]:
         return self._object("/system_stats")
 
+    def console_log(self) -> Any:
+        """``GET /internal/logs/raw``: ComfyUI's console ring (``comfy.console_log`` reads it)."""
+        return self._http.get_json("/internal/logs/raw")
+
     def free(self, *, unload_models: bool = False, free_memory: bool = False) -> None:
         """Ask ComfyUI to unload models / free memory (applied after the current prompt)."""
         self._http.post("/free", {"unload_models": unload_models, "free_memory": free_memory})

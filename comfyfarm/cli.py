@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "gateway": "serve Comfy API v2 (the official comfy-sdk clients) in front of the farm",
     "flower": "run Flower, the Celery monitor, with the farm's settings",
     "exporter": "serve farm-wide Prometheus metrics: queue depths, workers, dead letters",
+    "compose": "print a docker compose override with one ComfyUI + worker pair per GPU",
     "sim": "run the ComfyUI-compatible simulator (a stand-in GPU box)",
     "bench": "benchmarks: native vs naive vs farm throughput, enqueue rate, output streaming",
 }

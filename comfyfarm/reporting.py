@@ -15,7 +15,8 @@ def emit(body: dict[str, Any], as_json: bool, *, text: str) -> None:
 
 
 def describe_result(result: JobResult) -> str:
-    """A result for people: status, worker and time, the error (with its node), the outputs."""
+    """A result for people: status, worker and time, the error (with its node), the outputs,
+    the job's ComfyUI log."""
     lines = [
         f"job {result.job_id}: {result.status} on {result.worker or '?'}"
         f" ({result.timings.run_seconds:.2f} s) {short_params(result.params)}"
@@ -28,6 +29,8 @@ def describe_result(result: JobResult) -> str:
     for record in result.outputs:
         shown = record.uri or repr(record.value)
         lines.append(f"  node {record.node_id} {record.kind}: {shown}")
+    if result.log:
+        lines.append(f"  ComfyUI log: {result.log}")
     return "\n".join(lines)
 
 

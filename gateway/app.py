@@ -2,8 +2,10 @@
 
 aiohttp because the farm already runs it (the simulator), and one event loop serves what the
 gateway must: thousands of idle SSE streams and streamed multipart uploads without a thread each,
-with the producer's few blocking calls moved to threads. Middlewares, outermost first: the error
-envelope (every failure, 404s included, in the contract's shape), then auth (tenant per request).
+with the producer's few blocking calls moved to threads. Middlewares, outermost first: metrics
+(``gateway.metrics``: it wraps the others, so it records the status the client really got), the
+error envelope (every failure, 404s included, in the contract's shape), then auth (tenant per
+request).
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from collections import Counter
 from aiohttp import web
 
 from comfyfarm.gateway import asset_upload, assets, event_stream, jobs
-from comfyfarm.gateway.auth import auth_middleware
+from comfyfarm.gateway.auth import OPEN_PATHS, auth_middleware
 from comfyfarm.gateway.context import GATEWAY, Gateway
 from comfyfarm.gateway.errors import error_middleware
+from comfyfarm.gateway.metrics import (
+    METRICS_PATH,
+    GatewayMetrics,
+    metrics_handler,
+    metrics_middleware,
+)
 from comfyfarm.gateway.settings import GatewaySettings
 from comfyfarm.gateway.submission import MAX_BODY_BYTES
 
@@ -31,14 +39,22 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(settings: GatewaySettings) -> web.Application:
+    open_streams: Counter[str] = Counter()
+    metrics = GatewayMetrics(open_streams)
+    open_paths = OPEN_PATHS | {METRICS_PATH} if settings.metrics_token else OPEN_PATHS
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(settings.tokens)],
+        middlewares=[
+            metrics_middleware(metrics),
+            error_middleware,
+            auth_middleware(settings.tokens, open_paths),
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     gateway = Gateway(settings)
     app[GATEWAY] = gateway
     app.router.add_get("/api/v2/health", health)
-    app[event_stream.OPEN_STREAMS] = Counter()
+    app.router.add_get(METRICS_PATH, metrics_handler(metrics, settings.metrics_token))
+    app[event_stream.OPEN_STREAMS] = open_streams
     app.router.add_routes(jobs.routes())
     app.router.add_routes(event_stream.routes())
     app.router.add_routes(asset_upload.routes())

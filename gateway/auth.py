@@ -56,12 +56,13 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def auth_middleware(tokens: Mapping[str, str]) -> Any:
-    """Sets ``request["tenant"]``; health is open (a load balancer probes it without a token)."""
+def auth_middleware(tokens: Mapping[str, str], open_paths: frozenset[str] = OPEN_PATHS) -> Any:
+    """Sets ``request["tenant"]``; health is open (a load balancer probes it without a token),
+    and so is any other path in ``open_paths`` (``/metrics`` when it checks its own token)."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
+        if request.path not in open_paths:
             request["tenant"] = tenant_for(request.headers.get("Authorization"), tokens)
         return await handler(request)
 

@@ -38,6 +38,8 @@ class GatewaySettings:
     max_streams: int = DEFAULT_MAX_STREAMS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     retry_after_seconds: int = 5
+    #: Bearer token for ``GET /metrics`` (else the tenants' tokens guard it); never in repr().
+    metrics_token: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -62,6 +64,7 @@ class GatewaySettings:
             max_queue_depth=_int(env, "MAX_QUEUE_DEPTH", DEFAULT_MAX_QUEUE_DEPTH),
             max_streams=_int(env, "GATEWAY_MAX_STREAMS", DEFAULT_MAX_STREAMS),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            metrics_token=env.get(ENV_PREFIX + "METRICS_TOKEN", "").strip() or None,
         )
 
     @property
@@ -113,6 +116,8 @@ def describe() -> list[tuple[str, str, str]]:
          "queued jobs past which POST /api/v2/jobs answers 429 queue_full + Retry-After"),
         (p + "GATEWAY_MAX_STREAMS", str(DEFAULT_MAX_STREAMS),
          "concurrent event streams per tenant and gateway (429 too_many_streams past it)"),
+        (p + "METRICS_TOKEN", "unset (tenant tokens guard /metrics)",
+         "Bearer token that alone opens the gateway's GET /metrics (as for workers, exporter)"),
         (p + "MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES),
          "largest asset upload (POST /api/v2/assets; streamed, never held in memory)"),
     ]  # fmt: skip

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from comfyfarm.producer.persistence import broker_persistence
+from comfyfarm.producer.queued_cancelled import cancelled_job_ids, count_cancelled
 from comfyfarm.tasks.keys import WorkerInfo, count_dead_letters, list_workers
 from comfyfarm.tasks.keyspace import job_id_from_lease_key, lease_pattern
 from comfyfarm.tasks.routing import PRIORITY_SEP, SHARED_QUEUE, queue_keys
@@ -26,6 +27,8 @@ class QueueDepth:
     name: str
     total: int
     by_priority: dict[int, int] = field(default_factory=dict)
+    #: Of ``total``, messages of cancelled jobs (dropped when a worker takes them).
+    cancelled: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ class FarmStatus:
         return sum(queue.total for queue in self.queues)
 
     @property
+    def cancelled_queued(self) -> int:
+        """Queued messages of cancelled jobs (part of ``queued``; no worker will run them)."""
+        return sum(queue.cancelled for queue in self.queues)
+
+    @property
     def serving(self) -> list[WorkerStatus]:
         """Workers that can take a job now: their ComfyUI is healthy and they did not fail to
         answer the ping (not pinged counts as answering)."""
@@ -82,14 +90,16 @@ def queue_depths(client: redis.Redis, prefix: str, names: set[str]) -> list[Queu
             for key in queue_keys(prefix, name).values():
                 pipe.llen(key)
         lengths = pipe.execute()
+    cancelled_ids = cancelled_job_ids(client, prefix) if any(lengths) else set()
     depths, position = [], 0
     for name in ordered:
-        by_priority = {}
-        for priority in queue_keys(prefix, name):
+        by_priority, cancelled = {}, 0
+        for priority, key in queue_keys(prefix, name).items():
             if lengths[position]:
                 by_priority[priority] = int(lengths[position])
+                cancelled += count_cancelled(client, key, cancelled_ids)
             position += 1
-        depths.append(QueueDepth(name, sum(by_priority.values()), by_priority))
+        depths.append(QueueDepth(name, sum(by_priority.values()), by_priority, cancelled))
     return depths
 
 

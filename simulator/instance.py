@@ -21,6 +21,7 @@ from typing import Any
 
 from comfyfarm.simulator.accounting import Accounting
 from comfyfarm.simulator.config import SimConfig
+from comfyfarm.simulator.console_log import ConsoleLog
 from comfyfarm.simulator.executor import PromptExecutor, RunReport
 from comfyfarm.simulator.faults import FaultTable
 from comfyfarm.simulator.files import StorageRoots
@@ -44,6 +45,7 @@ class Simulator:
         self.roots = StorageRoots(root)
         self.schemas = NodeSchemas(config.models, self.roots, models_dir=config.models_dir)
         self.hub = Hub()
+        self.console = ConsoleLog()
         self.queue = PromptQueue(self._queue_updated)
         self.gpu = SimulatedGpu(config.timing)
         self.faults = FaultTable(seed=config.fault_seed, random_rate=config.fault_rate)
@@ -109,6 +111,7 @@ class Simulator:
         job, timers = self._job_faults()
         start = time.time()
         extra_data = {**item.extra_data, **item.sensitive}
+        self.console.write(f"[sim] running prompt {item.prompt_id}")
         try:
             report = await self.executor.execute(
                 item.prompt, item.prompt_id, extra_data, item.outputs, job
@@ -126,11 +129,20 @@ class Simulator:
                 timer.cancel()
         end = time.time()
         self.queue.task_done(item_id, report.history_result, report.status)
+        self._log_outcome(report, end - start)  # after task_done, as ComfyUI's prompt_worker
         if self.hub.client_id is not None:
             self.hub.send_sync(
                 "executing", {"node": None, "prompt_id": item.prompt_id}, self.hub.client_id
             )
         self.accounting.record_run(item.prompt_id, start, end, report.outcome, report.nodes_started)
+
+    def _log_outcome(self, report: RunReport, seconds: float) -> None:
+        """The lines ComfyUI prints after a prompt: the banner of a failed node, the time."""
+        for event, data in report.status.get("messages", []):
+            if event == "execution_error":
+                self.console.write("!!! Exception during processing !!! " + str(
+                    data.get("exception_message", "")).strip())  # fmt: skip
+        self.console.write(f"Prompt executed in {seconds:.2f} seconds")
 
     def _job_faults(self) -> tuple[JobFaults, list[asyncio.TimerHandle]]:
         loop = asyncio.get_running_loop()

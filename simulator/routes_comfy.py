@@ -139,6 +139,7 @@ def comfy_routes(sim: Simulator) -> web.RouteTableDef:
         sensitive = {k: extra_data.pop(k) for k in SENSITIVE_EXTRA_DATA_KEYS if k in extra_data}
         if newer:
             extra_data["create_time"] = int(time.time() * 1000)
+        sim.console.write("got prompt")
         queue.put(QueueItem(number, prompt_id, prompt, extra_data, valid.outputs, sensitive))
         sim.accounting.prompts_accepted += 1
         return web.json_response(
@@ -243,6 +244,14 @@ def comfy_routes(sim: Simulator) -> web.RouteTableDef:
     @routes.get("/features")
     async def get_features(request: web.Request) -> web.Response:
         return web.json_response(SERVER_FEATURES)
+
+    @routes.get("/internal/logs")
+    async def internal_logs(request: web.Request) -> web.Response:
+        return web.json_response(sim.console.text())
+
+    @routes.get("/internal/logs/raw")
+    async def internal_logs_raw(request: web.Request) -> web.Response:
+        return web.json_response(sim.console.raw())
 
     @routes.get("/system_stats")
     async def system_stats(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from comfyfarm.storage.base import UnsafeKey
 TEMP_PREFIX = ".comfyfarm-tmp-"
 MAX_KEY_LENGTH = 1024
 RESULT_FILENAME = "result.json"
+LOG_FILENAME = "log.txt"
 
 
 def check_key(key: str) -> str:
@@ -69,6 +70,11 @@ def job_output_key(prefix: str, job_id: str, node_id: str, index: int, filename:
 def result_key(prefix: str, job_id: str) -> str:
     """``<prefix>/<job_id>/result.json``."""
     return check_key(f"{job_dir(prefix, job_id)}/{RESULT_FILENAME}")
+
+
+def job_log_key(prefix: str, job_id: str) -> str:
+    """``<prefix>/<job_id>/log.txt``: what ComfyUI printed while the job's prompt ran."""
+    return check_key(f"{job_dir(prefix, job_id)}/{LOG_FILENAME}")
 
 
 def _check_name(what: str, name: str) -> None:

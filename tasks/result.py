@@ -209,6 +209,9 @@ class JobResult:
     attempts: int = 1
     params: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    #: URI of ``log.txt`` beside the outputs: what ComfyUI printed while the prompt ran. None
+    #: when there is none; omitted from ``to_dict`` then, so older readers see no change.
+    log: str | None = None
 
     def __post_init__(self) -> None:
         if self.version != RESULT_VERSION:
@@ -229,6 +232,8 @@ class JobResult:
         f.integer(E, "attempts", self.attempts, minimum=0, maximum=1000)
         object.__setattr__(self, "params", f.string_keys(E, "params", self.params))
         object.__setattr__(self, "labels", f.labels(E, "labels", self.labels))
+        if self.log is not None:
+            f.text(E, "log", self.log, max_len=4096)
 
     def _check_error(self) -> None:
         if self.error is None:
@@ -248,7 +253,7 @@ class JobResult:
         return self.status == "succeeded"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "version": self.version,
             "job_id": self.job_id,
             "status": self.status,
@@ -261,6 +266,9 @@ class JobResult:
             "params": self.params,
             "labels": dict(self.labels),
         }
+        if self.log is not None:
+            body["log"] = self.log
+        return body
 
     @classmethod
     def from_dict(cls, data: object) -> JobResult:
@@ -289,4 +297,5 @@ class JobResult:
             attempts=d.get("attempts", 1),
             params=d.get("params") or {},
             labels=d.get("labels") or {},
+            log=d.get("log"),
         )

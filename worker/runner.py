@@ -13,7 +13,8 @@ output store and callbacks) and does, in order:
 3. **submit** — the WebSocket is connected *before* ``POST /prompt``;
 4. **follow** the prompt to ``executing {node: null}`` (reconnect + reconcile inside the tracker),
    reporting progress and honouring cancel requests; a prompt that stalls or outlives its
-   deadline is interrupted on ComfyUI before the timeout is raised;
+   deadline is interrupted on ComfyUI before the timeout is raised; what ComfyUI printed
+   meanwhile is stored as ``<prefix>/<job_id>/log.txt`` (``worker.job_log``; ``JobResult.log``);
 5. **collect** every output (files streamed from ``/view`` into the store, text kept as values) and
    write ``<prefix>/<job_id>/result.json`` beside them.
 
@@ -38,11 +39,12 @@ from comfyfarm.comfy.errors import (
     ComfyError,
     ComfyPermanent,
     ComfyRequestError,
+    ComfyUnavailable,
     ExecutionInterrupted,
     PromptLost,
     PromptTimeout,
 )
-from comfyfarm.comfy.events import Event
+from comfyfarm.comfy.events import Event, ExecutionStart
 from comfyfarm.comfy.history import HistoryEntry
 from comfyfarm.comfy.outputs import OutputFile, OutputValue, collect_outputs
 from comfyfarm.comfy.state import PromptLookup, PromptState
@@ -55,6 +57,7 @@ from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord
 from comfyfarm.tasks.redact import restore_credentials
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 from comfyfarm.worker.inputs import clear_inputs, upload_inputs
+from comfyfarm.worker.job_log import JobLog
 from comfyfarm.worker.models import resolve_models
 from comfyfarm.worker.progress import ProgressEstimator
 
@@ -107,6 +110,8 @@ class JobContext:
     started_at: float = field(default_factory=time.time)
     #: None (direct mode): always ask this ComfyUI whether it knows the prompt before POSTing.
     ledger: SubmissionLedger | None = None
+    #: Where the prompt's slice of ComfyUI's console log was stored (``worker.job_log``).
+    log_uri: str | None = None
 
 
 def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
@@ -232,6 +237,7 @@ def _submit_and_follow(
         job_id=spec.job_id,
     )
     deadline = time.monotonic() + spec.deadline_seconds
+    job_log: JobLog | None = None
     try:
         stream.connect(CONNECT_TIMEOUT)
         # Always, now that the socket listens: with no ledger record (direct mode, a first
@@ -252,12 +258,15 @@ def _submit_and_follow(
                 raise JobCancelled(spec.job_id)
             if ctx.ledger is not None:
                 ctx.ledger.record(spec.job_id, client.display_url)
+            job_log = JobLog.begin(client)
             client.queue_prompt(
                 prompt,
                 prompt_id=spec.job_id,
                 client_id=ctx.client_id,
                 extra_data={"comfyfarm": {"job_id": spec.job_id, "worker": ctx.worker_name}},
             )
+            if job_log is not None:
+                job_log.submitted(spec.job_id)
         elif known.state is PromptState.DONE and known.history is not None:
             log.info("job %s already finished on ComfyUI: collecting it", spec.job_id)
             return PromptOutcome.from_history(known.history)
@@ -270,6 +279,12 @@ def _submit_and_follow(
         ctx.on_progress(estimator.phase("submitted"))
 
         def on_event(event: Event) -> None:
+            if (
+                job_log is not None
+                and isinstance(event, ExecutionStart)
+                and event.prompt_id == spec.job_id
+            ):
+                job_log.mark_started()
             progress = estimator.feed(event)
             if progress is not None:
                 ctx.on_progress(progress)
@@ -282,8 +297,13 @@ def _submit_and_follow(
             stall_timeout=stall_timeout,
             on_event=on_event,
         )
+    except ComfyUnavailable:
+        job_log = None  # ComfyUI is gone: do not wait for it again just for its log
+        raise
     finally:
         stream.close()
+        if job_log is not None:
+            ctx.log_uri = job_log.save(ctx.store, spec.storage_prefix, spec.job_id)
 
 
 def collect_into_store(
@@ -436,6 +456,7 @@ def build_result(
         attempts=ctx.attempts,
         params=spec.params,
         labels=spec.labels,
+        log=ctx.log_uri,
     )
 
 

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print("queues:")
     for queue in status.queues:
-        print(f"  {queue.name:<32} {queue.total}")
+        print(f"  {queue.name:<32} {_queued(queue.total, queue.cancelled)}")
     print(f"running jobs: {len(status.running)}")
     for running in status.running:
         doing = _doing(phases.get(running.job_id))
@@ -64,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
     if not status.serving:
         print("no worker can take a job now (none registered, or none with a healthy ComfyUI)")
     return code
+
+
+def _queued(total: int, cancelled: int) -> str:
+    """Jobs that will run, and apart from them those cancelled but still in the list."""
+    if not cancelled:
+        return str(total)
+    return f"{total - cancelled} queued ({cancelled} cancelled, dropped when a worker takes them)"
 
 
 # What a job's progress phase means to someone reading ``status``: a job ComfyUI accepted but has

@@ -1,7 +1,9 @@
 """Reading docker-compose.yml the way ``docker compose config`` does, with or without Docker.
 
-``resolved_config(env)`` runs ``docker compose config --format json`` when the Compose plugin is
-installed; otherwise it loads the YAML (merge keys included) and applies Compose's variable
+``resolved_config(env, overrides)`` runs ``docker compose config --format json`` when the Compose
+plugin is installed; otherwise it loads the YAML (merge keys included), merges each override file
+the way ``docker compose -f base -f override`` does (mappings merged key by key, ``command`` and
+other scalars or sequences replaced, ``volumes`` merged by target) and applies Compose's variable
 interpolation itself. The accessors accept both the short syntax of the file and the long syntax
 ``docker compose config`` prints, so the same checks run on either.
 """
@@ -47,19 +49,68 @@ def docker_compose_available() -> bool:
     return probe.returncode == 0
 
 
-def resolved_config(env: dict[str, str]) -> dict[str, Any]:
-    """The whole file (every profile) with ``env`` as the only variables set."""
+def resolved_config(env: dict[str, str], overrides: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The whole file (every profile) plus ``overrides``, with ``env`` as the only variables set."""
     if docker_compose_available():
-        return _docker_compose_config(env)
+        return _docker_compose_config(env, overrides)
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    for override in overrides:
+        raw = merge_files(raw, yaml.safe_load(override.read_text()))
     return {key: interpolate(value, env) for key, value in raw.items() if not key.startswith("x-")}
 
 
-def _docker_compose_config(env: dict[str, str]) -> dict[str, Any]:
+def merge_files(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Compose's merge of a second ``-f`` file into the first (the parts this repository uses)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "services":
+            services = dict(base.get("services") or {})
+            for name, service in value.items():
+                services[name] = _merge_service(services.get(name, {}), service)
+            merged[key] = services
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merge_service(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "volumes" and key in base:
+            by_target = {_volume_target(volume): volume for volume in base[key]}
+            by_target |= {_volume_target(volume): volume for volume in value}
+            merged[key] = list(by_target.values())
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _deep_merge(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _volume_target(volume: str | dict[str, Any]) -> str:
+    """The container path of a mount, before interpolation (``${A:-x}:/path`` has two colons)."""
+    if isinstance(volume, dict):
+        return str(volume["target"])
+    outside = re.sub(r"\$\{[^}]*\}", "VAR", volume)
+    return outside.split(":")[1] if ":" in outside else outside
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _deep_merge(base[key], value) if both else value
+    return merged
+
+
+def _docker_compose_config(env: dict[str, str], overrides: tuple[Path, ...]) -> dict[str, Any]:
     keep = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT")
     process_env = {k: v for k, v in os.environ.items() if k in keep} | env
     flags = [arg for profile in PROFILES for arg in ("--profile", profile)]
-    argv = ["docker", "compose", "-f", str(COMPOSE_FILE), *flags, "config", "--format", "json"]
+    files = [arg for path in (COMPOSE_FILE, *overrides) for arg in ("-f", str(path))]
+    argv = ["docker", "compose", *files, *flags, "config", "--format", "json"]
     done = subprocess.run(
         argv, capture_output=True, text=True, env=process_env, cwd=ROOT, check=False
     )

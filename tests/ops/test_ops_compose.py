@@ -101,7 +101,7 @@ def test_no_secret_is_hard_coded() -> None:
     text = COMPOSE_FILE.read_text()
     for match in re.finditer(r"rediss?://([^@\s]*)@", text):
         assert match.group(1).startswith(":${REDIS_PASSWORD:?"), match.group(0)
-    assert re.search(r"--requirepass\s*\n\s*- \$\{REDIS_PASSWORD:\?", text)
+    assert "--requirepass" not in text  # the password is redis config on stdin, not argv
     raw = yaml.safe_load(text)
     blocks = [raw[key] for key in raw if key.startswith("x-") and isinstance(raw[key], dict)]
     blocks += [service.get("environment") or {} for service in raw["services"].values()]
@@ -138,11 +138,16 @@ def test_redis_persists_with_aof_and_requires_the_password(
 ) -> None:
     """Redis runs with appendonly, noeviction and the password from the environment, unpublished."""
     redis = services["redis"]
-    command = command_of(redis)
-    options = dict(zip(command[1::2], command[2::2], strict=False))
+    shell, flag, script = command_of(redis)
+    assert (shell, flag) == ("sh", "-c")
+    argv_line, config = script.split("<<EOF\n", 1)
+    options = dict(zip(argv_line.split()[3::2], argv_line.split()[4::2], strict=False))
+    assert argv_line.split()[:3] == ["exec", "redis-server", "-"]  # config from stdin
     assert options["--appendonly"] == "yes"
     assert options["--maxmemory-policy"] == "noeviction"
-    assert options["--requirepass"] == ENV["REDIS_PASSWORD"]
+    assert "requirepass" not in argv_line and "$REDIS_PASSWORD" not in argv_line
+    assert config.splitlines()[0] == "requirepass $REDIS_PASSWORD"
+    assert environment_of(redis)["REDIS_PASSWORD"] == ENV["REDIS_PASSWORD"]
     assert ("redis-data", "/data") in mounts_of(redis)
     assert not ports_of(redis)
     probe = " ".join(redis["healthcheck"]["test"])

@@ -9,7 +9,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPORTERS = (ROOT / "worker" / "metrics.py", ROOT / "comfyfarm" / "exporter.py")
+EXPORTERS = (
+    ROOT / "worker" / "metrics.py",
+    ROOT / "comfyfarm" / "exporter.py",
+    ROOT / "gateway" / "metrics.py",
+)
 SUFFIXES = ("", "_total", "_bucket", "_sum", "_count", "_created")
 METRIC = re.compile(r"\bcomfyfarm_[a-z_]+\b")
 
@@ -48,3 +52,14 @@ def test_dashboard_panels_use_exported_metrics() -> None:
     assert len(exprs) >= 10
     used = {name for expr in exprs for name in METRIC.findall(expr)}
     assert used and used <= exported_names(), used - exported_names()
+
+
+def test_dashboard_has_gateway_panels() -> None:
+    """Gateway requests, submits, latency and open streams each have a panel query."""
+    used = {name for expr in dashboard_exprs() for name in METRIC.findall(expr)}
+    assert {
+        "comfyfarm_gateway_requests_total",
+        "comfyfarm_gateway_submits_total",
+        "comfyfarm_gateway_request_seconds_bucket",
+        "comfyfarm_gateway_open_streams",
+    } <= used

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
+import pytest
 from producer_helpers import PROMPT
 
+from comfyfarm.commands import status as status_command
 from comfyfarm.producer import Farm
 from comfyfarm.tasks.keys import DeadLetter, Lease, WorkerInfo, push_dead_letter, register_worker
 from comfyfarm.tasks.keyspace import lease_key
@@ -55,3 +58,28 @@ def test_empty_farm(farm: Farm) -> None:
     status = farm.status(ping_timeout=None)
     assert [(q.name, q.total) for q in status.queues] == [(SHARED_QUEUE, 0)]
     assert status.workers == [] and status.running == [] and status.dead_letters == 0
+
+
+def test_cancelled_queued_jobs_are_counted_apart(farm: Farm) -> None:
+    """A cancelled job still in its queue is counted as cancelled, not as work waiting."""
+    jobs = farm.submit_many([PROMPT] * 3)
+    farm.submit(PROMPT, priority=9).cancel()
+    jobs[0].cancel()
+    status = farm.status(ping_timeout=None)
+    assert status.queue_depth() == 4
+    assert status.cancelled_queued == 2
+    [shared] = [q for q in status.queues if q.name == SHARED_QUEUE]
+    assert shared.cancelled == 2
+
+
+def test_status_command_says_cancelled_jobs_are_dropped_later(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`comfyfarm status` prints "N queued (M cancelled, dropped when a worker takes them)"."""
+    jobs = farm.submit_many([PROMPT] * 3)
+    jobs[1].cancel()
+    monkeypatch.setenv("COMFYFARM_BROKER_URL", farm.settings.broker_url)
+    monkeypatch.setenv("COMFYFARM_KEY_PREFIX", farm.settings.key_prefix)
+    status_command.run(argparse.Namespace(json=False))
+    out = capsys.readouterr().out
+    assert "2 queued (1 cancelled, dropped when a worker takes them)" in out

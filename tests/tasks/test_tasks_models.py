@@ -191,6 +191,13 @@ def test_jobresult_round_trips_through_json() -> None:
     assert again.outputs[1].value == "a caption" and again.ok
 
 
+def test_result_names_its_log_only_when_there_is_one() -> None:
+    """`log` round-trips; without one the dict has no `log` key (older readers see no change)."""
+    with_log = result(log="file:///out/job/log.txt")
+    assert JobResult.from_dict(json.loads(json.dumps(with_log.to_dict()))).log == with_log.log
+    assert "log" not in result().to_dict() and JobResult.from_dict(result().to_dict()).log is None
+
+
 def test_failed_result_carries_the_node_error() -> None:
     """A failed result must have an error with type and message; extra fields are kept."""
     error = {"type": "ExecutionFailed", "message": "boom", "node_id": "3",
