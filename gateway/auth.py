@@ -71,7 +71,7 @@ def auth_middleware(tokens: Mapping[str, str], open_paths: frozenset[str] = OPEN
 
 def check_bind(host: str, tokens: Mapping[str, str]) -> None:
     """Raises GatewayRefused for a non-loopback ``host`` without tokens."""
-    from comfyfarm.commands.flower import is_loopback
+    from comfyfarm.tasks.binding import is_loopback
 
     if not tokens and not is_loopback(host):
         raise GatewayRefused(host=host)

@@ -19,9 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comfyfarm.commands.flower import is_loopback
     from comfyfarm.exporter import serve_exporter
     from comfyfarm.producer import Farm
+    from comfyfarm.tasks.binding import is_loopback
     from comfyfarm.tasks.settings import Settings
 
     token = os.environ.get("COMFYFARM_METRICS_TOKEN") or None

@@ -20,8 +20,9 @@ Prometheus ``/metrics`` uses runtime buckets that fit minutes-long GPU jobs (up 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
+
+from comfyfarm.tasks.binding import is_loopback
 
 RUNTIME_BUCKETS = "1,5,10,30,60,120,300,600,1200,1800,3600,inf"
 # The tasks page shows the job's parameters (args) and labels (kwargs); Flower's default hides them.
@@ -76,16 +77,6 @@ def flower_argv(args: argparse.Namespace, basic_auth: str | None) -> list[str]:
     if getattr(args, "read_only", False):
         argv.append("--read-only=true")
     return argv
-
-
-def is_loopback(address: str) -> bool:
-    """True for ``localhost`` and loopback IPs; False for ``0.0.0.0``, ``""`` and host names."""
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def run(args: argparse.Namespace) -> int:

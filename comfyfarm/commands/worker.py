@@ -88,7 +88,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comfyfarm.commands.flower import is_loopback
+    from comfyfarm.tasks.binding import is_loopback
     from comfyfarm.tasks.settings import Settings
     from comfyfarm.worker.service import WorkerOptions, run_worker
 

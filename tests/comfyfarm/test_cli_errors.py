@@ -52,10 +52,10 @@ def test_a_broker_url_of_the_wrong_scheme_is_a_bad_setting() -> None:
 
 
 def test_a_malformed_job_id_is_bad_input() -> None:
-    """`result not-a-uuid` says what is wrong with the id and exits 2."""
-    done = comfyfarm("result", "abc", broker_url=f"redis://127.0.0.1:{closed_port()}/0")
+    """`result` of something that cannot be a job id says so and exits 2 (before the broker)."""
+    done = comfyfarm("result", "not-a-job!", broker_url=f"redis://127.0.0.1:{closed_port()}/0")
     assert done.returncode == exits.BAD_INPUT, done.stderr
-    assert "Traceback" not in done.stderr and "job_id" in done.stderr
+    assert "Traceback" not in done.stderr and "unknown job" in done.stderr
 
 
 def test_an_unknown_missing_module_is_a_bug_and_keeps_its_traceback() -> None:

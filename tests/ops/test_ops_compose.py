@@ -31,8 +31,9 @@ from compose_kit import (
 )
 
 from comfyfarm.cli import COMMANDS
-from comfyfarm.commands.flower import FlowerRefused, flower_argv, is_loopback
+from comfyfarm.commands.flower import FlowerRefused, flower_argv
 from comfyfarm.tasks.app import SOFT_SHUTDOWN_SECONDS
+from comfyfarm.tasks.binding import is_loopback
 from comfyfarm.tasks.settings import Settings
 
 ENV = {"REDIS_PASSWORD": "compose-redis-pw-1f2e", "FLOWER_BASIC_AUTH": "admin:compose-flower-pw"}

@@ -558,14 +558,14 @@ def test_bad_input_is_refused_naming_what_and_where(
 
 
 def test_non_utf8_bytes_on_the_command_line_are_an_error_not_a_traceback(ctx: Ctx) -> None:
-    """``comfyfarm validate --set 6.text=<0xff>`` names the node and input, exit 1, no
-    traceback."""
+    """``comfyfarm validate --set 6.text=<0xff>`` names the node and input, exit 2 (bad input),
+    no traceback."""
     argv = [sys.executable, "-P", "-m", "comfyfarm", "validate", str(SEED_API),
             "--comfy-url", ctx.sim.url, "--set", "6.text=\udcffcat"]  # fmt: skip
     encoded = [os.fsencode(arg) for arg in argv]  # the surrogate goes out as the byte 0xff
     done = subprocess.run(encoded, capture_output=True, timeout=60)
 
-    assert done.returncode == 1
+    assert done.returncode == 2
     output = (done.stdout + done.stderr).decode("utf-8", "replace")
     assert "input text: text with a lone surrogate" in output
     assert "Traceback" not in output
