@@ -21,7 +21,7 @@ from comfyfarm.gateway.context import GATEWAY, Gateway
 from comfyfarm.gateway.errors import ApiError, invalid_request, not_found
 from comfyfarm.gateway.job_records import JobRecord, load_record, page_ids, parse_record, record_key
 from comfyfarm.gateway.job_state import FarmView, read_views, view_of
-from comfyfarm.gateway.job_view import render_job, render_summary
+from comfyfarm.gateway.job_view import is_expired, render_job, render_summary
 from comfyfarm.gateway.submission import MAX_BODY_BYTES, parse_submission
 
 DEFAULT_PAGE = 50
@@ -87,7 +87,8 @@ async def get_workflow(request: web.Request) -> web.Response:
 async def cancel_job(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     record, view = await owned_job(request)
-    if view.result is None:  # idempotent: a finished job is left as it is
+    # Idempotent: a finished (or expired) job is left as it is.
+    if view.result is None and not is_expired(record, gw.retention):
         await asyncio.to_thread(gw.farm.cancel, record.job_id, reason="canceled via API v2")
         [view] = await read_views(gw.client, gw.results, gw.prefix, [record.job_id])
     return web.json_response(await gw.render(request, record, view))
@@ -136,7 +137,8 @@ async def list_jobs(request: web.Request) -> web.Response:
         kept = [r for r in records if r is not None and r.tenant == tenant
                 and all(r.metadata.get(k) == v for k, v in wanted.items())]  # fmt: skip
         views = await read_views(gw.client, gw.results, gw.prefix, [r.job_id for r in kept])
-        items.extend(render_summary(r, v) for r, v in zip(kept, views, strict=True))
+        items.extend(render_summary(r, v, retention=gw.retention)
+                     for r, v in zip(kept, views, strict=True))  # fmt: skip
         if len(batch) < min(limit, budget + len(batch)):
             exhausted = True
             break

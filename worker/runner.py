@@ -98,6 +98,8 @@ class JobContext:
     client_id: str
     worker_name: str = "direct"
     on_progress: Callable[[JobProgress], None] = lambda progress: None
+    #: Called with each output as soon as it is stored (the job still runs): live outputs.
+    on_output: Callable[[OutputRecord], None] = lambda record: None
     cancel_requested: Callable[[], bool] = lambda: False
     attempts: int = 1
     started_at: float = field(default_factory=time.time)
@@ -308,6 +310,7 @@ def collect_into_store(
                     cached=item.node_id in cached,
                 )  # fmt: skip
             )
+            ctx.on_output(records[-1])
             continue
         assert isinstance(item, OutputFile)
         key = job_output_key(
@@ -334,6 +337,7 @@ def collect_into_store(
                 cached=item.node_id in cached,
             )  # fmt: skip
         )
+        ctx.on_output(records[-1])
     return records
 
 
