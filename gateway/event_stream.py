@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from comfyfarm.gateway import jsonio
 from comfyfarm.gateway.context import GATEWAY, Gateway, origin_of
 from comfyfarm.gateway.errors import ApiError
 from comfyfarm.gateway.events import CLOSE, GAP
@@ -188,5 +188,5 @@ class _Stream:
                 self.sent_outputs.add(output["id"])
 
     async def _send(self, event: str, data: dict[str, Any]) -> None:
-        frame = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-        await self.response.write(frame.encode())
+        frame = b"event: " + event.encode() + b"\ndata: " + jsonio.dumps(data) + b"\n\n"
+        await self.response.write(frame)

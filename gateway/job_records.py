@@ -19,12 +19,13 @@ contract needs and the farm has no field for:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from comfyfarm.gateway import jsonio
 
 #: How long a job's record outlives its retention: meanwhile it answers status ``expired``
 #: (its outputs and result are gone) rather than 404, so a late poller learns what happened.
@@ -70,7 +71,7 @@ async def save_records(
             if record.queue:
                 queued = indexes.setdefault(queued_key(prefix, record.queue), {})
                 queued[record.job_id] = record.created_at
-            pipe.set(record_key(prefix, record.job_id), json.dumps(body),
+            pipe.set(record_key(prefix, record.job_id), jsonio.dumps(body),
                      ex=int(retention) + EXPIRED_GRACE)  # fmt: skip
             members = indexes.setdefault(index_key(prefix, record.tenant), {})
             members[record.job_id] = record.created_at
@@ -85,7 +86,7 @@ def parse_record(job_id: str, raw: Any) -> JobRecord | None:
     if raw is None:
         return None
     try:
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
         return JobRecord(
             job_id=job_id,
             tenant=str(body["tenant"]),
