@@ -3,7 +3,8 @@
 On connect: a ``status`` event (and the latest ``progress`` while it runs). Then: ``status`` on
 every transition, ``progress`` at most ``PROGRESS_PER_SECOND`` times a second (the newest
 snapshot wins), ``output`` for each output as soon as the worker stored it (the hub passes on
-the farm's outputs channel; each output is sent once), and the terminal ``status`` last —
+the farm's live channel; each output is sent once), ``preview`` with the newest preview image
+(on connect too; the worker throttles them to 2 a second), and the terminal ``status`` last —
 then the stream ends. A comment line every ``KEEPALIVE_SECONDS`` keeps proxies
 from closing an idle stream. Frames carry no ``id`` (live push, not a log, as the contract says).
 
@@ -27,12 +28,13 @@ from aiohttp import web
 from comfyfarm.gateway import jsonio
 from comfyfarm.gateway.context import GATEWAY, Gateway, origin_of
 from comfyfarm.gateway.errors import ApiError
-from comfyfarm.gateway.events import CLOSE, GAP
+from comfyfarm.gateway.events import CLOSE, GAP, PREVIEW
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView, read_views
 from comfyfarm.gateway.job_view import TERMINAL, render_job, render_progress
 from comfyfarm.gateway.jobs import owned_job
 from comfyfarm.producer.outcome import parse_meta, parse_progress
+from comfyfarm.tasks.keyspace import preview_key
 from comfyfarm.tasks.models import PROGRESS_STATE
 
 PROGRESS_PER_SECOND = 2.0
@@ -96,10 +98,12 @@ class _Stream:
         self.pending: dict[str, Any] | None = None  # newest not yet sent (throttled)
         self.sent_progress_at = float("-inf")
         self.sent_outputs: set[str] = set()  # asset ids of the outputs already sent
+        self.preview: bytes | str | None = None  # the preview record last sent
 
     async def run(self, queue: asyncio.Queue[bytes]) -> None:
         if await self._on_view(await self._read()):  # the snapshot, read after subscribing
             return
+        await self._send_preview()  # the newest preview, if the job has one
         last_write = time.monotonic()
         polled = last_write - random.uniform(0, POLL_SECONDS)  # noqa: S311 - spreading polls
         while True:
@@ -114,7 +118,9 @@ class _Stream:
             if raw == CLOSE:
                 return
             wrote = await self._flush_progress()
-            if raw is not None and raw != GAP and self._is_progress(raw):
+            if raw == PREVIEW:
+                wrote = await self._send_preview() or wrote
+            elif raw is not None and raw != GAP and self._is_progress(raw):
                 wrote = await self._offer_progress(raw) or wrote
             elif raw is not None or time.monotonic() - polled >= POLL_SECONDS:
                 polled = time.monotonic()
@@ -180,6 +186,20 @@ class _Stream:
             self.pending = job["progress"]
             await self._flush_progress()
         return False
+
+    async def _send_preview(self) -> bool:
+        """Send the job's newest preview image if it is new to this client."""
+        raw = await self.gw.client.get(preview_key(self.gw.prefix, self.record.job_id))
+        if raw is None or raw == self.preview:
+            return False
+        try:
+            body = jsonio.loads(raw)
+            payload = {k: str(body[k]) for k in ("node_id", "content_type", "data_base64")}
+        except (ValueError, KeyError, TypeError):
+            return False
+        self.preview = raw
+        await self._send("preview", payload)
+        return True
 
     async def _send_outputs(self, outputs: list[dict[str, Any]]) -> None:
         for output in outputs:

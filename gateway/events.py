@@ -11,11 +11,12 @@ loses the oldest frames, never the gateway's memory; the stream re-reads the sta
 gap). When Redis drops the connection the reader reconnects and re-subscribes every channel;
 streams also poll the job's state every few seconds, so a missed message costs that long.
 
-Outputs stored while a job runs are announced on the farm's single outputs channel
-(``worker.live_outputs``): the hub subscribes to it with its first listener and keeps it; each
-message names its job, whose listeners get ``OUTPUT`` ("re-read: a new output") — one channel
-for every job, however many. (Workers publish it on the broker's Redis: where the result backend
-is another server, streams find new outputs by their poll instead.)
+Outputs stored while a job runs, and new preview images, are announced on the farm's single
+live channel (``worker.live_outputs``): the hub subscribes to it with its first listener and
+keeps it; each message names its job, whose listeners get ``OUTPUT`` ("re-read: a new
+output") or ``PREVIEW`` ("read the newest preview") — one channel for every job, however
+many. (Workers publish it on the broker's Redis: where the result backend is another server,
+streams find new outputs by their poll instead, and send no previews.)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from comfyfarm.tasks.keyspace import celery_result_key, outputs_channel
+from comfyfarm.tasks.keyspace import celery_result_key, live_channel
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ RECONNECT_PAUSE = 1.0
 GAP = b""  # put in a queue whose frames were dropped: "re-read the state"
 CLOSE = b"close"  # the gateway is shutting down: end the stream
 OUTPUT = b"output"  # the job stored an output: re-read its state
-_OUTPUTS = ""  # the job id under which the outputs channel is filed in ``_channels``
+PREVIEW = b"preview"  # the job has a new preview image: read it
+_LIVE = ""  # the job id under which the outputs channel is filed in ``_channels``
 
 
 class EventHub:
@@ -47,7 +49,7 @@ class EventHub:
     def __init__(self, results: aioredis.Redis, prefix: str) -> None:
         self._results = results
         self._prefix = prefix
-        self._outputs_channel = outputs_channel(prefix)
+        self._live_channel = live_channel(prefix)
         self._listeners: dict[str, set[asyncio.Queue[bytes]]] = {}
         self._channels: dict[str, str] = {}  # channel → job id
         self._pubsub: Any = None
@@ -57,7 +59,7 @@ class EventHub:
     @property
     def subscriptions(self) -> int:
         """Job channels subscribed (the outputs channel not counted)."""
-        return len(self._channels) - (self._outputs_channel in self._channels)
+        return len(self._channels) - (self._live_channel in self._channels)
 
     @property
     def listeners(self) -> int:
@@ -73,9 +75,9 @@ class EventHub:
                 channel = celery_result_key(self._prefix, job_id)
                 self._channels[channel] = job_id
                 pubsub = await self._ensure_pubsub()
-                if self._outputs_channel not in self._channels:
-                    self._channels[self._outputs_channel] = _OUTPUTS
-                    await pubsub.subscribe(channel, self._outputs_channel)
+                if self._live_channel not in self._channels:
+                    self._channels[self._live_channel] = _LIVE
+                    await pubsub.subscribe(channel, self._live_channel)
                 else:
                     await pubsub.subscribe(channel)
             if self._reader is None or self._reader.done():
@@ -149,8 +151,8 @@ class EventHub:
         if job_id is None or not isinstance(data, bytes | str):
             return
         payload = data.encode() if isinstance(data, str) else data
-        if job_id == _OUTPUTS:
-            job_id, payload = _output_job(payload), OUTPUT
+        if job_id == _LIVE:
+            job_id, payload = _live_message(payload)
             if job_id is None:
                 return
         for queue in self._listeners.get(job_id, ()):
@@ -182,10 +184,14 @@ class EventHub:
                     queue.put_nowait(GAP)
 
 
-def _output_job(payload: bytes) -> str | None:
-    """The job id an outputs-channel message names (None: not one of ours)."""
+def _live_message(payload: bytes) -> tuple[str | None, bytes]:
+    """The job a live-channel message names (None: not one of ours) and what to tell its
+    streams: ``PREVIEW`` or ``OUTPUT``."""
     try:
-        job_id = json.loads(payload).get("job_id")
+        body = json.loads(payload)
+        job_id = body.get("job_id")
     except (ValueError, AttributeError):
-        return None
-    return job_id if isinstance(job_id, str) else None
+        return None, OUTPUT
+    if not isinstance(job_id, str):
+        return None, OUTPUT
+    return job_id, PREVIEW if body.get("preview") else OUTPUT

@@ -17,7 +17,10 @@
                                        round (``worker.takeover``), TTL = the sweep interval
 ``<prefix>outputs:<job_id>``           list: JSON OutputRecord of each output the worker stored,
                                        appended as it is stored (while the job still runs), TTL
-``<prefix>outputs``                    pub/sub channel: JSON {job_id, output} per stored output
+``<prefix>preview:<job_id>``           string: JSON {node_id, content_type, data_base64} of the
+                                       newest preview image ComfyUI sent while the job runs, TTL
+``<prefix>live``                       pub/sub channel: JSON {job_id, output} per stored output,
+                                       {job_id, preview: true} per new preview
 ``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
                                        lists a worker's ComfyUI serves (producers validate
                                        against it without reaching ComfyUI), TTL
@@ -53,8 +56,12 @@ def job_outputs_key(prefix: str, job_id: str) -> str:
     return f"{prefix}outputs:{job_id}"
 
 
-def outputs_channel(prefix: str) -> str:
-    return f"{prefix}outputs"
+def preview_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}preview:{job_id}"
+
+
+def live_channel(prefix: str) -> str:
+    return f"{prefix}live"
 
 
 def celery_result_key(prefix: str, job_id: str) -> str:

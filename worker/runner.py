@@ -41,7 +41,7 @@ from comfyfarm.comfy.errors import (
     PromptLost,
     PromptTimeout,
 )
-from comfyfarm.comfy.events import Event
+from comfyfarm.comfy.events import Event, PreviewImage
 from comfyfarm.comfy.history import HistoryEntry
 from comfyfarm.comfy.outputs import OutputFile, OutputValue, collect_outputs
 from comfyfarm.comfy.state import PromptLookup, PromptState
@@ -100,6 +100,8 @@ class JobContext:
     on_progress: Callable[[JobProgress], None] = lambda progress: None
     #: Called with each output as soon as it is stored (the job still runs): live outputs.
     on_output: Callable[[OutputRecord], None] = lambda record: None
+    #: Called with each preview image ComfyUI sends for the prompt (latent previews).
+    on_preview: Callable[[PreviewImage], None] = lambda image: None
     cancel_requested: Callable[[], bool] = lambda: False
     attempts: int = 1
     started_at: float = field(default_factory=time.time)
@@ -263,6 +265,8 @@ def _submit_and_follow(
         ctx.on_progress(estimator.phase("submitted"))
 
         def on_event(event: Event) -> None:
+            if isinstance(event, PreviewImage):
+                ctx.on_preview(event)
             progress = estimator.feed(event)
             if progress is not None:
                 ctx.on_progress(progress)

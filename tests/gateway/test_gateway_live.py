@@ -6,9 +6,10 @@ import json
 
 import httpx
 import redis
+from comfy_sdk import Preview
 from farm_kit import wait_until
 from tenants import TOKENS
-from workflows_kit import invert
+from workflows_kit import invert, text2image
 
 from comfyfarm.tasks.keyspace import job_outputs_key
 from comfyfarm.tasks.models import OutputRecord
@@ -93,3 +94,21 @@ def test_a_job_past_its_retention_is_expired(start_gateway, sdk_factory_for) -> 
     assert [s.status for s in client.list_jobs()] == ["expired"]
     assert events.strip().endswith('"status":"expired","queue_position":null}')
     assert job.cancel().status == "expired"
+
+
+def test_events_carry_the_newest_preview_while_the_job_runs(sdk, start_sim, workers) -> None:
+    """With a ComfyUI that sends latent previews, job.events() delivers Preview events (the
+    image as ComfyUI sent it, at most about 2 a second) before the terminal status."""
+    workers.start(start_sim("--step-ms", "100", "--load-ms", "0", "--previews"))
+    client = sdk("acme")
+    job = client.submit(client.workflows.from_json(text2image(steps=20)))
+
+    events = list(job.events())
+
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert previews, [type(e).__name__ for e in events]
+    magic = {"image/jpeg": b"\xff\xd8", "image/png": b"\x89PNG"}[previews[0].content_type]
+    assert previews[0].data.startswith(magic)
+    assert previews[0].node_id == "3"  # the KSampler
+    assert len(previews) <= 2 * 20 * 0.1 + 2  # throttled: 2 s of steps, ≤ 2 a second
+    assert events.index(previews[-1]) < len(events) - 1
