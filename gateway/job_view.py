@@ -196,11 +196,6 @@ def render_progress(progress: JobProgress | None) -> dict[str, Any] | None:
     }
 
 
-def render_outputs(result: JobResult, *, origin: str, expires: float) -> list[dict[str, Any]]:
-    return [render_output(result.job_id, item, origin=origin, expires=expires)
-            for item in result.outputs]  # fmt: skip
-
-
 def render_output(
     job_id: str, item: OutputRecord, *, origin: str, expires: float
 ) -> dict[str, Any]:

@@ -14,6 +14,13 @@ worker runs: jobs stay queued, so only the gateway's own path is measured.
    its snapshot): the gateway's RSS, its Redis client connections and its pub/sub subscriptions.
 
 The load generator runs on the same machine as the gateway (and competes for its CPUs).
+
+Where a submission's gateway CPU goes (py-spy ``--gil``, sustained phase, after the cuts of
+issue 10): aiohttp's request handling ~40 %, validating the prompt against the live schemas
+~20 %, building the JobSpec (its structure and JSON-size checks) ~15 %, the job-record
+pipeline ~11 %, kombu building and sending the Celery message (a thread) ~9 %. Before the cuts
+most concurrent submissions also re-read the queue depth (every one that found it stale), and
+the prompt was checked twice.
 """
 
 from __future__ import annotations

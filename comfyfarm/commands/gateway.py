@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when installed (the gateway extra has it): it takes about a third off
-    the per-request cost of the asyncio loop; otherwise asyncio's own."""
+    """uvloop's event loop when installed (the gateway extra has it: a cheaper loop for a
+    service that is mostly small requests and idle streams); otherwise asyncio's own."""
     try:
         import uvloop
     except ImportError:
