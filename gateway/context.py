@@ -69,9 +69,12 @@ class Gateway:
     async def register(self, record: JobRecord, view: FarmView) -> None:
         if view.result is not None:
             await self.positions.left(record)
-        if view.result is not None and view.result.outputs:
-            await register_outputs(self.client, self.prefix, record.tenant, view.result,
-                                   expires_at=record.created_at + self.retention)  # fmt: skip
+        outputs = view.outputs
+        if outputs:
+            finished = view.result.timings.finished_at if view.result is not None else None
+            await register_outputs(self.client, self.prefix, record.tenant, record.job_id,
+                                   outputs, expires_at=record.created_at + self.retention,
+                                   created_at=finished)  # fmt: skip
 
     async def resolve_assets(
         self, tenant: str, workflow: dict[str, Any]

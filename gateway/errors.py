@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from comfyfarm.gateway import jsonio
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,7 +57,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     body = {"error": {"code": code, "message": message, "details": details}}
-    return web.json_response(body, status=status, headers=dict(headers or {}))
+    return jsonio.json_response(body, status=status, headers=dict(headers or {}))
 
 
 def not_found(what: str = "resource") -> ApiError:

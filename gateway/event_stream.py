@@ -2,8 +2,10 @@
 
 On connect: a ``status`` event (and the latest ``progress`` while it runs). Then: ``status`` on
 every transition, ``progress`` at most ``PROGRESS_PER_SECOND`` times a second (the newest
-snapshot wins), ``output`` for each output once the job's outputs are committed, and the terminal
-``status`` last — then the stream ends. A comment line every ``KEEPALIVE_SECONDS`` keeps proxies
+snapshot wins), ``output`` for each output as soon as the worker stored it (the hub passes on
+the farm's live channel; each output is sent once), ``preview`` with the newest preview image
+(on connect too; the worker throttles them to 2 a second), and the terminal ``status`` last —
+then the stream ends. A comment line every ``KEEPALIVE_SECONDS`` keeps proxies
 from closing an idle stream. Frames carry no ``id`` (live push, not a log, as the contract says).
 
 Each stream listens through the process's ``EventHub`` (one Redis subscription for all of them)
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
 from collections import Counter
@@ -24,14 +25,16 @@ from typing import Any
 
 from aiohttp import web
 
+from comfyfarm.gateway import jsonio
 from comfyfarm.gateway.context import GATEWAY, Gateway, origin_of
 from comfyfarm.gateway.errors import ApiError
-from comfyfarm.gateway.events import CLOSE, GAP
+from comfyfarm.gateway.events import CLOSE, GAP, PREVIEW
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView, read_views
-from comfyfarm.gateway.job_view import TERMINAL, render_job, render_progress, v2_status
+from comfyfarm.gateway.job_view import TERMINAL, render_job, render_progress
 from comfyfarm.gateway.jobs import owned_job
 from comfyfarm.producer.outcome import parse_meta, parse_progress
+from comfyfarm.tasks.keyspace import preview_key
 from comfyfarm.tasks.models import PROGRESS_STATE
 
 PROGRESS_PER_SECOND = 2.0
@@ -94,10 +97,13 @@ class _Stream:
         self.progress: dict[str, Any] | None = None  # last sent
         self.pending: dict[str, Any] | None = None  # newest not yet sent (throttled)
         self.sent_progress_at = float("-inf")
+        self.sent_outputs: set[str] = set()  # asset ids of the outputs already sent
+        self.preview: bytes | str | None = None  # the preview record last sent
 
     async def run(self, queue: asyncio.Queue[bytes]) -> None:
         if await self._on_view(await self._read()):  # the snapshot, read after subscribing
             return
+        await self._send_preview()  # the newest preview, if the job has one
         last_write = time.monotonic()
         polled = last_write - random.uniform(0, POLL_SECONDS)  # noqa: S311 - spreading polls
         while True:
@@ -112,7 +118,9 @@ class _Stream:
             if raw == CLOSE:
                 return
             wrote = await self._flush_progress()
-            if raw is not None and raw != GAP and self._is_progress(raw):
+            if raw == PREVIEW:
+                wrote = await self._send_preview() or wrote
+            elif raw is not None and raw != GAP and self._is_progress(raw):
                 wrote = await self._offer_progress(raw) or wrote
             elif raw is not None or time.monotonic() - polled >= POLL_SECONDS:
                 polled = time.monotonic()
@@ -158,25 +166,47 @@ class _Stream:
 
     async def _on_view(self, view: FarmView) -> bool:
         """Send what changed; True once the terminal status was sent (the stream ends)."""
-        status = v2_status(view.status)
         position = await self.gw.position(self.record, view)
         job = render_job(self.record, view, origin=self.origin, retention=self.gw.retention,
                          queue_position=position)  # fmt: skip
+        status = job["status"]  # ``expired`` past the retention, whatever the farm says
         if status in TERMINAL:
             await self.gw.register(self.record, view)
             self.pending = None
-            for output in job["outputs"]:
-                await self._send("output", output)
+            await self._send_outputs(job["outputs"])
             await self._send("status", {"status": status, "queue_position": None})
             return True
         if status != self.status or position != self.position:  # queue_position moves too
             await self._send("status", {"status": status, "queue_position": position})
             self.status, self.position = status, position
+        if job["outputs"]:  # stored while the job runs: each told once, as it appears
+            await self.gw.register(self.record, view)
+            await self._send_outputs(job["outputs"])
         if job["progress"] is not None and job["progress"] != self.progress:
             self.pending = job["progress"]
             await self._flush_progress()
         return False
 
+    async def _send_preview(self) -> bool:
+        """Send the job's newest preview image if it is new to this client."""
+        raw = await self.gw.client.get(preview_key(self.gw.prefix, self.record.job_id))
+        if raw is None or raw == self.preview:
+            return False
+        try:
+            body = jsonio.loads(raw)
+            payload = {k: str(body[k]) for k in ("node_id", "content_type", "data_base64")}
+        except (ValueError, KeyError, TypeError):
+            return False
+        self.preview = raw
+        await self._send("preview", payload)
+        return True
+
+    async def _send_outputs(self, outputs: list[dict[str, Any]]) -> None:
+        for output in outputs:
+            if output["id"] not in self.sent_outputs:
+                await self._send("output", output)
+                self.sent_outputs.add(output["id"])
+
     async def _send(self, event: str, data: dict[str, Any]) -> None:
-        frame = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-        await self.response.write(frame.encode())
+        frame = b"event: " + event.encode() + b"\ndata: " + jsonio.dumps(data) + b"\n\n"
+        await self.response.write(frame)

@@ -10,19 +10,27 @@ A reader task moves each message into the queues of that job's listeners (bounde
 loses the oldest frames, never the gateway's memory; the stream re-reads the state after a
 gap). When Redis drops the connection the reader reconnects and re-subscribes every channel;
 streams also poll the job's state every few seconds, so a missed message costs that long.
+
+Outputs stored while a job runs, and new preview images, are announced on the farm's single
+live channel (``worker.live_outputs``): the hub subscribes to it with its first listener and
+keeps it; each message names its job, whose listeners get ``OUTPUT`` ("re-read: a new
+output") or ``PREVIEW`` ("read the newest preview") — one channel for every job, however
+many. (Workers publish it on the broker's Redis: where the result backend is another server,
+streams find new outputs by their poll instead, and send no previews.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-from comfyfarm.tasks.keyspace import celery_result_key
+from comfyfarm.tasks.keyspace import celery_result_key, live_channel
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,9 @@ QUEUE_SIZE = 32
 RECONNECT_PAUSE = 1.0
 GAP = b""  # put in a queue whose frames were dropped: "re-read the state"
 CLOSE = b"close"  # the gateway is shutting down: end the stream
+OUTPUT = b"output"  # the job stored an output: re-read its state
+PREVIEW = b"preview"  # the job has a new preview image: read it
+_LIVE = ""  # the job id under which the outputs channel is filed in ``_channels``
 
 
 class EventHub:
@@ -38,6 +49,7 @@ class EventHub:
     def __init__(self, results: aioredis.Redis, prefix: str) -> None:
         self._results = results
         self._prefix = prefix
+        self._live_channel = live_channel(prefix)
         self._listeners: dict[str, set[asyncio.Queue[bytes]]] = {}
         self._channels: dict[str, str] = {}  # channel → job id
         self._pubsub: Any = None
@@ -46,7 +58,8 @@ class EventHub:
 
     @property
     def subscriptions(self) -> int:
-        return len(self._channels)
+        """Job channels subscribed (the outputs channel not counted)."""
+        return len(self._channels) - (self._live_channel in self._channels)
 
     @property
     def listeners(self) -> int:
@@ -62,7 +75,11 @@ class EventHub:
                 channel = celery_result_key(self._prefix, job_id)
                 self._channels[channel] = job_id
                 pubsub = await self._ensure_pubsub()
-                await pubsub.subscribe(channel)
+                if self._live_channel not in self._channels:
+                    self._channels[self._live_channel] = _LIVE
+                    await pubsub.subscribe(channel, self._live_channel)
+                else:
+                    await pubsub.subscribe(channel)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="gateway-event-hub")
         return queue
@@ -134,6 +151,10 @@ class EventHub:
         if job_id is None or not isinstance(data, bytes | str):
             return
         payload = data.encode() if isinstance(data, str) else data
+        if job_id == _LIVE:
+            job_id, payload = _live_message(payload)
+            if job_id is None:
+                return
         for queue in self._listeners.get(job_id, ()):
             if queue.full():  # a slow client: drop its oldest, tell it to re-read
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -161,3 +182,16 @@ class EventHub:
             for queue in queues:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(GAP)
+
+
+def _live_message(payload: bytes) -> tuple[str | None, bytes]:
+    """The job a live-channel message names (None: not one of ours) and what to tell its
+    streams: ``PREVIEW`` or ``OUTPUT``."""
+    try:
+        body = json.loads(payload)
+        job_id = body.get("job_id")
+    except (ValueError, AttributeError):
+        return None, OUTPUT
+    if not isinstance(job_id, str):
+        return None, OUTPUT
+    return job_id, PREVIEW if body.get("preview") else OUTPUT

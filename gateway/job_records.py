@@ -7,7 +7,8 @@ contract needs and the farm has no field for:
 ``<prefix>gw:job:<job_id>``             JSON {tenant, created_at, metadata, workflow}: the owner
                                         (another tenant gets 404), the creation time and the
                                         executed API-format graph (``GET …/workflow``); TTL =
-                                        the farm's result retention
+                                        the farm's result retention + ``EXPIRED_GRACE`` (past
+                                        the retention the job answers ``expired``, then 404)
 ``<prefix>gw:jobs:<tenant>``            sorted set job id → created_at: ``GET /jobs``, newest
                                         first; entries past the retention are trimmed on write
 ``<prefix>gw:queued:<queue>``           sorted set job id → created_at of the jobs the gateways
@@ -18,12 +19,17 @@ contract needs and the farm has no field for:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from comfyfarm.gateway import jsonio
+
+#: How long a job's record outlives its retention: meanwhile it answers status ``expired``
+#: (its outputs and result are gone) rather than 404, so a late poller learns what happened.
+EXPIRED_GRACE = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -65,13 +71,14 @@ async def save_records(
             if record.queue:
                 queued = indexes.setdefault(queued_key(prefix, record.queue), {})
                 queued[record.job_id] = record.created_at
-            pipe.set(record_key(prefix, record.job_id), json.dumps(body), ex=int(retention))
+            pipe.set(record_key(prefix, record.job_id), jsonio.dumps(body),
+                     ex=int(retention) + EXPIRED_GRACE)  # fmt: skip
             members = indexes.setdefault(index_key(prefix, record.tenant), {})
             members[record.job_id] = record.created_at
         for key, scored in indexes.items():
             pipe.zadd(key, scored)
-            pipe.zremrangebyscore(key, "-inf", time.time() - retention)
-            pipe.expire(key, int(retention))
+            pipe.zremrangebyscore(key, "-inf", time.time() - retention - EXPIRED_GRACE)
+            pipe.expire(key, int(retention) + EXPIRED_GRACE)
         await pipe.execute()
 
 
@@ -79,7 +86,7 @@ def parse_record(job_id: str, raw: Any) -> JobRecord | None:
     if raw is None:
         return None
     try:
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
         return JobRecord(
             job_id=job_id,
             tenant=str(body["tenant"]),

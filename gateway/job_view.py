@@ -1,6 +1,8 @@
 """Farm state → the contract's ``Job`` object (and the lighter list item, and event payloads).
 
-Status words map as follows (``expired`` is never shown: a job past its retention is gone, 404):
+Status words map as follows; ``expired`` is a job past its retention (``expires_at``) whose
+gateway record is still kept (``job_records.EXPIRED_GRACE``): its outputs and result are gone
+whatever the farm said, and after the grace it is gone too (404):
 
 =====================  ===========  ====================================================
 farm (producer word)   v2 status    note
@@ -20,6 +22,7 @@ index), and ``url`` is the gateway's own content URL for it (``outputs.py`` serv
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -92,9 +95,11 @@ def render_job(
     queue_position: int | None = None,
 ) -> dict[str, Any]:
     """The spec's ``Job`` for one job (``origin``: scheme://host of the request, for URLs)."""
+    expires = record.created_at + retention
+    if is_expired(record, retention):
+        return render_expired(record, expires)
     status = v2_status(farm.status)
     result = farm.result
-    expires = record.created_at + retention
     timings = result.timings if result is not None else None
     started = timings.started_at if timings is not None else None
     job: dict[str, Any] = {
@@ -106,7 +111,10 @@ def render_job(
         "expires_at": iso(expires),
         "queue_position": queue_position if status == "queued" else None,
         "progress": render_progress(farm.progress) if status in ("running", "canceling") else None,
-        "outputs": render_outputs(result, origin=origin, expires=expires) if result else [],
+        "outputs": [
+            render_output(record.job_id, item, origin=origin, expires=expires)
+            for item in farm.outputs
+        ],  # fmt: skip
         "error": render_error(result) if result is not None and status != "succeeded" else None,
         "metrics": render_metrics(result),
         "urls": job_urls(record.job_id),
@@ -118,13 +126,44 @@ def render_job(
     return job
 
 
-def render_summary(record: JobRecord, farm: FarmView) -> dict[str, Any]:
+def is_expired(record: JobRecord, retention: float, *, now: float | None = None) -> bool:
+    """Past its retention: the farm has deleted (or is about to delete) its state and outputs."""
+    return (time.time() if now is None else now) >= record.created_at + retention
+
+
+def render_expired(record: JobRecord, expires: float) -> dict[str, Any]:
+    """The Job of an expired job: what the gateway's record still knows, nothing else."""
+    return {
+        "id": record.job_id,
+        "status": "expired",
+        "created_at": iso(record.created_at),
+        "started_at": None,
+        "completed_at": None,
+        "expires_at": iso(expires),
+        "queue_position": None,
+        "progress": None,
+        "outputs": [],
+        "error": {
+            "code": "expired",
+            "message": f"the job passed its retention at {iso(expires)}: its result and "
+            "outputs were deleted",
+        },
+        "metrics": {"queue_ms": None, "execution_ms": None},
+        "urls": job_urls(record.job_id),
+        "metadata": dict(record.metadata),
+    }
+
+
+def render_summary(
+    record: JobRecord, farm: FarmView, *, retention: float | None = None
+) -> dict[str, Any]:
     """One item of ``GET /jobs``: lighter than a Job (no outputs, no links)."""
     result = farm.result
     updated = result.timings.finished_at if result is not None else None
+    expired = retention is not None and is_expired(record, retention)
     return {
         "id": record.job_id,
-        "status": v2_status(farm.status),
+        "status": "expired" if expired else v2_status(farm.status),
         "create_time": iso(record.created_at),
         "update_time": iso(updated or record.created_at),
         "created_at": iso(record.created_at),
@@ -155,11 +194,6 @@ def render_progress(progress: JobProgress | None) -> dict[str, Any] | None:
         "steps": steps,
         "message": message,
     }
-
-
-def render_outputs(result: JobResult, *, origin: str, expires: float) -> list[dict[str, Any]]:
-    return [render_output(result.job_id, item, origin=origin, expires=expires)
-            for item in result.outputs]  # fmt: skip
 
 
 def render_output(

@@ -16,12 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from comfyfarm.gateway import idempotency
+from comfyfarm.gateway import idempotency, jsonio
 from comfyfarm.gateway.context import GATEWAY, Gateway
 from comfyfarm.gateway.errors import ApiError, invalid_request, not_found
 from comfyfarm.gateway.job_records import JobRecord, load_record, page_ids, parse_record, record_key
 from comfyfarm.gateway.job_state import FarmView, read_views, view_of
-from comfyfarm.gateway.job_view import render_job, render_summary
+from comfyfarm.gateway.job_view import is_expired, render_job, render_summary
 from comfyfarm.gateway.submission import MAX_BODY_BYTES, parse_submission
 
 DEFAULT_PAGE = 50
@@ -46,7 +46,7 @@ async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> An
     if len(raw) > max_bytes:
         raise ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
     try:
-        return json.loads(raw)
+        return jsonio.loads(raw)  # strict: no NaN, no lone surrogates
     except (ValueError, UnicodeDecodeError):
         raise invalid_request("the body is not valid JSON") from None
 
@@ -70,27 +70,28 @@ async def post_job(request: web.Request) -> web.Response:
     # Just enqueued: queued by definition (no round trip to read it back).
     view = view_of(record.job_id, None, b"{}", False, None, gw.prefix)
     body = await gw.render(request, record, view, position=False)  # the hot path stays short
-    return web.json_response(body, status=201)
+    return jsonio.json_response(body, status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     record, view = await owned_job(request)
-    return web.json_response(await gw.render(request, record, view))
+    return jsonio.json_response(await gw.render(request, record, view))
 
 
 async def get_workflow(request: web.Request) -> web.Response:
     record, _ = await owned_job(request, with_state=False)
-    return web.json_response({"workflow": record.workflow, "format": "api"})
+    return jsonio.json_response({"workflow": record.workflow, "format": "api"})
 
 
 async def cancel_job(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     record, view = await owned_job(request)
-    if view.result is None:  # idempotent: a finished job is left as it is
+    # Idempotent: a finished (or expired) job is left as it is.
+    if view.result is None and not is_expired(record, gw.retention):
         await asyncio.to_thread(gw.farm.cancel, record.job_id, reason="canceled via API v2")
         [view] = await read_views(gw.client, gw.results, gw.prefix, [record.job_id])
-    return web.json_response(await gw.render(request, record, view))
+    return jsonio.json_response(await gw.render(request, record, view))
 
 
 async def owned_job(request: web.Request, *, with_state: bool = True) -> tuple[JobRecord, FarmView]:
@@ -136,14 +137,15 @@ async def list_jobs(request: web.Request) -> web.Response:
         kept = [r for r in records if r is not None and r.tenant == tenant
                 and all(r.metadata.get(k) == v for k, v in wanted.items())]  # fmt: skip
         views = await read_views(gw.client, gw.results, gw.prefix, [r.job_id for r in kept])
-        items.extend(render_summary(r, v) for r, v in zip(kept, views, strict=True))
+        items.extend(render_summary(r, v, retention=gw.retention)
+                     for r, v in zip(kept, views, strict=True))  # fmt: skip
         if len(batch) < min(limit, budget + len(batch)):
             exhausted = True
             break
     body: dict[str, Any] = {"jobs": items[:limit]}
     if not exhausted and before is not None:
         body["next_cursor"] = encode_cursor(before)
-    return web.json_response(body)
+    return jsonio.json_response(body)
 
 
 def _limit(raw: str | None) -> int:

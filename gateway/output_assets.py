@@ -4,21 +4,23 @@ Uploaded assets are records over blobs in the store (``comfyfarm.storage.blobs``
 outputs are already stored by the worker, so the gateway only adds a small Redis record per
 output: the owner, the output's storage URI (or the inline value of a text output), size,
 content type, name, producing job and hash. The record is written the first time the gateway
-shows the finished job (``register_outputs``); its id is stable (``job_view.output_asset_id``),
-so every gateway names it the same, and it lives as long as the job.
+shows the job with that output (``register_outputs``; while it runs, too); its id is stable
+(``job_view.output_asset_id``), so every gateway names it the same, and it lives as long as
+the job.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from comfyfarm.gateway.job_view import blake3_of, output_asset_id, value_bytes
-from comfyfarm.tasks.models import JobResult
+from comfyfarm.tasks.models import OutputRecord
 
 
 @dataclass(frozen=True)
@@ -76,26 +78,34 @@ async def save_output_asset(client: aioredis.Redis, prefix: str, record: OutputA
 
 
 async def register_outputs(
-    client: aioredis.Redis, prefix: str, tenant: str, result: JobResult, *, expires_at: float
+    client: aioredis.Redis,
+    prefix: str,
+    tenant: str,
+    job_id: str,
+    outputs: Sequence[OutputRecord],
+    *,
+    expires_at: float,
+    created_at: float | None = None,
 ) -> None:
-    """An asset record per output of a finished job (kept if already there)."""
-    if not result.outputs:
+    """An asset record per stored output of a job, finished or still running (kept if
+    already there)."""
+    if not outputs:
         return
     ttl = max(1, int(expires_at - time.time()))
     async with client.pipeline(transaction=False) as pipe:
-        for item in result.outputs:
+        for item in outputs:
             text = None if item.uri is not None else value_bytes(item).decode("utf-8", "replace")
             record = OutputAsset(
-                asset_id=output_asset_id(result.job_id, item),
+                asset_id=output_asset_id(job_id, item),
                 tenant=tenant,
                 uri=item.uri,
                 size_bytes=item.bytes if item.uri is not None else len((text or "").encode()),
                 content_type=item.mime or "application/octet-stream",
                 file_path=item.filename or None,
-                created_at=result.timings.finished_at or time.time(),
+                created_at=created_at or time.time(),
                 expires_at=expires_at,
                 hash=blake3_of(item.hash),
-                job_id=result.job_id,
+                job_id=job_id,
                 text=text,
             )
             pipe.set(asset_key(prefix, record.asset_id), dump(record), ex=ttl, nx=True)

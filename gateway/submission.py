@@ -31,7 +31,7 @@ from comfyfarm.gateway.publishing import PublishBatcher
 from comfyfarm.gateway.schemas import SchemaCache, place
 from comfyfarm.producer import Farm, build_spec
 from comfyfarm.tasks.errors import JobSpecError
-from comfyfarm.tasks.models import MAX_PROMPT_BYTES, InputFile, check_prompt, new_job_id
+from comfyfarm.tasks.models import MAX_PROMPT_BYTES, InputFile, new_job_id
 from comfyfarm.tasks.routing import SHARED_QUEUE, queue_keys
 from comfyfarm.workflows import (
     ConversionError,
@@ -186,6 +186,7 @@ class Submitter:
         self.prefix = farm.settings.key_prefix
         self.publisher = PublishBatcher(farm, client)
         self._depths: dict[str, tuple[float, int]] = {}  # queue → (read at, depth since)
+        self._reading: dict[str, asyncio.Future[None]] = {}  # queue → its depth read under way
 
     async def submit(
         self, tenant: str, submission: Submission, *, inputs: list[InputFile] | None = None
@@ -193,19 +194,10 @@ class Submitter:
         """Validate and enqueue; the returned record is the job. ApiError for a definitive
         refusal (nothing was enqueued); other exceptions mean the outcome is unknown."""
         prompt = await self._api_prompt(submission)
-        try:
-            check_prompt(prompt)  # the structure first: validation assumes nodes are nodes
-        except JobSpecError as exc:
-            raise _spec_error(exc) from None
         files = list(inputs or [])
-        groups = await self.schemas.groups()
-        uploads = {(item.node_id, item.input_name) for item in files}
-        placement = place(prompt, groups, uploads)
-        if placement.problems:
-            raise invalid_workflow(placement.problems)
-        queue = placement.queue or SHARED_QUEUE
-        await self._check_depth(queue)
         try:
+            # The spec first: building it checks the prompt's structure (nodes are nodes, links
+            # lead somewhere, JSON-safe, bounded) once, which the validation below relies on.
             spec = build_spec(
                 prompt,
                 self.farm.settings,
@@ -217,8 +209,15 @@ class Submitter:
             )
         except JobSpecError as exc:
             raise _spec_error(exc) from None
+        groups = await self.schemas.groups()
+        uploads = {(item.node_id, item.input_name) for item in files}
+        placement = place(spec.prompt, groups, uploads)
+        if placement.problems:
+            raise invalid_workflow(placement.problems)
+        queue = placement.queue or SHARED_QUEUE
+        await self._check_depth(queue)
         record = JobRecord(spec.job_id, tenant, spec.enqueued_at or time.time(),
-                           submission.metadata, prompt, queue)  # fmt: skip
+                           submission.metadata, spec.prompt, queue)  # fmt: skip
         await self.publisher.send(spec, record, queue=queue, priority=submission.priority)
         return record
 
@@ -252,17 +251,28 @@ class Submitter:
         except ConversionError as exc:
             raise invalid_workflow(exc.problems) from None
 
+    async def _read_depth(self, queue: str) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in queue_keys(self.prefix, queue).values():
+                pipe.llen(key)
+            depth = sum(int(n) for n in await pipe.execute())
+        self._depths[queue] = (time.monotonic(), depth)
+
     async def _check_depth(self, queue: str) -> None:
         """429 past the limit. The depth is read at most every ``DEPTH_SECONDS`` and counted up
         by this gateway's own submissions in between (a round trip saved per submit; several
         gateways may overshoot the limit by what they accept within that time)."""
         read_at, depth = self._depths.get(queue, (float("-inf"), 0))
         if time.monotonic() - read_at >= DEPTH_SECONDS:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in queue_keys(self.prefix, queue).values():
-                    pipe.llen(key)
-                depth = sum(int(n) for n in await pipe.execute())
-            read_at = time.monotonic()
+            # One read at a time per queue: the submissions that arrive meanwhile share it
+            # (else every concurrent submission found the depth stale and read it too).
+            reading = self._reading.get(queue)
+            if reading is None:
+                reading = asyncio.ensure_future(self._read_depth(queue))
+                self._reading[queue] = reading
+                reading.add_done_callback(lambda _: self._reading.pop(queue, None))
+            await asyncio.shield(reading)
+            read_at, depth = self._depths[queue]
         if depth < self.max_queue_depth:
             self._depths[queue] = (read_at, depth + 1)
             return

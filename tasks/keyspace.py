@@ -15,6 +15,12 @@
                                        counts these, not deliveries that never reached one), TTL
 ``<prefix>takeover``                   string: name of the worker sweeping for orphaned jobs this
                                        round (``worker.takeover``), TTL = the sweep interval
+``<prefix>outputs:<job_id>``           list: JSON OutputRecord of each output the worker stored,
+                                       appended as it is stored (while the job still runs), TTL
+``<prefix>preview:<job_id>``           string: JSON {node_id, content_type, data_base64} of the
+                                       newest preview image ComfyUI sent while the job runs, TTL
+``<prefix>live``                       pub/sub channel: JSON {job_id, output} per stored output,
+                                       {job_id, preview: true} per new preview
 ``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
                                        lists a worker's ComfyUI serves (producers validate
                                        against it without reaching ComfyUI), TTL
@@ -44,6 +50,18 @@ def job_key(prefix: str, job_id: str) -> str:
 
 def job_result_key(prefix: str, job_id: str) -> str:
     return f"{prefix}result:{job_id}"
+
+
+def job_outputs_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}outputs:{job_id}"
+
+
+def preview_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}preview:{job_id}"
+
+
+def live_channel(prefix: str) -> str:
+    return f"{prefix}live"
 
 
 def celery_result_key(prefix: str, job_id: str) -> str:

@@ -44,7 +44,7 @@ from comfyfarm.comfy.errors import (
     PromptLost,
     PromptTimeout,
 )
-from comfyfarm.comfy.events import Event, ExecutionStart
+from comfyfarm.comfy.events import Event, ExecutionStart, PreviewImage
 from comfyfarm.comfy.history import HistoryEntry
 from comfyfarm.comfy.outputs import OutputFile, OutputValue, collect_outputs
 from comfyfarm.comfy.state import PromptLookup, PromptState
@@ -105,6 +105,10 @@ class JobContext:
     client_id: str
     worker_name: str = "direct"
     on_progress: Callable[[JobProgress], None] = lambda progress: None
+    #: Called with each output as soon as it is stored (the job still runs): live outputs.
+    on_output: Callable[[OutputRecord], None] = lambda record: None
+    #: Called with each preview image ComfyUI sends for the prompt (latent previews).
+    on_preview: Callable[[PreviewImage], None] = lambda image: None
     cancel_requested: Callable[[], bool] = lambda: False
     attempts: int = 1
     started_at: float = field(default_factory=time.time)
@@ -285,6 +289,8 @@ def _submit_and_follow(
                 and event.prompt_id == spec.job_id
             ):
                 job_log.mark_started()
+            if isinstance(event, PreviewImage):
+                ctx.on_preview(event)
             progress = estimator.feed(event)
             if progress is not None:
                 ctx.on_progress(progress)
@@ -370,6 +376,7 @@ def _collect(
                     cached=item.node_id in cached,
                 )  # fmt: skip
             )
+            ctx.on_output(records[-1])
             continue
         assert isinstance(item, OutputFile)
         key = job_output_key(
@@ -395,6 +402,7 @@ def _collect(
                 cached=item.node_id in cached,
             )  # fmt: skip
         )
+        ctx.on_output(records[-1])
 
 
 def _vanished_output(client: ComfyClient, prompt_id: str, error: ComfyRequestError) -> ComfyError:

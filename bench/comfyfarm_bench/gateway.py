@@ -7,11 +7,20 @@ worker runs: jobs stay queued, so only the gateway's own path is measured.
 
 1. ``POST /api/v2/jobs`` latency: ``latency_requests`` submissions one after another over one
    kept-alive connection (p50, p99, nearest rank).
-2. Sustained submit rate: ``rate_requests`` submissions from ``concurrency`` concurrent clients.
+2. Sustained submit rate: ``rate_requests`` submissions from ``concurrency`` concurrent clients,
+   and the gateway's CPU time per submission meanwhile (less noisy than the rate on a shared
+   machine: the rate is CPU-bound, so it is about 1 / that where the gateway has a core).
 3. ``streams`` event streams held open at once (each on its own queued job, each having received
    its snapshot): the gateway's RSS, its Redis client connections and its pub/sub subscriptions.
 
 The load generator runs on the same machine as the gateway (and competes for its CPUs).
+
+Where a submission's gateway CPU goes (py-spy ``--gil``, sustained phase, after the cuts of
+issue 10): aiohttp's request handling ~40 %, validating the prompt against the live schemas
+~20 %, building the JobSpec (its structure and JSON-size checks) ~15 %, the job-record
+pipeline ~11 %, kombu building and sending the Celery message (a thread) ~9 %. Before the cuts
+most concurrent submissions also re-read the queue depth (every one that found it stale), and
+the prompt was checked twice.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ class GatewayFigures:
     post_p99_ms: float
     latency_requests: int
     submits_per_second: float
+    cpu_ms_per_submit: float  # the gateway process's CPU time (all threads) / submissions
     rate_requests: int
     concurrency: int
     streams: int
@@ -60,7 +70,8 @@ class GatewayFigures:
                 f"POST /api/v2/jobs latency ({self.latency_requests} sequential): "
                 f"p50 {self.post_p50_ms:.2f} ms, p99 {self.post_p99_ms:.2f} ms",
                 f"sustained submits ({self.rate_requests}, {self.concurrency} concurrent "
-                f"clients): {self.submits_per_second:,.0f}/s",
+                f"clients): {self.submits_per_second:,.0f}/s, gateway CPU "
+                f"{self.cpu_ms_per_submit:.2f} ms per submission",
                 f"{self.streams} open event streams: gateway RSS {self.rss_streams_mb:.1f} MB "
                 f"(idle {self.rss_idle_mb:.1f} MB); gateway→Redis connections "
                 f"{self.redis_clients}, of which pub/sub {self.pubsub_connections}, "
@@ -148,9 +159,10 @@ async def _measure(
             for _ in range(per_client):
                 ids.append(await submit())
 
-        start = time.perf_counter()
+        start, cpu_before = time.perf_counter(), _cpu_seconds(pid)
         await asyncio.gather(*(client() for _ in range(concurrency)))
         rate = len(ids) / (time.perf_counter() - start)
+        cpu_per_submit = (_cpu_seconds(pid) - cpu_before) * 1000 / max(1, len(ids))
         rss_idle = (rss_kib(pid) or 0) / 1024
         print(f"opening {streams} event streams", file=sys.stderr)
         targets = ids[:streams]
@@ -169,6 +181,7 @@ async def _measure(
         post_p99_ms=_rank(latencies, 0.99),
         latency_requests=latency_requests,
         submits_per_second=rate,
+        cpu_ms_per_submit=cpu_per_submit,
         rate_requests=len(ids),
         concurrency=concurrency,
         streams=streams,
@@ -178,6 +191,13 @@ async def _measure(
         pubsub_connections=pubsubs,
         subscribed_channels=channels,
     )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _open_stream(session: Any, job_id: str) -> Any:

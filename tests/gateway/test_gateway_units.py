@@ -108,3 +108,41 @@ def test_metadata_limits() -> None:
         with pytest.raises(ApiError) as caught:
             parse_metadata(bad)
         assert caught.value.code == "metadata_invalid"
+
+
+def test_live_outputs_keep_the_first_of_each_slot_and_skip_bad_entries() -> None:
+    """A redelivered job announces its outputs again: each (node, kind, index) is listed once."""
+    import json
+
+    from comfyfarm.gateway.job_state import parse_live
+
+    def entry(index: int, value: str) -> str:
+        return json.dumps({"node_id": "7", "kind": "text", "index": index, "filename": "",
+                           "uri": None, "bytes": 0, "hash": "", "mime": "text/plain",
+                           "value": value})  # fmt: skip
+
+    live = parse_live([entry(0, "a"), "not json", entry(0, "again"), entry(1, "b"), "{}"])
+
+    assert [(o.index, o.value) for o in live] == [(0, "a"), (1, "b")]
+
+
+def test_a_live_message_names_its_job_and_kind() -> None:
+    """Live-channel messages become OUTPUT or PREVIEW for their job; others are ignored."""
+    from comfyfarm.gateway.events import OUTPUT, PREVIEW, _live_message
+
+    assert _live_message(b'{"job_id": "j1", "output": {}}') == ("j1", OUTPUT)
+    assert _live_message(b'{"job_id": "j1", "preview": true}') == ("j1", PREVIEW)
+    assert _live_message(b"[1]")[0] is None and _live_message(b"nope")[0] is None
+
+
+def test_a_job_is_expired_from_its_retention_on() -> None:
+    """is_expired turns true at created_at + retention, and an expired Job has no outputs."""
+    from comfyfarm.gateway.job_records import JobRecord
+    from comfyfarm.gateway.job_view import is_expired, render_expired
+
+    record = JobRecord("00000000-0000-4000-8000-000000000000", "acme", 1000.0, {}, {})
+
+    assert not is_expired(record, 60, now=1059.9) and is_expired(record, 60, now=1060.0)
+    body = render_expired(record, 1060.0)
+    assert body["status"] == "expired" and body["outputs"] == []
+    assert body["error"]["code"] == "expired"

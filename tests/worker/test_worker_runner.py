@@ -10,7 +10,7 @@ import requests
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import MemoryStore
-from comfyfarm.tasks.models import JobProgress, JobSpec, new_job_id
+from comfyfarm.tasks.models import JobProgress, JobSpec, OutputRecord, new_job_id
 from comfyfarm.worker.runner import JobContext, run_job
 from comfyfarm.workflows import SchemaSource, prepare_jobs
 
@@ -141,3 +141,21 @@ def test_a_job_whose_collect_fails_leaves_none_of_its_outputs(sim) -> None:
         assert store.keys() == []
     finally:
         store.clear()
+
+
+def test_each_output_is_announced_once_it_is_stored(sim, store: MemoryStore) -> None:
+    """on_output is called with each output right after it is in the store, before the result."""
+    spec = spec_for(sim.url)
+    announced: list[tuple[str, bool]] = []
+
+    def on_output(record: OutputRecord) -> None:
+        assert record.uri is not None
+        announced.append((record.uri, store.exists(record.uri[len(store.url) + 1 :])))
+
+    ctx = JobContext(client=ComfyClient(sim.url), store=store, client_id="c1", on_output=on_output)
+
+    result = run_job(spec, ctx)
+
+    assert result.status == "succeeded"
+    assert [uri for uri, _ in announced] == [o.uri for o in result.outputs]
+    assert announced and all(stored for _, stored in announced)
