@@ -12,6 +12,10 @@ from the first non-empty queue in the worker's list, so the order is the policy:
   Popular models keep their GPUs busy without reloads; an idle GPU still takes any job it can
   run, so no GPU idles while work waits (work-conserving, unlike a producer-side router, which
   must guess from stale registry data at submit time and cannot move a job once it is queued).
+- Workers spread over the models: the other model queues come in an order of each worker's own
+  (a rotation fixed by a hash of its name), those that another live worker has loaded (its
+  registry entry, read every second) last, so idle GPUs facing a backlog of several models
+  do not all load the same one.
 - No job starves: a job waits for a worker with its model loaded at most ``wait`` seconds
   (``COMFYFARM_AFFINITY_WAIT``). Every second the worker reads the oldest message of each model
   queue it does not have loaded (``enqueued_at`` in its header); when one is older than
@@ -30,6 +34,7 @@ timer: it cancels the queues from the first one out of place and adds them back 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -40,6 +45,7 @@ from typing import Any
 import redis
 
 from comfyfarm.tasks.affinity import checkpoints
+from comfyfarm.tasks.registry import list_workers
 from comfyfarm.tasks.routing import SHARED_QUEUE, model_queue, queue_keys
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ class AffinityOrder:
         self.available: dict[str, str] = {}  # model queue -> checkpoint name
         self.loaded: list[str] = []  # checkpoint names, most recent first
         self.promoted: str | None = None
+        self.elsewhere: set[str] = set()  # model queues other live workers have loaded
+        self._offset = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
         self._promoted_at = 0.0
         self._last_promotion = float("-inf")
         self._last_check = float("-inf")
@@ -87,6 +95,10 @@ class AffinityOrder:
             loaded = [q for q in loaded if q in self.available]
             first = [self.promoted] if self.promoted in self.available else []
             rest = sorted(q for q in self.available if q not in loaded and q not in first)
+            if rest:
+                turn = self._offset % len(rest)
+                rest = rest[turn:] + rest[:turn]
+                rest.sort(key=lambda q: q in self.elsewhere)  # stable: keeps the rotation
             ordered = [*self.base, *first, *loaded, SHARED_QUEUE, *rest]
         return list(dict.fromkeys(ordered))
 
@@ -96,7 +108,12 @@ class AffinityOrder:
         if stamp - self._last_check < CHECK_INTERVAL:
             return
         self._last_check = stamp
+        try:
+            others = [w for w in list_workers(rds, prefix) if w.name != self.name]
+        except redis.RedisError:
+            others = []
         with self._lock:
+            self.elsewhere = {model_queue(n) for w in others for n in w.loaded}
             if self.promoted is not None and stamp - self._promoted_at > self.wait:
                 self.promoted = None  # nothing came of it: another worker took those jobs
             if self.promoted is not None or stamp - self._last_promotion < self.wait:
