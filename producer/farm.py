@@ -145,9 +145,27 @@ class Farm:
         ids = [spec.job_id for spec in specs]
         if len(set(ids)) != len(ids):
             raise JobSpecError(field="job_id", reason="the same job id appears twice")
+        if queue is None and self.settings.affinity and specs:
+            return self._send_by_model(specs, priority=priority, chunk_size=chunk_size)
         queue = queue or SHARED_QUEUE
         self._publisher.publish(specs, queue=queue, priority=priority, chunk_size=chunk_size)
         return [Job(self._ctx, spec.job_id, spec=spec, queue=queue) for spec in specs]
+
+    def _send_by_model(
+        self, specs: Sequence[JobSpec], *, priority: int | None, chunk_size: int
+    ) -> list[Job]:
+        """``send`` with each job on its checkpoint's queue (``producer.affinity``)."""
+        from comfyfarm.producer.affinity import affinity_queues
+
+        queues = [
+            q or SHARED_QUEUE for q in affinity_queues(specs, self.redis, self.settings.key_prefix)
+        ]
+        handles: dict[str, Job] = {}
+        for queue in dict.fromkeys(queues):
+            chosen = [spec for spec, q in zip(specs, queues, strict=True) if q == queue]
+            sent = self.send(chosen, queue=queue, priority=priority, chunk_size=chunk_size)
+            handles.update((job.job_id, job) for job in sent)
+        return [handles[spec.job_id] for spec in specs]
 
     # -- following -----------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:

@@ -23,6 +23,13 @@ DEFAULT_STEPS = 20  # when steps come through a link, the plan cannot know them
 class SimulatedGpu:
     timing: Timing
     loaded_checkpoint: str | None = None
+    model_loads: int = 0  # checkpoints loaded (a different one than was in memory)
+
+    def load(self, ckpt_name: str) -> None:
+        """A checkpoint loader ran: count a load when it replaces what was in memory."""
+        if ckpt_name != self.loaded_checkpoint:
+            self.model_loads += 1
+        self.loaded_checkpoint = ckpt_name
 
     def node_cost_ms(self, class_type: str, inputs: Mapping[str, Any]) -> float:
         cost = self.timing.node_ms + self.timing.class_ms.get(class_type, 0.0)

@@ -194,4 +194,6 @@ class Simulator:
             queue_remaining=self.queue.remaining, faults_fired=fired
         )
         snapshot["jobs_started"] = self.jobs_started  # includes a hung or running job
+        snapshot["model_loads"] = self.gpu.model_loads
+        snapshot["loaded_checkpoint"] = self.gpu.loaded_checkpoint
         return snapshot

@@ -34,7 +34,7 @@ def _frames(fingerprint: str, width: int, height: int, count: int) -> tuple[Fram
 
 
 async def checkpoint_loader(ctx: NodeContext, ckpt_name: str) -> NodeResult:
-    ctx.gpu.loaded_checkpoint = ckpt_name
+    ctx.gpu.load(ckpt_name)
     return NodeResult(
         (Handle("MODEL", ckpt_name), Handle("CLIP", ckpt_name), Handle("VAE", ckpt_name))
     )

@@ -43,6 +43,7 @@ def sim_routes(sim: Simulator) -> web.RouteTableDef:
     @routes.post("/_sim/stats/reset")
     async def reset_stats(request: web.Request) -> web.Response:
         sim.accounting.reset()
+        sim.gpu.model_loads = 0
         return web.json_response(sim.stats())
 
     @routes.get("/_sim/faults")

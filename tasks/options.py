@@ -103,6 +103,10 @@ class JobOptions:
         "integer", "--max-retries", "retries on another worker (default COMFYFARM_MAX_RETRIES)",
         metavar="N",
     )  # fmt: skip
+    models: Sequence[Any] = _option(
+        "list", "--model", "a model the worker downloads into its models folder first "
+        "(ModelFile or {folder, name, url, blake3?})", metavar="FOLDER/NAME=URL",
+    )  # fmt: skip
     queue: str | None = _option(
         "text", "--queue", "a farm queue (default: the shared queue)", metavar="QUEUE"
     )

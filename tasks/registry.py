@@ -29,7 +29,8 @@ class WorkerInfo:
     ComfyUI as the worker last saw it) or another short word. ``heartbeat``: ``time.time()`` of the
     last registration. ``holding``: delivery tags of the broker messages it holds unacknowledged
     (``worker.takeover`` restores early a message that no live worker holds); None if the worker
-    does not say.
+    does not say. ``loaded``: the checkpoints its ComfyUI has loaded (or is about to load: those
+    of the last job it took), most recent first.
     """
 
     name: str
@@ -40,6 +41,7 @@ class WorkerInfo:
     queues: list[str] = field(default_factory=list)
     current_job: str | None = None
     holding: list[str] | None = None
+    loaded: list[str] = field(default_factory=list)
     heartbeat: float = 0.0
     started_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +56,7 @@ class WorkerInfo:
             "queues": list(self.queues),
             "current_job": self.current_job,
             "holding": None if self.holding is None else list(self.holding),
+            "loaded": list(self.loaded),
             "heartbeat": self.heartbeat,
             "started_at": self.started_at,
             "extra": dict(self.extra),
@@ -70,6 +73,7 @@ class WorkerInfo:
             queues=[str(q) for q in data.get("queues", [])],
             current_job=data.get("current_job"),
             holding=_tags(data.get("holding")),
+            loaded=[str(name) for name in data.get("loaded", []) if isinstance(name, str)],
             heartbeat=float(data.get("heartbeat", 0.0)),
             started_at=float(data.get("started_at", 0.0)),
             extra=dict(data.get("extra", {})),

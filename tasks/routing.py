@@ -9,6 +9,10 @@ Naming (all queues start with ``comfyfarm``; Redis keys additionally get the key
 - ``comfyfarm.cap.<cap>``       jobs that need a capability (a model family, VRAM class, custom
                                 node pack), consumed by every worker that declares it
                                 (``capability_queue(cap)``, e.g. ``comfyfarm.cap.sdxl``).
+- ``comfyfarm.model.<slug>``    jobs that load one checkpoint (``model_queue(ckpt_name)``), with
+                                ``COMFYFARM_AFFINITY``: every worker whose ComfyUI lists the
+                                checkpoint consumes it, those that have it loaded first
+                                (``comfyfarm.worker.affinity``).
 
 Workers list their queues own-queue first, capabilities next, shared last; the app uses the Redis
 ``queue_order_strategy = "priority"``, so a worker drains its own queue before shared work.
@@ -20,6 +24,7 @@ priorities first, so the message carries ``9 - priority``; each priority has its
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from comfyfarm.tasks.errors import QueueNameError
@@ -27,6 +32,7 @@ from comfyfarm.tasks.errors import QueueNameError
 SHARED_QUEUE = "comfyfarm"
 WORKER_QUEUE_PREFIX = "comfyfarm.worker."
 CAPABILITY_QUEUE_PREFIX = "comfyfarm.cap."
+MODEL_QUEUE_PREFIX = "comfyfarm.model."
 
 #: kombu's separator between a queue name and its priority step (pinned in the app config).
 PRIORITY_SEP = "\x06\x16"
@@ -38,6 +44,8 @@ DEFAULT_PRIORITY = 5
 
 _WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
 _CAPABILITY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_MODEL_SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,47}-[0-9a-f]{8}")
+_NOT_SLUG = re.compile(r"[^a-z0-9_.-]+")
 
 
 def worker_queue(name: str) -> str:
@@ -65,10 +73,28 @@ def capability_queue(cap: str) -> str:
     return CAPABILITY_QUEUE_PREFIX + cap
 
 
+def model_queue(ckpt_name: str) -> str:
+    """The queue of the jobs that load checkpoint ``ckpt_name``: ``comfyfarm.model.<slug>``,
+    the slug a readable part of the name plus 8 hex digits of its SHA-256 (names that differ only
+    in case or punctuation get different queues)."""
+    if not isinstance(ckpt_name, str) or not ckpt_name or len(ckpt_name) > 1024:
+        raise QueueNameError(
+            name=str(ckpt_name)[:100], reason="a checkpoint name is 1-1024 characters"
+        )
+    readable = _NOT_SLUG.sub("-", ckpt_name.lower()).strip("-_.")[:47] or "model"
+    digest = hashlib.sha256(ckpt_name.encode()).hexdigest()[:8]
+    return f"{MODEL_QUEUE_PREFIX}{readable}-{digest}"
+
+
 def check_queue(queue: str) -> str:
-    """``queue`` if it is one of the farm's queues (shared, a worker's, a capability's)."""
+    """``queue`` if it is one of the farm's queues (shared, a worker's, a capability's, a
+    model's)."""
     if queue == SHARED_QUEUE:
         return queue
+    if queue.startswith(MODEL_QUEUE_PREFIX):
+        if _MODEL_SLUG.fullmatch(queue[len(MODEL_QUEUE_PREFIX) :]):
+            return queue
+        raise QueueNameError(name=queue, reason="a model queue comes from model_queue(ckpt_name)")
     if queue.startswith(WORKER_QUEUE_PREFIX):
         return worker_queue(queue[len(WORKER_QUEUE_PREFIX) :])
     if queue.startswith(CAPABILITY_QUEUE_PREFIX):

@@ -96,6 +96,8 @@ class Settings:
     #: A worker removes the stores' temp files (``.comfyfarm-tmp-*``) older than this, left by a
     #: worker killed mid-copy, at start and every ``temp_max_age / 4`` seconds.
     temp_max_age: float = 3600.0
+    affinity: bool = False
+    affinity_wait: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.result_backend:
@@ -173,7 +175,7 @@ class Settings:
             _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
         for name in (
             "max_job_seconds", "result_expires", "stall_timeout", "lease_seconds",
-            "restore_interval", "max_retry_delay",
+            "restore_interval", "max_retry_delay", "affinity_wait",
         ):  # fmt: skip
             _check_positive(name, getattr(self, name))
         _check_positive("visibility_timeout", self.visibility_timeout)
@@ -295,6 +297,17 @@ def _parse_float(variable: str, raw: str) -> float:
     return value
 
 
+def _parse_bool(variable: str, raw: str) -> bool:
+    word = raw.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(
+        variable=variable, value=raw, reason="must be 1/true/yes/on or 0/false/no/off"
+    )
+
+
 def _parse_int(variable: str, raw: str) -> int:
     try:
         return int(raw)
@@ -332,6 +345,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "models_cache_gb": _parse_float,
     "max_model_bytes": _parse_int,
     "model_timeout": _parse_float,
+    "affinity": _parse_bool,
+    "affinity_wait": _parse_float,
 }
 
 
@@ -405,6 +420,12 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "TEMP_MAX_AGE", "3600",
          "seconds after which a worker removes a store temp file (.comfyfarm-tmp-*) a killed "
          "worker left behind; swept at start and every TEMP_MAX_AGE/4"),
+        (p + "AFFINITY", "0",
+         "producers send a job to the queue of its checkpoint (comfyfarm.model.<slug>), which "
+         "workers that have that checkpoint loaded consume first (worker/affinity.py)"),
+        (p + "AFFINITY_WAIT", "30",
+         "seconds a job waits for a worker with its checkpoint loaded; after that any worker "
+         "that lists the checkpoint takes it (no starvation)"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),

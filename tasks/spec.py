@@ -14,6 +14,8 @@ webhook_url                http(s), ≤ 2048 chars
 deadline / stall timeout   0 < seconds ≤ 7 days (producers also cap the deadline at
                            COMFYFARM_MAX_JOB_SECONDS)
 max_retries                0..100
+models                     ≤ 64 ModelFile (``tasks.model_files``): folder, name, http(s) url,
+                           blake3?
 =========================  ===========================================================
 
 ``from_dict`` ignores unknown keys (additions within a version stay compatible) and refuses any
@@ -28,6 +30,7 @@ from typing import Any
 
 from comfyfarm.tasks import fields as f
 from comfyfarm.tasks.errors import JobSpecError
+from comfyfarm.tasks.model_files import ModelFile, model_files
 
 SPEC_VERSION = 1
 MAX_PROMPT_BYTES = 8 * 1024 * 1024
@@ -110,6 +113,7 @@ class JobSpec:
     workflow_name: str = ""
     enqueued_at: float = 0.0
     max_retries: int = 3
+    models: list[ModelFile] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.version != SPEC_VERSION:
@@ -144,12 +148,14 @@ class JobSpec:
         f.text(E, "workflow_name", self.workflow_name, max_len=200, empty=True)
         f.number(E, "enqueued_at", self.enqueued_at, minimum=0)
         f.integer(E, "max_retries", self.max_retries, minimum=0, maximum=100)
+        object.__setattr__(self, "models", model_files(self.models))
 
     def to_dict(self) -> dict[str, Any]:
         body = {name: getattr(self, name) for name in _FIELD_NAMES}
         body["inputs"] = [item.to_dict() for item in self.inputs]
         body["required_outputs"] = list(self.required_outputs)
         body["labels"] = dict(self.labels)
+        body["models"] = [item.to_dict() for item in self.models]
         return body
 
     @classmethod

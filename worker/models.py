@@ -17,6 +17,8 @@ re-lists when it changes).
   and a time limit of their own (``COMFYFARM_MAX_MODEL_BYTES``, ``COMFYFARM_MODEL_TIMEOUT``).
 - Errors are the inputs' (``InputFileError``, retryable ``InputUnavailable``), naming node,
   input and the URL without credentials.
+- A job's ``models`` list (``tasks.model_files.ModelFile``: folder, name, url, blake3?) is
+  fetched the same way before the prompt (``fetch_job_models``), under the name it gives.
 - A budget (``COMFYFARM_MODELS_CACHE_GB``) evicts the least recently used *downloaded* files
   (recorded in ``.comfyfarm-downloads.json``); files the operator put there are never removed.
 """
@@ -31,12 +33,13 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from comfyfarm.tasks.model_files import ModelFile
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker.fetch import FetchError, FetchPolicy, display_url, fetch
 from comfyfarm.worker.inputs import InputFileError, InputUnavailable
@@ -77,6 +80,25 @@ def resolve_models(prompt: dict[str, Any], on_progress: Progress = _no_progress)
             "--models-dir, env COMFYFARM_MODELS_DIR)",
         )  # fmt: skip
     return store.resolve(prompt, on_progress)
+
+
+def fetch_job_models(models: Sequence[ModelFile], on_progress: Progress = _no_progress) -> None:
+    """Make sure every model of a job's ``models`` list is in the models folder (download the
+    missing ones). Errors name ``models[i]`` and its URL; without a models folder the first
+    model fails the job."""
+    if not models:
+        return
+    store = default_model_store()
+    for index, model in enumerate(models):
+        where = f"models[{index}]"
+        if store is None:
+            raise InputFileError(
+                node_id=where, input_name=model.name, source=display_url(model.url),
+                reason="this worker has no models folder to download into (start it with "
+                "--models-dir, env COMFYFARM_MODELS_DIR)",
+            )  # fmt: skip
+        store.ensure(model.folder, model.url, where, model.name, on_progress,
+                     name=model.name, blake3=model.blake3)  # fmt: skip
 
 
 @functools.cache
@@ -120,8 +142,11 @@ class ModelStore:
         return resolved
 
     def ensure(self, folder: str, url: str, node_id: str, input_name: str,
-               on_progress: Progress = _no_progress) -> str:  # fmt: skip
-        """The local name of the model at ``url`` in ``folder``, downloading it once."""
+               on_progress: Progress = _no_progress, *, name: str | None = None,
+               blake3: str | None = None) -> str:  # fmt: skip
+        """The local name of the model at ``url`` in ``folder``, downloading it once.
+        ``name``: the file name to use (default: the URL's last path segment); ``blake3``: the
+        expected hash (default: ``#blake3=`` in the URL)."""
 
         def fail(reason: str, retryable: bool = False) -> InputFileError:
             kind = InputUnavailable if retryable else InputFileError
@@ -129,12 +154,12 @@ class ModelStore:
                         reason=reason)  # fmt: skip
 
         parts = urlsplit(url)
-        name = unquote(PurePosixPath(parts.path).name)
+        name = name or unquote(PurePosixPath(parts.path).name)
         if not name.lower().endswith(ALLOWED_EXTENSIONS):
             raise fail(f"the file name must end in one of {', '.join(ALLOWED_EXTENSIONS)}")
         if not _SAFE_NAME.fullmatch(name):
             raise fail(f"unsafe file name {name!r}")
-        expected = parts.fragment.removeprefix("blake3=") if parts.fragment else ""
+        expected = blake3 or (parts.fragment.removeprefix("blake3=") if parts.fragment else "")
         if expected and not re.fullmatch(r"[0-9a-f]{64}", expected):
             raise fail("the fragment must be #blake3=<64 hex digits>")
         directory = self.root / folder

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from celery.utils.nodenames import host_format
@@ -49,6 +50,7 @@ class WorkerRegistry:
         capabilities: list[str],
         ttl: float = REGISTRY_TTL,
         holding: Callable[[], list[str] | None] | None = None,
+        dynamic: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._rds = rds
         self._prefix = prefix
@@ -62,6 +64,7 @@ class WorkerRegistry:
         }  # fmt: skip
         self._written_job: str | None = None
         self._holding = holding
+        self._dynamic = dynamic  # fields that change while it runs (affinity: queues, loaded)
 
     def beat(self, healthy: bool, *, storage: str = "ok") -> None:
         """Register with ComfyUI's verdict and the store's (``storage``: "ok" or why it cannot
@@ -71,6 +74,8 @@ class WorkerRegistry:
         entry = {**self._static, "health": health, "storage": storage, "current_job": job}
         if self._holding is not None:
             entry["holding"] = self._holding()
+        if self._dynamic is not None:
+            entry.update(self._dynamic())
         register_worker(self._rds, self._prefix, self._name, entry, ttl=self._ttl)
 
     def outdated(self) -> bool:
@@ -98,6 +103,7 @@ class SchemaPublisher:
         self._prefix = prefix
         self._name = name
         self._published = False
+        self.models: dict[str, list[str]] = {}  # the model lists last published
 
     def update(self, healthy: bool) -> None:
         if not healthy:
@@ -121,6 +127,7 @@ class SchemaPublisher:
             log.warning("could not publish the node schemas of %s: %s", url, exc)
             return
         self._published = True
+        self.models = {folder: list(names) for folder, names in schemas.models.items()}
         log.info("published %d node schemas of %s", len(schemas.object_info), url)
 
 

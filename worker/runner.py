@@ -58,7 +58,7 @@ from comfyfarm.tasks.redact import restore_credentials
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 from comfyfarm.worker.inputs import clear_inputs, upload_inputs
 from comfyfarm.worker.job_log import JobLog
-from comfyfarm.worker.models import resolve_models
+from comfyfarm.worker.models import fetch_job_models, resolve_models
 from comfyfarm.worker.progress import ProgressEstimator
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,7 @@ def _submit_and_follow(
             if spec.inputs:
                 ctx.on_progress(estimator.phase("uploading"))
                 prompt = upload_inputs(client, spec, storage_url=ctx.store.url, store=ctx.store)
+            fetch_job_models(spec.models, _download_progress(ctx, estimator))
             prompt = resolve_models(prompt, _download_progress(ctx, estimator))
             if ctx.cancel_requested():
                 raise JobCancelled(spec.job_id)

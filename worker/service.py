@@ -40,6 +40,7 @@ from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker import malformed, takeover, webhook_sender, webhook_task
 from comfyfarm.worker import metrics as worker_metrics
 from comfyfarm.worker import task as job_task
+from comfyfarm.worker.affinity import AffinityOrder, apply_order
 from comfyfarm.worker.deps import WorkerDeps
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
@@ -96,6 +97,9 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     monitor: HealthMonitor | None = None
     registry: WorkerRegistry | None = None
     queues: list[str] = []
+    affinity: AffinityOrder | None = None  # reorders the queues (worker/affinity.py)
+    rds: Any = None
+    prefix: str = ""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -108,6 +112,8 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
         # A restarted consumer consumes what the app selects; our queues are selected again
         # only while healthy (add/cancel keep the selection in step with what we consume).
         self.consuming = bool(consumer.task_consumer and consumer.task_consumer.queues)
+        self.current = [q.name for q in consumer.task_consumer.queues] if self.consuming else []
+        self.current = self.current or list(self.queues)
         self._apply(consumer, self.monitor.check())
         self.monitor.start()
         self._timer = consumer.timer.call_repeatedly(
@@ -117,17 +123,25 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     def _apply_latest(self, consumer: Any) -> None:
         assert self.monitor is not None
         self._apply(consumer, self.monitor.healthy)
+        if self.affinity is not None:
+            self.affinity.check_starving(self.rds, self.prefix)
+            wanted = self.affinity.order()
+            if wanted != self.current:
+                if self.consuming:
+                    self.current = apply_order(consumer, self.current, wanted)
+                else:
+                    self.current = wanted
         if self.registry is not None and self.registry.outdated():
             self.monitor.poke()  # a job started or ended: tell the registry now
 
     def _apply(self, consumer: Any, healthy: bool) -> None:
         if healthy and not self.consuming:
-            for queue in self.queues:
+            for queue in self.current:
                 consumer.add_task_queue(queue)
             self.consuming = True
-            log.info("%s back: consuming %s", self._stopped_for, ", ".join(self.queues))
+            log.info("%s back: consuming %s", self._stopped_for, ", ".join(self.current))
         elif not healthy and self.consuming:
-            for queue in self.queues:
+            for queue in self.current:
                 consumer.cancel_task_queue(queue)
             self.consuming = False
             assert self.monitor is not None
@@ -166,9 +180,13 @@ def build_worker_app(
     rds = redis_client(settings)
     malformed.install(app, rds, settings.key_prefix, options.name)
     holding = takeover.install(app, settings, options.name)  # a dead worker's jobs, in seconds
+    affinity = AffinityOrder(options.queues(), name=options.name, wait=settings.affinity_wait)
+    signals.task_received.connect(lambda request=None, **_: note_received(affinity, request),
+                                  weak=False)  # fmt: skip
     registry = WorkerRegistry(
         rds, settings.key_prefix, options.name, comfy_url=redact_url(options.comfy_url),
         queues=options.queues(), capabilities=options.capabilities, holding=holding,
+        dynamic=lambda: {"queues": affinity.order(), "loaded": list(affinity.loaded)},
     )  # fmt: skip
     comfy = ComfyClient(options.comfy_url, timeout=5.0)
     schemas = SchemaPublisher(comfy, rds, settings.key_prefix, options.name)
@@ -180,6 +198,7 @@ def build_worker_app(
 
     def on_check(healthy: bool) -> None:
         schemas.update(healthy)  # first: the registry then shows a worker whose schemas exist
+        affinity.set_checkpoints(schemas.models.get("checkpoints", []))
         registry.beat(healthy, storage=store.reason)
         if metrics is not None:
             metrics.comfy_checked(healthy, monitor.stats)
@@ -188,9 +207,23 @@ def build_worker_app(
     HealthGate.monitor = monitor
     HealthGate.registry = registry
     HealthGate.queues = options.queues()
+    HealthGate.affinity = affinity
+    HealthGate.rds = rds
+    HealthGate.prefix = settings.key_prefix
     app.steps["consumer"].add(HealthGate)
     stop_abandoned_prompts(ComfyClient(options.comfy_url, timeout=5.0))
     return app
+
+
+def note_received(affinity: AffinityOrder, request: Any) -> None:
+    """Tell ``affinity`` the checkpoints of a job this worker just took (main process)."""
+    try:
+        payload = request.args[0] if request is not None and request.args else None
+    except Exception:  # a malformed message: worker.malformed deals with it
+        return
+    prompt = payload.get("prompt") if isinstance(payload, dict) else None
+    if isinstance(prompt, dict):
+        affinity.received(prompt)
 
 
 def stop_abandoned_prompts(client: ComfyClient) -> None:

@@ -1,4 +1,4 @@
-"""``comfyfarm bench [throughput|enqueue|outputs|soak|results|broker|gateway]``: benchmarks.
+"""``comfyfarm bench [throughput|enqueue|outputs|soak|results|broker|gateway|affinity]``: benchmarks
 
 ``throughput`` (the default) compares native, naive and farm on one fleet; ``enqueue`` times
 ``submit_many``; ``outputs`` streams a big file from ``/view`` into ``file://`` storage; ``soak``
@@ -7,9 +7,11 @@ runs many jobs through the farm while simulators crash and hang and workers are 
 server CPU) and projects what one Redis can carry; ``gateway`` measures the Comfy API v2
 gateway (POST latency, submit rate, RSS with 1,000 open event streams); ``results`` runs the
 standard set and renders the README's results table (``--write README.md`` updates it in
-place). A table goes to stdout, or with ``--json`` one JSON object per mode/benchmark per
-line; progress goes to stderr. Exit status 1 when any job of a throughput run did not finish,
-or when a soak lost a job or executed a prompt twice.
+place). ``affinity`` compares jobs routed to where their checkpoint is loaded with one
+shared queue (``comfyfarm_bench.affinity``). A table goes to stdout, or with ``--json`` one
+JSON object per mode/benchmark per line; progress goes to stderr. Exit status 1 when any job
+of a throughput or affinity run did not finish, or when a soak lost a job or executed a prompt
+twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import os
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "enqueue", "outputs", "soak", "results", "broker", "gateway")
+BENCHMARKS = (
+    "throughput", "enqueue", "outputs", "soak", "results", "broker", "gateway", "affinity",
+)  # fmt: skip
 THROUGHPUT_JOBS, SOAK_JOBS = 64, 2000
 THROUGHPUT_JOB_MS, SOAK_JOB_MS = 1000.0, 20.0
 #: Seconds between worker kills; at the defaults a takeover takes ~35 s, so kills are sparser.
@@ -72,6 +76,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("COMFYFARM_BROKER_URL"),
         help="Redis to use (env COMFYFARM_BROKER_URL; default: an embedded Valkey)",
     )
+    affinity = parser.add_argument_group("affinity")
+    affinity.add_argument("--gpus", type=int, default=4, help="simulated GPUs (4)")
+    affinity.add_argument("--load-ms", type=float, default=3000.0, help="checkpoint load (3000)")
+    affinity.add_argument("--checkpoints", type=int, default=8, help="checkpoints, Zipf (8)")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--size-mb", type=float, default=200.0, help="output size in MiB (200)")
     outputs.add_argument("--repeats", type=int, default=3, help="runs of each path (3)")
@@ -133,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         return _broker(args)
     if args.benchmark == "gateway":
         return _gateway(args)
+    if args.benchmark == "affinity":
+        return _affinity(args)
     return _throughput(args)
 
 
@@ -149,6 +159,29 @@ def _gateway(args: argparse.Namespace) -> int:
     )
     print(json.dumps(figures.to_dict()) if args.json else figures)
     return 0
+
+
+def _affinity(args: argparse.Namespace) -> int:
+    """Affinity vs shared queue: model loads, throughput, waits (one JSON line per mode)."""
+    import json
+    import tempfile
+
+    from comfyfarm_bench.affinity import format_table, run_affinity
+
+    jobs = 400 if args.jobs is None else args.jobs
+    job_ms = 1000.0 if args.job_ms is None else args.job_ms
+    if jobs < 1 or args.gpus < 1 or args.checkpoints < 1:
+        print(
+            "comfyfarm bench affinity: --jobs, --gpus, --checkpoints must be >= 1", file=sys.stderr
+        )
+        return 2
+    with tempfile.TemporaryDirectory(prefix="comfyfarm-bench-affinity-") as workdir:
+        records = run_affinity(
+            instances=args.gpus, jobs=jobs, models=args.checkpoints, job_ms=job_ms,
+            load_ms=args.load_ms, workdir=Path(workdir), timeout=args.timeout,
+        )  # fmt: skip
+    print("\n".join(json.dumps(r) for r in records) if args.json else format_table(records))
+    return 0 if all(r["failed"] == 0 for r in records) else 1
 
 
 def _broker(args: argparse.Namespace) -> int:

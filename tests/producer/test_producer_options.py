@@ -14,6 +14,7 @@ from producer_helpers import PROMPT, all_messages, body_of, queued_messages
 
 from comfyfarm.cli import main
 from comfyfarm.producer import Farm, build_spec
+from comfyfarm.tasks.model_files import ModelFile
 from comfyfarm.tasks.models import InputFile, JobSpec, new_job_id
 from comfyfarm.tasks.options import DELIVERY_OPTIONS, JobOptions, option_names
 from comfyfarm.tasks.routing import worker_queue
@@ -45,6 +46,11 @@ SAMPLES: dict[str, tuple[Any, list[str], Any]] = {
     "storage_prefix": ("team/a", ["--storage-prefix", "team/a"], "team/a"),
     "workflow_name": ("renamed", ["--workflow-name", "renamed"], "renamed"),
     "max_retries": (1, ["--max-retries", "1"], 1),
+    "models": (
+        [{"folder": "loras", "name": "x.safetensors", "url": "https://hub.example/x.safetensors"}],
+        ["--model", "loras/x.safetensors=https://hub.example/x.safetensors"],
+        [ModelFile(folder="loras", name="x.safetensors", url="https://hub.example/x.safetensors")],
+    ),
     "queue": (QUEUE, ["--queue", QUEUE], QUEUE),
     "priority": (9, ["--priority", "9"], 9),
 }
