@@ -21,6 +21,7 @@ from comfyfarm.storage import OutputStore, open_store
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
 from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker.cancellable import CancelCheck
 from comfyfarm.worker.policy import FarmPolicy
 from comfyfarm.worker.runner import JobContext, run_job
 
@@ -94,7 +95,7 @@ class WorkerDeps:
             client_id=opened.client_id,
             worker_name=self.worker_name,
             on_progress=on_progress,
-            cancel_requested=lambda: opened.policy.cancel_requested(spec.job_id),
+            cancel_requested=CancelCheck(lambda: opened.policy.cancel_requested(spec.job_id)),
             attempts=attempts,
             ledger=opened.policy.ledger,
         )
