@@ -5,10 +5,11 @@ Progress is informative, the job is not: a job thread that wrote every node chan
 short job's CPU on it and saw ComfyUI's next event late. ``ProgressSender.offer`` only stores
 the newest value and wakes a helper thread, which sends it
 
-- at once when the phase changes (queued → running → collecting), unless the previous send
-  was less than ``min_phase_interval`` ago: then when that has passed, so a job of a few
-  milliseconds, whose phases follow each other faster than anyone can watch, costs Redis one
-  progress write instead of one per phase (each is a backend write plus a Flower event),
+- at once when the phase changes (queued → running → collecting), unless the previous phase
+  change was sent less than ``min_phase_interval`` ago: then when that has passed. Phases that
+  follow each other faster than anyone can watch (a job of a few milliseconds) cost Redis one
+  progress write instead of one per phase (each is a backend write plus a Flower event); a job
+  whose phases last longer still shows every one of them,
 - otherwise at most once per ``min_interval`` — and always eventually, so a long node that
   sends no events is still shown.
 
@@ -49,6 +50,7 @@ class ProgressSender:
         self._pending: JobProgress | None = None
         self._last_phase: str | None = None
         self._last_sent = float("-inf")
+        self._phase_sent = float("-inf")  # when the last phase change was sent
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -94,11 +96,15 @@ class ProgressSender:
             progress = self._pending
             if progress is not None:
                 new_phase = progress.phase != self._last_phase
-                interval = self._min_phase_interval if new_phase else self._min_interval
-                wait = self._last_sent + interval - time.monotonic()
+                if new_phase:
+                    wait = self._phase_sent + self._min_phase_interval - time.monotonic()
+                else:
+                    wait = self._last_sent + self._min_interval - time.monotonic()
                 if wait <= 0:
                     self._pending = None
                     self._last_phase, self._last_sent = progress.phase, time.monotonic()
+                    if new_phase:
+                        self._phase_sent = self._last_sent
                     return progress
                 self._cond.wait(wait)
             else:

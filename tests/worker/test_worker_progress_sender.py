@@ -89,15 +89,18 @@ def test_phases_of_a_short_job_collapse_into_one_send() -> None:
 
 
 def test_a_held_phase_change_is_sent_when_the_phase_interval_has_passed() -> None:
-    """A new phase held back by ``min_phase_interval`` still goes out once it has passed."""
+    """A new phase held back by ``min_phase_interval`` still goes out once it has passed, also
+    while same-phase values wait for the (longer) ``min_interval``."""
     recorder = Recorder()
     sender = ProgressSender(recorder, min_interval=60, min_phase_interval=0.05)
     sender.offer(progress("submitted"))
     recorder.wait_for_sends(1)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
+    sender.offer(progress("collecting"))
+    recorder.wait_for_sends(1)
     sender.close()
-    assert [p.phase for p in recorder.sent] == ["submitted", "running"]
+    assert [p.phase for p in recorder.sent] == ["submitted", "running", "collecting"]
 
 
 def test_a_held_value_is_sent_when_its_interval_has_passed() -> None:
