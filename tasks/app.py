@@ -18,7 +18,8 @@ Configured for minutes-long GPU jobs on a Redis broker (see the research notes, 
   shows STARTED, from the task-started event.
 - Redis Sentinel: a ``sentinel://`` broker or backend gets ``master_name``
   (``settings.sentinel_master``) in its transport options; kombu and Celery then ask the
-  sentinels for the master and follow a failover.
+  sentinels for the master and follow a failover. Sentinels with a password of their own get it
+  as ``sentinel_kwargs`` (``settings.sentinel_password``).
 - Soft shutdown: on SIGTERM (with ``REMAP_SIGTERM=SIGQUIT``) a worker re-queues its job before
   exiting instead of leaving it to the visibility timeout.
 
@@ -34,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 
+from comfyfarm.tasks.connect import sentinel_kwargs
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import PRIORITY_SEP, PRIORITY_STEPS, SHARED_QUEUE, celery_priority
 from comfyfarm.tasks.settings import Settings, uses_sentinel
@@ -103,10 +105,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     config.update(_tls_options(settings))
     if uses_sentinel(settings.broker_url):
-        transport["master_name"] = settings.sentinel_master
+        transport.update(_sentinel_options(settings))
     if uses_sentinel(settings.result_backend):
-        config["result_backend_transport_options"]["master_name"] = settings.sentinel_master
+        config["result_backend_transport_options"].update(_sentinel_options(settings))
     return config
+
+
+def _sentinel_options(settings: Settings) -> dict[str, Any]:
+    """The master's name, and the sentinels' own password if they have one (kombu and Celery
+    pass ``sentinel_kwargs`` to the connections to the sentinels only)."""
+    options: dict[str, Any] = {"master_name": settings.sentinel_master}
+    kwargs = sentinel_kwargs(settings)
+    if kwargs is not None:
+        options["sentinel_kwargs"] = kwargs
+    return options
 
 
 def _tls_options(settings: Settings) -> dict[str, Any]:

@@ -6,7 +6,8 @@ a timeout: a dead Redis is an error after seconds, not a hang.
 With Redis Sentinel (``sentinel://h1:26379/0;sentinel://h2:26379/0`` and
 ``settings.sentinel_master``) the client asks the sentinels for the current master and asks again
 after a connection error, so it follows a failover as Celery's own connections do. The URL's
-password (and user) are the master's; sentinels that need their own password are not supported.
+password (and user) are the master's; sentinels that need their own password get
+``settings.sentinel_password``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def redis_client(
         "health_check_interval": 25,
     }
     if uses_sentinel(target):
-        return _master(target, settings.sentinel_master, options)
+        return _master(target, settings, options)
     return redis.Redis.from_url(target, **options)
 
 
-def _master(url: str, master: str, options: dict[str, Any]) -> redis.Redis:
+def _master(url: str, settings: Settings, options: dict[str, Any]) -> redis.Redis:
     parts = [urlsplit(part) for part in sentinel_urls(url)]
     first = parts[0]
     auth: dict[str, Any] = {
@@ -53,6 +54,19 @@ def _master(url: str, master: str, options: dict[str, Any]) -> redis.Redis:
         [(part.hostname or "127.0.0.1", part.port or 26379) for part in parts],
         socket_timeout=CONNECT_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
+        sentinel_kwargs=sentinel_kwargs(settings),
     )
-    client: redis.Redis = sentinel.master_for(master, **auth, **options)
+    client: redis.Redis = sentinel.master_for(settings.sentinel_master, **auth, **options)
     return client
+
+
+def sentinel_kwargs(settings: Settings) -> dict[str, Any] | None:
+    """Options of the connections to the sentinels themselves (not to the master); None: the
+    sentinels need no password (redis-py then copies the master's socket options)."""
+    if not settings.sentinel_password:
+        return None
+    return {
+        "password": settings.sentinel_password,
+        "socket_timeout": CONNECT_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+    }

@@ -7,7 +7,8 @@ Redis passwords and TLS come through the URLs: ``redis://:PASSWORD@host:6379/0``
 ``redis://USER:PASSWORD@host/0`` (ACL), ``rediss://host:6380/0`` (TLS; certificates are verified
 unless the URL says ``?ssl_cert_reqs=none``). Redis Sentinel: ``sentinel://:PASSWORD@h1:26379/0;
 sentinel://h2:26379/0`` (the sentinels; the password is the master's) plus ``sentinel_master``
-(``COMFYFARM_SENTINEL_MASTER``), the name the sentinels monitor.
+(``COMFYFARM_SENTINEL_MASTER``), the name the sentinels monitor, and ``sentinel_password``
+(``COMFYFARM_SENTINEL_PASSWORD``) if the sentinels require one of their own.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Settings:
     restore_interval: float = DEFAULT_RESTORE_INTERVAL
     max_retries: int = 3
     sentinel_master: str = ""
+    sentinel_password: str | None = field(default=None, compare=False)
     max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
@@ -228,7 +230,7 @@ class Settings:
                     _fail("FLOWER_BASIC_AUTH", "***", "must be user:password[,user2:password2]")
 
 
-_SECRET_FIELDS = frozenset({"webhook_secret", "flower_basic_auth"})
+_SECRET_FIELDS = frozenset({"webhook_secret", "flower_basic_auth", "sentinel_password"})
 _URL_FIELDS = frozenset({"broker_url", "result_backend", "storage_url"})
 
 
@@ -330,6 +332,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "restore_interval": _parse_float,
     "max_retries": _parse_int,
     "sentinel_master": _parse_str,
+    "sentinel_password": _parse_str,
     "max_retry_delay": _parse_float,
     "max_json_bytes": _parse_int,
     "max_output_bytes": _parse_int,
@@ -360,6 +363,9 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "SENTINEL_MASTER", "unset",
          "with Redis Sentinel: the master name the sentinels monitor; BROKER_URL is then "
          "sentinel://:PW@host1:26379/0;sentinel://host2:26379/0 (PW is the master's)"),
+        (p + "SENTINEL_PASSWORD", "unset",
+         "password of the sentinels themselves (their requirepass), if they have one; never "
+         "logged"),
         (p + "STORAGE_URL", "file://<cwd>/comfyfarm-output",
          "where outputs go: file:///dir, a path, s3://bucket/prefix?endpoint_url=..&region=.., "
          "memory://name"),

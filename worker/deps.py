@@ -21,6 +21,7 @@ from comfyfarm.storage import OutputStore, open_store
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
 from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker.cancellable import CancelCheck
 from comfyfarm.worker.live_outputs import PreviewSender, publish_output
 from comfyfarm.worker.policy import FarmPolicy
 from comfyfarm.worker.runner import JobContext, run_job
@@ -97,7 +98,7 @@ class WorkerDeps:
             on_progress=on_progress,
             on_output=partial(publish_output, opened.redis, self.settings, spec.job_id),
             on_preview=PreviewSender(opened.redis, self.settings, spec.job_id).offer,
-            cancel_requested=lambda: opened.policy.cancel_requested(spec.job_id),
+            cancel_requested=CancelCheck(lambda: opened.policy.cancel_requested(spec.job_id)),
             attempts=attempts,
             ledger=opened.policy.ledger,
         )

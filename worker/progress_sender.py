@@ -5,7 +5,11 @@ Progress is informative, the job is not: a job thread that wrote every node chan
 short job's CPU on it and saw ComfyUI's next event late. ``ProgressSender.offer`` only stores
 the newest value and wakes a helper thread, which sends it
 
-- at once when the phase changes (queued → running → collecting),
+- at once when the phase changes (queued → running → collecting), unless the previous phase
+  change was sent less than ``min_phase_interval`` ago: then when that has passed. Phases that
+  follow each other faster than anyone can watch (a job of a few milliseconds) cost Redis one
+  progress write instead of one per phase (each is a backend write plus a Flower event); a job
+  whose phases last longer still shows every one of them,
 - otherwise at most once per ``min_interval`` — and always eventually, so a long node that
   sends no events is still shown.
 
@@ -26,20 +30,27 @@ from comfyfarm.tasks.models import JobProgress
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_INTERVAL = 0.5
+DEFAULT_MIN_PHASE_INTERVAL = 0.25
 
 
 class ProgressSender:
     """Sends offered JobProgress values through ``send`` from one helper thread."""
 
     def __init__(
-        self, send: Callable[[JobProgress], None], *, min_interval: float = DEFAULT_MIN_INTERVAL
+        self,
+        send: Callable[[JobProgress], None],
+        *,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        min_phase_interval: float = DEFAULT_MIN_PHASE_INTERVAL,
     ) -> None:
         self._send = send
         self._min_interval = min_interval
+        self._min_phase_interval = min(min_phase_interval, min_interval)
         self._cond = threading.Condition()
         self._pending: JobProgress | None = None
         self._last_phase: str | None = None
         self._last_sent = float("-inf")
+        self._phase_sent = float("-inf")  # when the last phase change was sent
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -84,10 +95,16 @@ class ProgressSender:
         while not self._closed:
             progress = self._pending
             if progress is not None:
-                wait = self._last_sent + self._min_interval - time.monotonic()
-                if progress.phase != self._last_phase or wait <= 0:
+                new_phase = progress.phase != self._last_phase
+                if new_phase:
+                    wait = self._phase_sent + self._min_phase_interval - time.monotonic()
+                else:
+                    wait = self._last_sent + self._min_interval - time.monotonic()
+                if wait <= 0:
                     self._pending = None
                     self._last_phase, self._last_sent = progress.phase, time.monotonic()
+                    if new_phase:
+                        self._phase_sent = self._last_sent
                     return progress
                 self._cond.wait(wait)
             else:

@@ -10,6 +10,7 @@ from celery import Task
 
 from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress
 from comfyfarm.tasks.names import PROGRESS_EVENT
+from comfyfarm.worker.progress_store import ProgressStore
 
 
 class TaskProgressWriter:
@@ -17,13 +18,14 @@ class TaskProgressWriter:
     ``ProgressSender`` thread.
 
     The task's request is thread-local, so its id and hostname are taken here, on the job's
-    thread. Backend writes go through ``store_result`` without the request, so the prompt in the
-    task's args is not written and published again with every update (``result_extended``).
+    thread. Backend writes go without the request, so the prompt in the task's args is not
+    written and published again with every update (``result_extended``), and in one round trip
+    (``worker.progress_store``).
     """
 
     def __init__(self, task: Task) -> None:
         self._app = task.app
-        self._backend = task.backend
+        self._store = ProgressStore(task.backend)
         self._task_id = task.request.id
         self._hostname = task.request.hostname
         self._retry_policy = task.app.conf.task_publish_retry_policy
@@ -32,7 +34,7 @@ class TaskProgressWriter:
         meta = progress.to_dict()
         if not self._task_id:
             return
-        self._backend.store_result(self._task_id, meta, PROGRESS_STATE)
+        self._store.store(self._task_id, meta, PROGRESS_STATE)
         # Not "worker": event fields become attributes of Flower's task record, and a string
         # there replaces its Worker object (Flower's /api/tasks then fails with HTTP 500).
         # The event's hostname already names the worker.

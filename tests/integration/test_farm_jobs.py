@@ -19,7 +19,9 @@ def test_job_reports_progress_and_stores_verified_outputs(
     farm: Farm, workers: WorkerFactory, start_sim, out_dir: Path
 ) -> None:
     """A job reports rising progress by phase; its files and result.json match its BLAKE3 hashes."""
-    sim = start_sim("--step-ms", "20", "--load-ms", "0")
+    # 600 ms of steps: phases closer together than the worker's min_phase_interval (0.25 s)
+    # collapse into one progress write, so each phase must last longer to be seen.
+    sim = start_sim("--step-ms", "60", "--load-ms", "0")
     workers.start(sim)
     [prepared] = prepare_jobs(
         "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=10"]

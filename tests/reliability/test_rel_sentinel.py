@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from farm_kit import Reaper, WorkerFactory, sim_stats, wait_until
+from redis.sentinel import MasterNotFoundError
 from sentinel_kit import SentinelGroup
 
 from comfyfarm.producer import Farm
@@ -104,3 +105,54 @@ def _all_results(farm: Farm, ids: list[str]) -> list[JobResult] | None:
     if any(result is None for result in results):
         return None
     return [result for result in results if result is not None]
+
+
+@pytest.fixture
+def locked_group() -> Iterator[SentinelGroup]:
+    with SentinelGroup(sentinel_password="sentinels-own-pw") as sentinels:
+        yield sentinels
+
+
+def test_sentinels_with_their_own_password_need_it(locked_group: SentinelGroup) -> None:
+    """Sentinels with a requirepass of their own: without COMFYFARM_SENTINEL_PASSWORD the master
+    is not found; with it the farm's client finds it and follows a failover."""
+    plain = Settings(broker_url=locked_group.url, sentinel_master=locked_group.master)
+    with pytest.raises(MasterNotFoundError):
+        redis_client(plain).set("x", "1")
+    settings = Settings(
+        broker_url=locked_group.url,
+        sentinel_master=locked_group.master,
+        sentinel_password=locked_group.sentinel_password,
+    )
+    client = redis_client(settings)
+    client.set("before", "1")
+    locked_group.kill_primary()
+    locked_group.wait_for_failover()
+    wait_until(lambda: _set_after(client), 20, "a write to the new master")
+    assert locked_group.node(locked_group.replica).get("after") == b"1"
+
+
+def test_jobs_run_through_sentinels_with_their_own_password(
+    locked_group: SentinelGroup, start_sim, reaper: Reaper, tmp_path: Path
+) -> None:
+    """Celery's broker and result backend (workers and producer) reach password-protected
+    sentinels through COMFYFARM_SENTINEL_PASSWORD: jobs run and their results come back."""
+    prefix = f"senpw-{uuid.uuid4().hex[:8]}:"
+    store = (tmp_path / "out").as_uri()
+    password = str(locked_group.sentinel_password)
+    settings = Settings(
+        broker_url=locked_group.url, sentinel_master=locked_group.master, storage_url=store,
+        key_prefix=prefix, sentinel_password=password,
+    )  # fmt: skip
+    sim = start_sim("--job-ms", "50", "--load-ms", "0")
+    factory = WorkerFactory(locked_group.url, prefix, store)
+    try:
+        factory.start_many([sim], env={"COMFYFARM_SENTINEL_MASTER": locked_group.master,
+                                       "COMFYFARM_SENTINEL_PASSWORD": password})  # fmt: skip
+        jobs = prepare_jobs("empty_invert", schema=None, sweeps=["color=1..5"])
+        with Farm(settings) as farm:
+            handles = farm.submit_many(jobs)
+            results = [handle.wait(timeout=120) for handle in handles]
+    finally:
+        factory.stop_all(reaper)
+    assert [r.status for r in results] == ["succeeded"] * 5, [r.error for r in results]

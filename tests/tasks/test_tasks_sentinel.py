@@ -36,3 +36,22 @@ def test_a_bad_sentinel_address_is_named() -> None:
     """Each address of the list is checked."""
     with pytest.raises(SettingsError, match="BROKER_URL"):
         Settings(broker_url="sentinel://10.0.0.1:26379;sentinel://h:port", sentinel_master="m")
+
+
+def test_the_sentinels_own_password_reaches_celery_and_stays_hidden() -> None:
+    """COMFYFARM_SENTINEL_PASSWORD goes to broker and backend as sentinel_kwargs, not to repr."""
+    settings = Settings.from_env(
+        {"COMFYFARM_BROKER_URL": SENTINELS, "COMFYFARM_SENTINEL_MASTER": "farm",
+         "COMFYFARM_SENTINEL_PASSWORD": "sentinel-pw"}
+    )  # fmt: skip
+    config = celery_config(settings)
+    for options in (config["broker_transport_options"],
+                    config["result_backend_transport_options"]):  # fmt: skip
+        assert options["sentinel_kwargs"]["password"] == "sentinel-pw"
+    assert "sentinel-pw" not in repr(settings)
+
+
+def test_without_a_sentinel_password_no_sentinel_kwargs_are_set() -> None:
+    """Sentinels without a password keep redis-py's default (the master's socket options)."""
+    config = celery_config(Settings(broker_url=SENTINELS, sentinel_master="farm"))
+    assert "sentinel_kwargs" not in config["broker_transport_options"]

@@ -65,7 +65,7 @@ def test_values_offered_during_a_send_collapse_to_the_newest() -> None:
 def test_a_phase_change_is_sent_at_once_and_same_phase_waits_for_the_interval() -> None:
     """Within a minute-long interval a new phase still goes out; more of the same phase not."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60)
+    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=0)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
     sender.offer(progress("running", 2))  # same phase: held for the interval
@@ -74,6 +74,33 @@ def test_a_phase_change_is_sent_at_once_and_same_phase_waits_for_the_interval() 
     sender.offer(progress("collecting", 3))
     sender.close()  # drops the held value
     assert [(p.phase, p.value) for p in recorder.sent] == [("running", 1), ("collecting", 0)]
+
+
+def test_phases_of_a_short_job_collapse_into_one_send() -> None:
+    """Phases that follow each other within ``min_phase_interval`` cost one send, not one each."""
+    recorder = Recorder()
+    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=60)
+    sender.offer(progress("submitted"))
+    recorder.wait_for_sends(1)
+    sender.offer(progress("running", 1))  # too soon after the last send: held
+    sender.offer(progress("collecting"))  # replaces it
+    sender.close()  # the job ended before the interval: its final state says the rest
+    assert [p.phase for p in recorder.sent] == ["submitted"]
+
+
+def test_a_held_phase_change_is_sent_when_the_phase_interval_has_passed() -> None:
+    """A new phase held back by ``min_phase_interval`` still goes out once it has passed, also
+    while same-phase values wait for the (longer) ``min_interval``."""
+    recorder = Recorder()
+    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=0.05)
+    sender.offer(progress("submitted"))
+    recorder.wait_for_sends(1)
+    sender.offer(progress("running", 1))
+    recorder.wait_for_sends(1)
+    sender.offer(progress("collecting"))
+    recorder.wait_for_sends(1)
+    sender.close()
+    assert [p.phase for p in recorder.sent] == ["submitted", "running", "collecting"]
 
 
 def test_a_held_value_is_sent_when_its_interval_has_passed() -> None:
