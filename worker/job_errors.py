@@ -5,7 +5,8 @@
     JobError(cause)                the job ended without a result; ``cause`` is what was raised
     ├── Retryable                  the same job may succeed later or on another worker
     │   └── (classified)           ComfyRetryable (unreachable, 5xx, prompt lost),
-    │                              StorageUnavailable, InputUnavailable
+    │                              StorageUnavailable, InputUnavailable, the farm's Redis
+    │                              unreachable or read-only (a Sentinel failover in progress)
     └── Permanent                  running the same job again gives the same answer
         ├── JobTimeout             the job ran past the worker's time limit
         └── (classified)           ComfyPermanent (rejected, node error, timeout, ...),
@@ -28,6 +29,8 @@ outcome: ``classify`` returns None and the caller lets it propagate with its tra
 from __future__ import annotations
 
 from typing import Any
+
+import redis.exceptions
 
 from comfyfarm.comfy.errors import ComfyPermanent, ComfyRetryable
 from comfyfarm.storage.base import StorageError, StorageUnavailable
@@ -71,6 +74,11 @@ class JobTimeout(Permanent):
 #: Foreign error families → their place in the tree; first match wins, so each family's
 #: retryable child comes before the family itself.
 _FAMILIES: tuple[tuple[type[BaseException], type[JobError]], ...] = (
+    # The farm's own Redis (lease, ledger, progress, results) mid-failover or unreachable: the
+    # job itself is fine, run it again once Redis answers (the ledger keeps it from a 2nd POST).
+    (redis.exceptions.ConnectionError, Retryable),
+    (redis.exceptions.TimeoutError, Retryable),
+    (redis.exceptions.ReadOnlyError, Retryable),
     (ComfyRetryable, Retryable),
     (ComfyPermanent, Permanent),
     (StorageUnavailable, Retryable),

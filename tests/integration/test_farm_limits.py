@@ -46,7 +46,9 @@ def test_view_download_over_the_limit_fails_the_job_and_stores_nothing(
     error = result.error or {}
     assert error["type"] == "ResponseTooLarge"
     assert error["setting"] == "COMFYFARM_MAX_OUTPUT_BYTES"
-    stored = [p for p in out_dir.rglob("*") if p.is_file() and p.name != "result.json"]
+    stored = [
+        p for p in out_dir.rglob("*") if p.is_file() and p.name not in ("result.json", "log.txt")
+    ]
     assert stored == []
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.exceptions
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.errors import (
@@ -303,3 +304,13 @@ def test_tries_that_fail_on_the_store_use_up_retries(farm_policy: FarmPolicy) ->
 
     assert [type(step).__name__ for step in steps[:2]] == ["Retry", "Retry"]
     assert isinstance(steps[2], GiveUp) and steps[2].letter_reason == "retries exhausted (2)"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [redis.exceptions.ConnectionError("failover"), redis.exceptions.TimeoutError("slow"),
+     redis.exceptions.ReadOnlyError("READONLY replica")],
+)  # fmt: skip
+def test_the_farms_redis_failing_over_is_retryable(exc: BaseException) -> None:
+    """Redis unreachable or read-only (a Sentinel failover) is a retry, not a failed job."""
+    assert isinstance(classify(exc), Retryable)
