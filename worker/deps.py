@@ -9,6 +9,7 @@ Tests pass their own factories and runner instead of patching anything.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -102,3 +103,15 @@ class WorkerDeps:
             attempts=attempts,
             ledger=opened.policy.ledger,
         )
+
+    def wait_for_redis(self, timeout: float) -> bool:
+        """Until the farm's Redis answers (True) or ``timeout`` passes (False): after a Sentinel
+        failover the client finds the new primary on its next connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return bool(self.open().redis.ping())
+            except redis.RedisError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.5)  # Redis itself is what we wait for: no event to await

@@ -73,12 +73,17 @@ class JobTimeout(Permanent):
 
 #: Foreign error families → their place in the tree; first match wins, so each family's
 #: retryable child comes before the family itself.
+#: The farm's own Redis (lease, ledger, progress, results) unreachable or read-only, e.g. during
+#: a Sentinel failover: the job itself is fine; deliver it again once Redis answers (the ledger
+#: and ComfyUI's own record keep it from a second POST).
+REDIS_FAILOVER: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+
 _FAMILIES: tuple[tuple[type[BaseException], type[JobError]], ...] = (
-    # The farm's own Redis (lease, ledger, progress, results) mid-failover or unreachable: the
-    # job itself is fine, run it again once Redis answers (the ledger keeps it from a 2nd POST).
-    (redis.exceptions.ConnectionError, Retryable),
-    (redis.exceptions.TimeoutError, Retryable),
-    (redis.exceptions.ReadOnlyError, Retryable),
+    *((family, Retryable) for family in REDIS_FAILOVER),
     (ComfyRetryable, Retryable),
     (ComfyPermanent, Permanent),
     (StorageUnavailable, Retryable),
@@ -97,3 +102,21 @@ def classify(exc: BaseException) -> JobError | None:
         if isinstance(exc, family):
             return kind(cause=exc)
     return None
+
+
+class JobFailed(Exception):
+    """Raised (and recorded by Celery as FAILURE) when a job ends in a failure.
+
+    The message is what Flower shows ("ExecutionFailed: node 3 (KSampler): ..."); ``error`` is
+    the JobResult's error dict. Celery stores only the message, so the JobResult itself is kept
+    under ``comfyfarm.tasks.keys.job_result_key`` for producers.
+    """
+
+    def __init__(self, message: str, *, job_id: str = "", error: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.error = error or {}
+
+
+class JobCancelled(JobFailed):
+    """Raised (recorded by Celery as FAILURE) when a job was cancelled while it ran."""

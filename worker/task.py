@@ -37,31 +37,22 @@ from comfyfarm.tasks.routing import SHARED_QUEUE
 from comfyfarm.worker import webhook_task
 from comfyfarm.worker.copies import is_watch, send_watch
 from comfyfarm.worker.deps import WorkerDeps
-from comfyfarm.worker.job_errors import JobError, JobTimeout, classify
+from comfyfarm.worker.job_errors import (
+    REDIS_FAILOVER,
+    JobCancelled,
+    JobError,
+    JobFailed,
+    JobTimeout,
+    classify,
+)  # fmt: skip
 from comfyfarm.worker.policy import Admission, Retry, fail, read_spec
 from comfyfarm.worker.progress_sender import ProgressSender
 from comfyfarm.worker.runner import cancel_prompt
 from comfyfarm.worker.task_progress import TaskProgressWriter
 
 log = logging.getLogger(__name__)
-
-
-class JobFailed(Exception):
-    """Raised (and recorded by Celery as FAILURE) when a job ends in a failure.
-
-    The message is what Flower shows ("ExecutionFailed: node 3 (KSampler): ..."); ``error`` is
-    the JobResult's error dict. Celery stores only the message, so the JobResult itself is kept
-    under ``comfyfarm.tasks.keys.job_result_key`` for producers.
-    """
-
-    def __init__(self, message: str, *, job_id: str = "", error: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.job_id = job_id
-        self.error = error or {}
-
-
-class JobCancelled(JobFailed):
-    """Raised (recorded by Celery as FAILURE) when a job was cancelled while it ran."""
+#: How often, and how long each time, a job waits for the farm's Redis to answer again.
+FAILOVER_ATTEMPTS, FAILOVER_WAIT = 5, 30.0
 
 
 def register(app: Celery, deps: WorkerDeps) -> Task:
@@ -70,7 +61,16 @@ def register(app: Celery, deps: WorkerDeps) -> Task:
     @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False,
               throws=(JobFailed, JobCancelled))  # type: ignore[untyped-decorator]  # fmt: skip
     def run_comfy_job(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-        return execute(self, payload, deps)
+        # Redis failing over (lease, ledger, result): the message is still ours (acks late), so
+        # wait for Redis and run again; the ledger and ComfyUI make it follow, never re-POST.
+        for attempt in range(FAILOVER_ATTEMPTS):
+            try:
+                return execute(self, payload, deps)
+            except REDIS_FAILOVER as exc:
+                if attempt + 1 == FAILOVER_ATTEMPTS or not deps.wait_for_redis(FAILOVER_WAIT):
+                    raise
+                log.warning("the farm's Redis was unavailable (%s); running the job again", exc)
+        raise AssertionError("unreachable")
 
     return run_comfy_job
 

@@ -84,7 +84,9 @@ def test_jobs_flowing_while_the_primary_dies_all_succeed_once(
     finally:
         factory.stop_all(reaper)
 
-    assert [r.status for r in results] == ["succeeded"] * JOBS, [r.error for r in results]
+    assert [r.status for r in results] == ["succeeded"] * JOBS, [
+        (r.status, r.error, r.worker) for r in results if r.status != "succeeded"
+    ]
     executed: dict[str, int] = {}
     for sim in sims:
         for prompt_id, count in sim_stats(sim)["executions"].items():
