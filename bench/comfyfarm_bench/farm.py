@@ -9,7 +9,7 @@ A job's ``submitted_at`` is just before ``submit_many`` (with ``serial``: before
 
 Besides the client-side record, ``extra`` holds the workers' memory (idle after start-up, and
 the peak while running) and the workers' own time per job (``run_job`` start to result built);
-each timing keeps that span, so the report can split idle gaps (``comfyfarm.bench.phases``).
+each timing keeps that span, so the report can split idle gaps (``comfyfarm_bench.phases``).
 """
 
 from __future__ import annotations

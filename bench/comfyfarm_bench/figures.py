@@ -3,12 +3,12 @@
 - ``jobs``: jobs whose result reached the client; ``failed``: requested minus that.
 - ``wall_seconds``: from the mode handing in its first job to the last result available to the
   client; ``throughput`` = jobs / wall seconds.
-- ``gpu_utilisation``, ``idle_gap_ms``: from the timelines (see ``comfyfarm.bench.timeline``).
+- ``gpu_utilisation``, ``idle_gap_ms``: from the timelines (see ``comfyfarm_bench.timeline``).
 - ``latency_ms``: per job, result available − handed in (see each mode's docstring).
 - ``ratio_to_native``: throughput / the native throughput of the same run (None for native, or
   when native did not run).
 - ``gap_phases_ms`` (farm): the idle gaps split into collect / hand-off / submit
-  (``comfyfarm.bench.phases``).
+  (``comfyfarm_bench.phases``).
 """
 
 from __future__ import annotations

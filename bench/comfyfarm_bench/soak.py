@@ -23,7 +23,7 @@ Summary (``SoakSummary.to_dict``), what each number means:
   not a retry and does not count);
 - ``duplicate_executions`` (must be 0): executions of a prompt id (= job id) that had already
   completed on a simulator incarnation still alive when the new run started (see
-  ``comfyfarm.bench.soak_ledger``). Not duplicates: a run killed by a crash or by the restart of
+  ``comfyfarm_bench.soak_ledger``). Not duplicates: a run killed by a crash or by the restart of
   a hung simulator (it never ends, so the simulator never records it), and a run after every
   earlier completion of the prompt was on an incarnation that had died since — its history died
   with it, running again is the only way to the outputs (``reexecuted_after_loss``);
