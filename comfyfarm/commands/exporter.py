@@ -21,16 +21,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from comfyfarm.exporter import serve_exporter
     from comfyfarm.producer import Farm
-    from comfyfarm.tasks.binding import is_loopback
+    from comfyfarm.tasks.binding import open_metrics_refusal
     from comfyfarm.tasks.settings import Settings
 
     token = os.environ.get("COMFYFARM_METRICS_TOKEN") or None
-    if token is None and not is_loopback(args.host):
-        print(
-            f"error: metrics on {args.host} would be open to the network: set "
-            "COMFYFARM_METRICS_TOKEN (scrapers send it as a Bearer token) or use 127.0.0.1",
-            file=sys.stderr,
-        )
+    refusal = open_metrics_refusal(args.host, token)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
         return 2
     farm = Farm(Settings.from_env())
     farm.status(ping_timeout=None)  # fail now, with one line, if the broker is unreachable

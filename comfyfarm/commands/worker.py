@@ -88,7 +88,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comfyfarm.tasks.binding import is_loopback
+    from comfyfarm.tasks.binding import open_metrics_refusal
     from comfyfarm.tasks.settings import Settings
     from comfyfarm.worker.service import WorkerOptions, run_worker
 
@@ -99,12 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if args.models_cache_gb is not None:
         os.environ["COMFYFARM_MODELS_CACHE_GB"] = str(args.models_cache_gb)
     token = os.environ.get("COMFYFARM_METRICS_TOKEN") or None
-    if args.metrics_port is not None and token is None and not is_loopback(args.metrics_host):
-        print(
-            f"error: metrics on {args.metrics_host} would be open to the network: set "
-            "COMFYFARM_METRICS_TOKEN (scrapers send it as a Bearer token) or use 127.0.0.1",
-            file=sys.stderr,
-        )
+    refusal = (
+        open_metrics_refusal(args.metrics_host, token) if args.metrics_port is not None else None
+    )
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
         return 2
 
     options = WorkerOptions(
