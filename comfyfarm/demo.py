@@ -30,7 +30,7 @@ from comfyfarm.services import (
     free_port,
     worker_process,
 )
-from comfyfarm.tasks.settings import redact_url
+from comfyfarm.tasks.redact import redact_url
 
 FLOWER_READY = "Visit me at"
 DEMO_WORKFLOW = "sd15_text2image"
@@ -126,8 +126,6 @@ def _port_free(port: int) -> bool:
 def check_broker(url: str) -> None:
     """Fail fast, in one line, when ``COMFYFARM_BROKER_URL`` points at nothing (a stale export)."""
     import redis
-
-    from comfyfarm.tasks.settings import redact_url
 
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
