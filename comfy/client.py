@@ -133,6 +133,18 @@ class ComfyClient:
         entry = body.get(prompt_id)
         return HistoryEntry.from_dict(prompt_id, entry) if isinstance(entry, dict) else None
 
+    def recent_history(self, max_items: int) -> list[HistoryEntry]:
+        """The ``max_items`` prompts ComfyUI finished last, oldest first (its completion order:
+        ComfyUI writes history when a prompt ends, before it takes the next)."""
+        body = self._http.get_json("/history", params={"max_items": max_items})
+        if not isinstance(body, dict):
+            raise ComfyUnavailable(url=self.display_url, reason="/history answered a non-object")
+        return [
+            HistoryEntry.from_dict(str(prompt_id), entry)
+            for prompt_id, entry in body.items()
+            if isinstance(entry, dict)
+        ]
+
     def get_queue(self) -> QueueSnapshot:
         return QueueSnapshot.from_dict(self._http.get_json("/queue"))
 

@@ -63,6 +63,18 @@ class HistoryEntry:
                 return data
         return None
 
+    def execution_span(self) -> tuple[float, float] | None:
+        """(start, end) of the prompt's execution in seconds of ComfyUI's clock, from the
+        ``timestamp`` (ms) of its ``execution_start`` and of its final message (success, error or
+        interrupted); None when either is missing (older ComfyUI, history rebuilt from events)."""
+        start = _timestamp(self.message("execution_start"))
+        end = None
+        for kind in ("execution_success", "execution_error", "execution_interrupted"):
+            end = end if end is not None else _timestamp(self.message(kind))
+        if start is None or end is None:
+            return None
+        return start, max(start, end)
+
     @property
     def cached_nodes(self) -> list[str]:
         data = self.message("execution_cached") or {}
@@ -103,3 +115,10 @@ class HistoryEntry:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _timestamp(data: dict[str, Any] | None) -> float | None:
+    value = (data or {}).get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value) / 1000.0

@@ -128,6 +128,10 @@ class Timings:
 
     ``enqueued_at`` comes from the producer's clock and ``started_at`` from the worker's, so
     ``queue_seconds`` can be slightly off (even negative) when clocks disagree.
+
+    The ``prompt_*`` and ``comfy_free_since`` times are ComfyUI's own (its ``execution_start``
+    and final message, and the end of the prompt it ran just before this one); 0 when unknown.
+    ``worker.idle_gap`` turns them into the pipeline idle gap.
     """
 
     enqueued_at: float
@@ -136,9 +140,12 @@ class Timings:
     node_durations: dict[str, float] = field(default_factory=dict)
     queue_seconds: float = 0.0
     run_seconds: float = 0.0
+    prompt_started_at: float = 0.0
+    prompt_finished_at: float = 0.0
+    comfy_free_since: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("enqueued_at", "started_at", "finished_at"):
+        for name in ("enqueued_at", "started_at", "finished_at", *_COMFY_TIMES):
             f.number(E, name, getattr(self, name), minimum=0)
         f.number(E, "queue_seconds", self.queue_seconds)
         f.number(E, "run_seconds", self.run_seconds)
@@ -174,6 +181,7 @@ class Timings:
             "node_durations": dict(self.node_durations),
             "queue_seconds": self.queue_seconds,
             "run_seconds": self.run_seconds,
+            **{name: getattr(self, name) for name in _COMFY_TIMES},
         }
 
     @classmethod
@@ -186,7 +194,11 @@ class Timings:
             node_durations=d.get("node_durations", {}),
             queue_seconds=d.get("queue_seconds", 0.0),
             run_seconds=d.get("run_seconds", 0.0),
+            **{name: d.get(name, 0.0) for name in _COMFY_TIMES},
         )
+
+
+_COMFY_TIMES = ("prompt_started_at", "prompt_finished_at", "comfy_free_since")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,8 @@ their sum. Sources:
 - Celery's ``task_prerun``/``task_postrun``/``task_retry`` signals in the child that runs a job:
   jobs in flight, and from the returned JobResult: outcome, queue wait, execution time, per-node
   time (by node class), nodes ComfyUI served from its cache, model loader nodes that ran (loads).
+- the same result's ComfyUI times: the pipeline idle gap, seconds this worker's ComfyUI sat idle
+  before a prompt whose job was already waiting (``worker.idle_gap`` defines it).
 - ComfyUI's ``/system_stats``, which the health monitor reads every few seconds anyway: up/down,
   VRAM and RAM.
 
@@ -26,9 +28,12 @@ import threading
 from typing import Any
 
 from comfyfarm.tasks.names import RUN_JOB
+from comfyfarm.worker.idle_gap import pipeline_gap
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+# A pipelined worker's gap is milliseconds; an unpipelined one's is the collect + submit time.
+GAP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Nodes that load model weights: when one runs (not from ComfyUI's cache), a model was (re)loaded.
 LOADER_SUFFIXES = (
     "CheckpointLoaderSimple",
@@ -90,6 +95,13 @@ class WorkerMetrics:
             "Model loader nodes that ran (a model was loaded or swapped)",
             ["worker", "class_type"],
         )
+        self.idle_gap = Histogram(
+            "comfyfarm_pipeline_idle_gap_seconds",
+            "ComfyUI idle between the end of a prompt and the start of the next, "
+            "while the next job was already waiting",
+            ["worker"],
+            buckets=GAP_BUCKETS,
+        )
         self.retries = Counter("comfyfarm_job_retries", "Jobs sent back for a retry", ["worker"])
         self.in_flight = Gauge(
             "comfyfarm_jobs_in_flight",
@@ -140,6 +152,9 @@ class WorkerMetrics:
         self.execution.labels(self.worker, workflow).observe(
             max(0.0, timings.get("run_seconds", 0.0))
         )
+        gap = pipeline_gap(result)
+        if gap is not None:
+            self.idle_gap.labels(self.worker).observe(gap)
         self._observe_nodes(
             spec.get("prompt") or {},
             timings.get("node_durations") or {},

@@ -16,7 +16,8 @@ output store and callbacks) and does, in order:
    deadline is interrupted on ComfyUI before the timeout is raised; what ComfyUI printed
    meanwhile is stored as ``<prefix>/<job_id>/log.txt`` (``worker.job_log``; ``JobResult.log``);
 5. **collect** every output (files streamed from ``/view`` into the store, text kept as values) and
-   write ``<prefix>/<job_id>/result.json`` beside them.
+   write ``<prefix>/<job_id>/result.json`` beside them, with ComfyUI's own times of the prompt
+   and of the end of the prompt before it (``worker.idle_gap``: the pipeline idle gap).
 
 Failures raise the typed errors of the client, the store and the inputs; ``worker.policy`` decides
 what a failure means (``worker.job_errors.classify``: the Celery task retries ``Retryable`` ones,
@@ -56,6 +57,7 @@ from comfyfarm.storage.keys import job_output_key, result_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec, OutputRecord, Timings
 from comfyfarm.tasks.redact import restore_credentials
 from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
+from comfyfarm.worker.idle_gap import PromptSpan, measure_span
 from comfyfarm.worker.inputs import clear_inputs, upload_inputs
 from comfyfarm.worker.job_log import JobLog
 from comfyfarm.worker.models import fetch_job_models, resolve_models
@@ -156,8 +158,15 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
     if missing:
         remove_outputs(ctx.store, spec, outputs)  # a failed job shows no outputs, not some of them
         raise MissingRequiredOutputs(prompt_id=spec.job_id, missing=missing)
+    # Only a prompt on this worker's own ComfyUI tells how long that ComfyUI sat idle before it.
+    span = measure_span(client, outcome.history) if client is ctx.client else None
     return _finish(
-        spec, ctx, status="succeeded", outputs=outputs, node_durations=outcome.node_durations
+        spec,
+        ctx,
+        status="succeeded",
+        outputs=outputs,
+        node_durations=outcome.node_durations,
+        span=span,
     )
 
 
@@ -429,9 +438,16 @@ def _finish(
     outputs: list[OutputRecord],
     node_durations: dict[str, float],
     error: dict[str, Any] | None = None,
+    span: PromptSpan | None = None,
 ) -> JobResult:
     result = build_result(
-        spec, ctx, status=status, outputs=outputs, node_durations=node_durations, error=error
+        spec,
+        ctx,
+        status=status,
+        outputs=outputs,
+        node_durations=node_durations,
+        error=error,
+        span=span,
     )
     write_result(ctx.store, spec, result)
     return result
@@ -445,7 +461,10 @@ def build_result(
     outputs: list[OutputRecord],
     node_durations: dict[str, float] | None = None,
     error: dict[str, Any] | None = None,
+    span: PromptSpan | None = None,
 ) -> JobResult:
+    """The job's result; ``span`` (ComfyUI's own times of the prompt) fills ``prompt_*`` and
+    ``comfy_free_since`` of its timings (``worker.idle_gap``)."""
     finished = time.time()
     return JobResult(
         job_id=spec.job_id,
@@ -459,6 +478,9 @@ def build_result(
             node_durations=node_durations or {},
             queue_seconds=max(0.0, ctx.started_at - spec.enqueued_at),
             run_seconds=finished - ctx.started_at,
+            prompt_started_at=span.started_at if span else 0.0,
+            prompt_finished_at=span.finished_at if span else 0.0,
+            comfy_free_since=(span.free_since or 0.0) if span else 0.0,
         ),
         worker=ctx.worker_name,
         comfy_url=ctx.client.display_url,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import requests
-from farm_kit import WorkerFactory, wait_until
+from farm_kit import WorkerFactory, sim_stats, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from comfyfarm.producer import Farm
@@ -63,6 +64,49 @@ def test_metrics_move_with_jobs_and_comfyui_health(
     assert total(after, "comfyfarm_job_queue_wait_seconds_count", workflow="tiny") == 3
     assert total(after, "comfyfarm_node_seconds_count", class_type="SaveImage") >= 1
     assert total(after, "comfyfarm_jobs_in_flight", worker="gm") == 0
+
+
+def colored(color: int) -> dict:
+    """PROMPT with its own colour: ComfyUI's cache cannot serve it from an earlier job."""
+    prompt = json.loads(json.dumps(PROMPT))
+    prompt["1"]["inputs"]["color"] = color
+    return prompt
+
+
+def test_pipeline_idle_gap_counts_only_jobs_that_were_waiting(
+    workers: WorkerFactory, start_sim, farm: Farm
+) -> None:
+    """Jobs submitted one after another's result add no gap (the GPU had no work); of three
+    queued together the second and third each add one, matching the simulator's own timeline
+    (start of a prompt minus the end of the one before) and below the jobs' spacing. Without
+    pipelining (--depth 0) each gap holds a collect and a submit, so it is measurably above 0."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0", "--class-ms", "EmptyImage=300")
+    port = free_port()
+    workers.start(sim, "gap", args=("--metrics-port", str(port), "--depth", "0"))
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_until(lambda: total(scrape(url), "comfyfarm_comfy_up", worker="gap") == 1, what="up")
+    gap = "comfyfarm_pipeline_idle_gap_seconds"
+
+    for color in (1, 2):  # each submitted after the previous one finished
+        assert farm.submit(colored(color)).wait(timeout=60).status == "succeeded"
+    queued = [farm.submit(colored(color)) for color in (3, 4, 5)]
+    results = [job.wait(timeout=60) for job in queued]
+    assert [r.status for r in results] == ["succeeded"] * 3, [r.error for r in results]
+
+    def counted() -> bool:
+        return total(scrape(url), "comfyfarm_jobs_total", outcome="succeeded") == 5
+
+    wait_until(counted, what="five succeeded jobs in the metrics")
+    samples = scrape(url)
+    assert total(samples, gap + "_count", worker="gap") == 2
+    runs = {run["prompt_id"]: run for run in sim_stats(sim)["timeline"]}
+    spans = [runs[job.job_id] for job in queued]
+    pairs = list(zip(spans, spans[1:], strict=False))
+    expected = [after["start"] - before["end"] for before, after in pairs]
+    spacing = [after["start"] - before["start"] for before, after in pairs]
+    observed = total(samples, gap + "_sum", worker="gap")
+    assert 0 < observed < sum(spacing), (observed, spacing)
+    assert abs(observed - sum(expected)) < 0.05 * len(expected), (observed, expected)
 
 
 def test_metrics_need_the_token_when_one_is_set(workers: WorkerFactory, start_sim) -> None:
