@@ -191,6 +191,20 @@ def test_jobresult_round_trips_through_json() -> None:
     assert again.outputs[1].value == "a caption" and again.ok
 
 
+def test_comfyui_times_round_trip_and_default_to_zero() -> None:
+    """ComfyUI's own times of the prompt survive JSON; a result written before them reads 0."""
+    timings = Timings(enqueued_at=100.0, started_at=103.0, finished_at=110.5,
+                      prompt_started_at=104.25, prompt_finished_at=110.0,
+                      comfy_free_since=104.0)  # fmt: skip
+    again = JobResult.from_dict(json.loads(json.dumps(result(timings=timings).to_dict())))
+    assert again.timings == timings
+    older = {k: v for k, v in result().to_dict()["timings"].items() if "comfy" not in k
+             and not k.startswith("prompt_")}  # fmt: skip
+    assert Timings.from_dict(older).comfy_free_since == 0.0
+    with pytest.raises(JobResultError):
+        Timings(enqueued_at=1.0, started_at=1.0, finished_at=1.0, comfy_free_since=-1.0)
+
+
 def test_result_names_its_log_only_when_there_is_one() -> None:
     """`log` round-trips; without one the dict has no `log` key (older readers see no change)."""
     with_log = result(log="file:///out/job/log.txt")
