@@ -14,7 +14,9 @@ import logging
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from comfyfarm.simulator.config import (
     DEFAULT_MODELS,
@@ -31,6 +33,9 @@ from comfyfarm.simulator.faults import (
     parse_fault_spec,
     parse_kinds,
 )
+
+if TYPE_CHECKING:
+    from comfyfarm.simulator.instance import Simulator
 
 READY_LINE = "comfyfarm-sim listening on http://{host}:{port}"
 
@@ -202,8 +207,16 @@ async def _serve(config: SimConfig, root: Path, scratch: Path | None) -> None:
     print(READY_LINE.format(host=config.host, port=port), flush=True)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, sim.exit, 0)
+        loop.add_signal_handler(signum, _stop, sim, signum)
     await asyncio.Event().wait()
+
+
+def _stop(sim: Simulator, signum: int) -> None:
+    """Leave at once; one stderr line says when and why (a supervisor's log then shows the
+    moment its ComfyUI was stopped, which tests compare with the jobs' results)."""
+    name = signal.Signals(signum).name
+    sys.stderr.write(f"comfyfarm-sim: stopped by {name} at {time.time():.6f}\n")
+    sim.exit(0)
 
 
 def serve(args: argparse.Namespace) -> int:

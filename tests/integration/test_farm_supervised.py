@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
+import pytest
 import requests
 from farm_kit import WorkerFactory, sim_stats, wait_until
 
@@ -23,11 +26,12 @@ PROMPT = {
 }  # fmt: skip
 
 
-def supervised_sim(tmp_path: Path) -> tuple[SimulatorProcess, str]:
+def supervised_sim(tmp_path: Path, *extra: str) -> tuple[SimulatorProcess, str]:
     """A simulator that is not started here (the worker starts it) and its command line."""
     sim = SimulatorProcess(port=free_port())
     command = [sys.executable, "-P", "-m", "comfyfarm.simulator", "--port", str(sim.port),
-               "--step-ms", "1", "--load-ms", "0", "--root", str(tmp_path / "comfy")]  # fmt: skip
+               "--step-ms", "1", "--load-ms", "0", "--root", str(tmp_path / "comfy"),
+               *extra]  # fmt: skip
     return sim, shlex.join(command)
 
 
@@ -103,3 +107,40 @@ def test_the_warmup_prompt_runs_before_the_worker_takes_jobs(
     workers.start(sim, "warm", args=("--comfy-cmd", command, "--warmup", str(warmup),
                                      "--comfy-log", str(tmp_path / "c.log")))  # fmt: skip
     assert sum(sim_stats(sim)["executions"].values()) == 1
+
+
+STOPPED = re.compile(r"comfyfarm-sim: stopped by SIGTERM at (\d+\.\d+)")
+
+
+@pytest.mark.parametrize("env", [{}, {"REMAP_SIGTERM": "SIGQUIT"}], ids=["warm", "soft"])
+def test_sigterm_drains_the_running_prompt_before_stopping_comfyui(
+    workers: WorkerFactory, farm: Farm, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """SIGTERM (plain, and remapped to a soft shutdown as in docker-compose.yml) while a prompt
+    runs: the worker stops consuming, the prompt finishes and its result is stored as
+    succeeded, and only then is its ComfyUI child stopped, by the time the child logged."""
+    sim, command = supervised_sim(tmp_path, "--class-ms", "EmptyImage=1500", "--log-level", "info")
+    log = tmp_path / "comfy.log"
+    worker = workers.start(sim, "drain", env=env,
+                           args=("--comfy-cmd", command, "--comfy-log", str(log)))  # fmt: skip
+    job = farm.submit(PROMPT)
+    wait_until(lambda: f"[sim] running prompt {job.job_id}" in log.read_text(), what="the prompt")
+
+    worker.terminate()
+    wait_until(lambda: any("shutdown" in line.lower() for line in list(worker.proc.output)),
+               10, "the worker to begin its shutdown")  # fmt: skip
+    late = farm.submit(PROMPT)  # after the drain began: must stay queued, not run here
+    result = job.wait(timeout=30)
+    assert result.status == "succeeded" and result.worker == "drain", result.error
+    assert worker.proc.process is not None and worker.proc.process.wait(30) is not None
+    assert not answers(sim)
+
+    text = log.read_text()
+    stopped = STOPPED.search(text)
+    assert stopped, text[-2000:]
+    stopped_at = float(stopped.group(1))
+    [stored] = Path(urlparse(workers.storage_url).path).rglob(f"{job.job_id}/result.json")
+    assert json.loads(stored.read_text())["status"] == "succeeded"
+    assert result.timings.finished_at < stored.stat().st_mtime <= stopped_at
+    assert text.index("Prompt executed in") < stopped.start()
+    assert late.status() == "queued" and late.job_id not in text
