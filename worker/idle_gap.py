@@ -8,7 +8,7 @@ as ``idle_gap_ms`` (``comfyfarm_bench.timeline``).
 Measured from ComfyUI's own clock, so neither the worker's scheduling nor clock skew between
 ComfyUI and the worker enters the gap itself:
 
-- ``measure_span`` (the runner, after a prompt it submitted succeeded): the prompt's start and
+- ``measure_span`` (the runner, once a prompt it submitted succeeded): the prompt's start and
   end (``timestamp`` of ``execution_start`` and of ``execution_success``), and the end of the
   prompt ComfyUI finished just before it. ComfyUI writes a prompt's history when it ends and
   before it takes the next, so in ``GET /history?max_items=N`` (completion order) the entry
@@ -35,9 +35,9 @@ from comfyfarm.comfy.history import HistoryEntry
 
 log = logging.getLogger(__name__)
 
-#: History entries read to find the predecessor: ours plus the prompts that may have finished
-#: after it while its outputs were collected (the pipeline depth), with room to spare.
-RECENT_PROMPTS = 8
+#: History entries read to find the predecessor: ours, the one before, and room for prompts that
+#: finished after ours before the runner asked (it asks before collecting the outputs).
+RECENT_PROMPTS = 4
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,9 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
     except ComfyPermanent:
         _clear_inputs(client, spec)  # rejected or failed: ComfyUI will not read them again
         raise
+    # Read before collecting, while few prompts can have finished after ours; only a prompt on
+    # this worker's own ComfyUI tells how long that ComfyUI sat idle before it.
+    span = measure_span(client, outcome.history) if client is ctx.client else None
     ctx.on_progress(estimator.phase("collecting"))
     outputs = collect_into_store(spec, ctx, outcome.history, client=client)
     _clear_inputs(client, spec)
@@ -158,8 +161,6 @@ def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
     if missing:
         remove_outputs(ctx.store, spec, outputs)  # a failed job shows no outputs, not some of them
         raise MissingRequiredOutputs(prompt_id=spec.job_id, missing=missing)
-    # Only a prompt on this worker's own ComfyUI tells how long that ComfyUI sat idle before it.
-    span = measure_span(client, outcome.history) if client is ctx.client else None
     return _finish(
         spec,
         ctx,
