@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import json
 import uuid
 from typing import Any
@@ -60,9 +59,10 @@ async def post_job(request: web.Request) -> web.Response:
     if key is not None:
         claim = await idempotency.claim(gw.client, gw.prefix, tenant, key)
     try:
-        prompt, inputs = await gw.resolve_assets(tenant, submission.workflow)
-        submission = dataclasses.replace(submission, workflow=prompt)
-        record = await gw.submitter.submit(tenant, submission, inputs=inputs)
+        prompt, params = await gw.submitter.prepare(submission)
+        prompt, inputs = await gw.resolve_assets(tenant, prompt)
+        record = await gw.submitter.submit(tenant, submission, prompt, params=params,
+                                           inputs=inputs)  # fmt: skip
     except ApiError as exc:
         if claim is not None and exc.status < 500:
             await claim.release()  # definitive: no job was created, the key may be used again
