@@ -41,7 +41,7 @@ class Gateway:
         self.store = open_store(farm_settings.storage_url)
         self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
         self.hub = EventHub(self.results, self.prefix)
-        self.positions = QueuePositions(self.client, self.results, self.prefix)
+        self.positions = QueuePositions(self.client, self.prefix)
         self.schemas = SchemaCache(farm_settings)
         self.submitter = Submitter(
             self.farm,
@@ -67,8 +67,6 @@ class Gateway:
         return await self.positions.position(record)
 
     async def register(self, record: JobRecord, view: FarmView) -> None:
-        if view.result is not None:
-            await self.positions.left(record)
         outputs = view.outputs
         if outputs:
             finished = view.result.timings.finished_at if view.result is not None else None

@@ -11,9 +11,6 @@ contract needs and the farm has no field for:
                                         the retention the job answers ``expired``, then 404)
 ``<prefix>gw:jobs:<tenant>``            sorted set job id → created_at: ``GET /jobs``, newest
                                         first; entries past the retention are trimmed on write
-``<prefix>gw:queued:<queue>``           sorted set job id → created_at of the jobs the gateways
-                                        sent to that queue and not yet seen leave it
-                                        (``queue_position``)
 ======================================  =====================================================
 """
 
@@ -50,10 +47,6 @@ def index_key(prefix: str, tenant: str) -> str:
     return f"{prefix}gw:jobs:{tenant}"
 
 
-def queued_key(prefix: str, queue: str) -> str:
-    return f"{prefix}gw:queued:{queue}"
-
-
 async def save_records(
     client: aioredis.Redis, prefix: str, records: list[JobRecord], *, retention: float
 ) -> None:
@@ -68,9 +61,6 @@ async def save_records(
                 "workflow": record.workflow,
                 "queue": record.queue,
             }
-            if record.queue:
-                queued = indexes.setdefault(queued_key(prefix, record.queue), {})
-                queued[record.job_id] = record.created_at
             pipe.set(record_key(prefix, record.job_id), jsonio.dumps(body),
                      ex=int(retention) + EXPIRED_GRACE)  # fmt: skip
             members = indexes.setdefault(index_key(prefix, record.tenant), {})

@@ -36,7 +36,7 @@ from comfyfarm.gateway.schemas import SchemaCache, place
 from comfyfarm.producer import Farm, build_spec
 from comfyfarm.tasks.errors import JobSpecError
 from comfyfarm.tasks.models import MAX_PROMPT_BYTES, InputFile, new_job_id
-from comfyfarm.tasks.routing import SHARED_QUEUE, queue_keys
+from comfyfarm.tasks.routing import queue_keys
 from comfyfarm.workflows import (
     ConversionError,
     Problem,
@@ -275,7 +275,7 @@ class Submitter:
         placement = place(spec.prompt, groups, uploads)
         if placement.problems:
             raise invalid_workflow(placement.problems)
-        queue = placement.queue or SHARED_QUEUE
+        queue = placement.queue or await self.schemas.default_queue(spec.prompt)
         await self._check_depth(queue)
         record = JobRecord(spec.job_id, tenant, spec.enqueued_at or time.time(),
                            submission.metadata, spec.prompt, queue)  # fmt: skip
