@@ -37,6 +37,7 @@ from comfyfarm.producer import Farm, build_spec
 from comfyfarm.tasks.errors import JobSpecError
 from comfyfarm.tasks.models import MAX_PROMPT_BYTES, InputFile, new_job_id
 from comfyfarm.tasks.routing import queue_keys
+from comfyfarm.tasks.spec import check_prompt
 from comfyfarm.workflows import (
     ConversionError,
     Problem,
@@ -236,6 +237,10 @@ class Submitter:
         prompt = await self._api_prompt(submission)
         if not submission.inputs:
             return prompt, {}
+        try:
+            check_prompt(prompt)  # the shape apply_inputs relies on
+        except JobSpecError as exc:
+            raise _spec_error(exc) from None
         source = await self.schemas.any_source()
         applied = await asyncio.to_thread(apply_inputs, prompt, submission.inputs, schema=source)
         if applied.problems:

@@ -143,7 +143,8 @@ def apply_inputs(
     rng: random.Random | None = None,
 ) -> AppliedInputs:
     """Set ``values`` (a parameter name — inferred from ``prompt``, see ``workflows.params`` — or
-    a ``NODE.INPUT`` address → a JSON value) into a copy of an API-format ``prompt``.
+    a ``NODE.INPUT`` address → a JSON value) into a copy of an API-format ``prompt`` (of the
+    shape ``tasks.spec.check_prompt`` checks: check an untrusted one first).
 
     For untrusted callers: nothing here reads or probes a local file or fetches a URL, whatever
     the value; an upload input (``LoadImage.image``) takes a string or ``core/ASSET`` object as

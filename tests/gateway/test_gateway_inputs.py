@@ -79,3 +79,16 @@ def test_an_input_names_an_uploaded_asset_never_a_local_file(
     assert accepted.status_code == 201, accepted.text
     job = client.jobs.get(accepted.json()["id"]).result()
     assert png_size(job.get_outputs("3")[0].to_bytes()) == (37, 21)
+
+
+def test_inputs_for_a_malformed_workflow_are_a_workflow_error(sdk) -> None:
+    """Inputs are applied only to a workflow of the right shape: a link to a node that is not
+    there is ``422 invalid_workflow`` naming it, never a server error."""
+    client = sdk("acme")
+    workflow = {"1": {"class_type": "ImageInvert", "inputs": {"image": ["9", 0]}}}
+
+    response = post_with_inputs(client, workflow, {"1.image": "x.png"})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_workflow"
+    assert "'9'" in response.json()["error"]["message"]

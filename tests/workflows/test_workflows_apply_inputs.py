@@ -80,3 +80,15 @@ def test_a_json_pointer_must_name_an_input(schema):
     assert ok.problems == {} and ok.prompt["3"]["inputs"]["filename_prefix"] == "x"
     refused = apply_inputs(LOAD_INVERT_SAVE, {"/3/class_type": "PreviewImage"}, schema=schema)
     assert refused.problems["/3/class_type"][0].kind == "bad_address"
+
+
+def test_an_input_name_no_address_can_spell_names_no_parameter(schema):
+    """An input named with a dot (no ComfyUI input is) is not inferred as a parameter, and the
+    other names still are."""
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "a.b": 1, "": 2}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+    }
+    applied = apply_inputs(prompt, {"width": 16}, schema=schema)
+    assert applied.problems == {} and applied.prompt["1"]["inputs"]["width"] == 16
+    assert "a.b" not in str(apply_inputs(prompt, {"b": 1}, schema=schema).problems["b"][0])
