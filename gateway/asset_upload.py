@@ -64,7 +64,8 @@ async def post_asset(request: web.Request) -> web.Response:
         if claim is not None and exc.status < 500:
             await claim.release()
         raise
-    body = render_asset(upload_view(gw, record), origin_of(request), created_new=created)
+    body = render_asset(upload_view(gw, record), origin_of(request), created_new=created,
+                        links=gw.links)  # fmt: skip
     return web.json_response(body, status=201 if created else 200)
 
 
@@ -154,7 +155,8 @@ async def asset_from_hash(request: web.Request) -> web.Response:
     guessed = _guess_type(file_path or "")
     record = await _mint(gw, tenant, blob, {"file_path": file_path or "", "tags": tags or [],
                                             "content_type": guessed})  # fmt: skip
-    body = render_asset(upload_view(gw, record), origin_of(request), created_new=False)
+    body = render_asset(upload_view(gw, record), origin_of(request), created_new=False,
+                        links=gw.links)  # fmt: skip
     return web.json_response(body, status=201)
 
 

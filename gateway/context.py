@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from comfyfarm.gateway.asset_refs import resolve_references
+from comfyfarm.gateway.content_links import ContentLinks
 from comfyfarm.gateway.events import EventHub
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView
@@ -40,6 +41,7 @@ class Gateway:
         self.results = self.client if same else _client(farm_settings.result_backend)
         self.store = open_store(farm_settings.storage_url)
         self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
+        self.links = ContentLinks(self.store, presign_seconds=settings.presign_seconds)
         self.hub = EventHub(self.results, self.prefix)
         self.positions = QueuePositions(self.client, self.prefix)
         self.schemas = SchemaCache(farm_settings)
@@ -59,7 +61,7 @@ class Gateway:
         await self.register(record, view)
         where = await self.position(record, view) if position else None
         return render_job(record, view, origin=origin_of(request), retention=self.retention,
-                          queue_position=where)  # fmt: skip
+                          queue_position=where, links=self.links)  # fmt: skip
 
     async def position(self, record: JobRecord, view: FarmView) -> int | None:
         if v2_status(view.status) != "queued":
