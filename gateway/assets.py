@@ -7,7 +7,7 @@ presigned one where the store signs (``content_links``; then ``GET …/content``
 fresh one), else the gateway's own: it needs the caller's token and stays valid as long as the
 asset (``url_expires_at`` = the asset's ``expires_at``, or a day for assets that do not expire).
 Deleting an output is ``409 asset_in_use`` (its job still lists it); deleting an upload removes
-its record, never the blob other assets may share.
+its record, and its blob once no other asset and no unfinished job holds it (``blob_refs``).
 """
 
 from __future__ import annotations
@@ -153,6 +153,9 @@ async def delete_asset(request: web.Request) -> web.Response:
     asset = await owned_asset(request)
     if asset.upload is None:
         raise ApiError(409, "asset_in_use", "this asset cannot be deleted now")
-    if not await asyncio.to_thread(gw.blobs.delete_asset, request["tenant"], asset.asset_id):
+    tenant = request["tenant"]
+    if not await asyncio.to_thread(gw.blobs.delete_asset, tenant, asset.asset_id):
         raise not_found("asset")
+    # Its blob goes too once no other asset and no unfinished job holds it (``blob_refs``).
+    await gw.refs.release(tenant, asset.upload.digest, f"asset:{asset.asset_id}")
     return web.Response(status=204)

@@ -4,7 +4,8 @@ The farm already keeps a job's queue record, Celery state and result; the gatewa
 contract needs and the farm has no field for:
 
 ======================================  =====================================================
-``<prefix>gw:job:<job_id>``             JSON {tenant, created_at, metadata, workflow}: the owner
+``<prefix>gw:job:<job_id>``             JSON {tenant, created_at, metadata, workflow, queue,
+                                        blobs}: the owner
                                         (another tenant gets 404), the creation time and the
                                         executed API-format graph (``GET …/workflow``); TTL =
                                         the farm's result retention + ``EXPIRED_GRACE`` (past
@@ -37,6 +38,7 @@ class JobRecord:
     metadata: dict[str, str]
     workflow: dict[str, Any]
     queue: str = ""
+    blobs: tuple[str, ...] = ()  # digests of the caller's blobs the job takes as input
 
 
 def record_key(prefix: str, job_id: str) -> str:
@@ -60,6 +62,7 @@ async def save_records(
                 "metadata": record.metadata,
                 "workflow": record.workflow,
                 "queue": record.queue,
+                "blobs": list(record.blobs),
             }
             pipe.set(record_key(prefix, record.job_id), jsonio.dumps(body),
                      ex=int(retention) + EXPIRED_GRACE)  # fmt: skip
@@ -84,6 +87,7 @@ def parse_record(job_id: str, raw: Any) -> JobRecord | None:
             metadata={str(k): str(v) for k, v in dict(body.get("metadata") or {}).items()},
             workflow=dict(body.get("workflow") or {}),
             queue=str(body.get("queue") or ""),
+            blobs=tuple(str(d) for d in body.get("blobs") or ()),
         )
     except (ValueError, KeyError, TypeError):
         return None

@@ -253,8 +253,10 @@ class Submitter:
         submission: Submission,
         prompt: dict[str, Any],
         *,
+        job_id: str | None = None,
         params: dict[str, Any] | None = None,
         inputs: list[InputFile] | None = None,
+        blobs: list[str] | None = None,
     ) -> JobRecord:
         """Validate and enqueue ``prompt`` (from ``prepare``, asset references resolved); the
         returned record is the job. ApiError for a definitive refusal (nothing was enqueued);
@@ -266,7 +268,7 @@ class Submitter:
             spec = build_spec(
                 prompt,
                 self.farm.settings,
-                job_id=new_job_id(),
+                job_id=job_id or new_job_id(),
                 inputs=files,
                 params=params or {},
                 labels=submission.metadata,
@@ -283,7 +285,7 @@ class Submitter:
         queue = placement.queue or await self.schemas.default_queue(spec.prompt)
         await self._check_depth(queue)
         record = JobRecord(spec.job_id, tenant, spec.enqueued_at or time.time(),
-                           submission.metadata, spec.prompt, queue)  # fmt: skip
+                           submission.metadata, spec.prompt, queue, tuple(blobs or ()))  # fmt: skip
         await self.publisher.send(spec, record, queue=queue, priority=submission.priority)
         return record
 
