@@ -81,13 +81,19 @@ def test_waiting_ids_are_read_from_any_message_layout(redis_url: str) -> None:
     assert snapshot.waiting == 4 and snapshot.complete
 
 
-def prompt_loading(ckpt: str, seed: int) -> dict[str, Any]:
+def prompt_loading(ckpt: str, seed: int, steps: int = 10) -> dict[str, Any]:
     library = resources.files("comfyfarm.workflows") / "library" / "sd15_text2image.api.json"
     prompt = copy.deepcopy(json.loads(library.read_text()))
     prompt["4"]["inputs"]["ckpt_name"] = ckpt
     prompt["3"]["inputs"]["seed"] = seed
-    prompt["3"]["inputs"]["steps"] = 10
+    prompt["3"]["inputs"]["steps"] = steps
     return dict(prompt)
+
+
+def waiting(farm: Farm, queue: str) -> int:
+    return sum(
+        int(farm.redis.llen(key)) for key in queue_keys(farm.settings.key_prefix, queue).values()
+    )
 
 
 def test_gateway_job_goes_where_farm_submit_sends_it(
@@ -111,8 +117,11 @@ def test_gateway_job_goes_where_farm_submit_sends_it(
         loads = [farm.submit(prompt_loading(ckpt, 0), queue=worker_queue(w.name))
                  for ckpt, w in zip(CHECKPOINTS, (w0, w1), strict=True)]  # fmt: skip
         assert all(r.status == "succeeded" for r in farm.as_completed(loads, 60))
-        busy = [farm.submit(prompt_loading("a.safetensors", n), queue=worker_queue(w0.name))
-                for n in range(1, 6)]  # fmt: skip
+        # w0 busy for the whole test: one long job running, one prefetched (its pool is full),
+        # one left in its own queue; so only w1 can take the gateway's job.
+        busy = [farm.submit(prompt_loading("a.safetensors", n, steps=5000),
+                            queue=worker_queue(w0.name)) for n in range(1, 4)]  # fmt: skip
+        wait_until(lambda: waiting(farm, worker_queue(w0.name)) == 1, what="w0's pool to fill")
         client = sdk_factory_for(start_gateway(COMFYFARM_AFFINITY="1"))("acme")
 
         job = client.submit(client.workflows.from_json(prompt_loading("b.safetensors", 7)))
@@ -124,4 +133,6 @@ def test_gateway_job_goes_where_farm_submit_sends_it(
         assert done.status == "succeeded"
         assert farm.job(job.id).wait(5).worker == w1.name
         assert sim_stats(sims[1])["model_loads"] == 1
+        for handle in busy:
+            handle.cancel()
         list(farm.as_completed([*busy, same], 120))
