@@ -10,6 +10,8 @@ request).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter
 
 from aiohttp import web
@@ -27,6 +29,10 @@ from comfyfarm.gateway.metrics import (
 from comfyfarm.gateway.settings import GatewaySettings
 from comfyfarm.gateway.submission import MAX_BODY_BYTES
 
+log = logging.getLogger(__name__)
+SWEEP_SECONDS = 60.0
+SWEEPER = web.AppKey("blob-sweeper", asyncio.Task[None])
+
 
 async def health(request: web.Request) -> web.Response:
     """Open (no token): the gateway answers, and Redis does."""
@@ -36,6 +42,16 @@ async def health(request: web.Request) -> web.Response:
     except Exception:  # noqa: BLE001 - any failure means "not healthy", said without detail
         return web.json_response({"status": "unavailable", "redis": False}, status=503)
     return web.json_response({"status": "ok", "redis": True})
+
+
+async def sweep_blobs(gateway: Gateway) -> None:
+    """Every ``SWEEP_SECONDS``: delete the blobs whose last hold (a finished job's) has ended."""
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            await gateway.refs.sweep()
+        except Exception:  # noqa: BLE001 - logged; the next sweep tries again
+            log.exception("blob sweep failed")
 
 
 def make_app(settings: GatewaySettings) -> web.Application:
@@ -60,12 +76,18 @@ def make_app(settings: GatewaySettings) -> web.Application:
     app.router.add_routes(asset_upload.routes())
     app.router.add_routes(assets.routes())
 
+    async def start_sweeping(_: web.Application) -> None:
+        sweeper = asyncio.create_task(sweep_blobs(gateway), name="gateway-blob-sweep")
+        app[SWEEPER] = sweeper
+
     async def end_streams(_: web.Application) -> None:
         gateway.hub.end_streams()
+        app[SWEEPER].cancel()
 
     async def close(_: web.Application) -> None:
         await gateway.close()
 
+    app.on_startup.append(start_sweeping)
     app.on_shutdown.append(end_streams)
     app.on_cleanup.append(close)
     return app

@@ -62,13 +62,14 @@ def missing_asset(node_id: str, input_name: str, reason: str) -> ApiError:
 
 async def resolve_references(
     gateway: Gateway, tenant: str, workflow: dict[str, Any]
-) -> tuple[dict[str, Any], list[InputFile]]:
-    """The prompt with references replaced by file names, and the InputFiles to upload."""
+) -> tuple[dict[str, Any], list[InputFile], list[str]]:
+    """The prompt with references replaced by file names, the InputFiles to upload, and the
+    digests of their blobs (the job holds them: ``blob_refs``)."""
     from comfyfarm.gateway.asset_upload import name_key
 
     references = find_references(workflow)
     if not references:
-        return workflow, []
+        return workflow, [], []
     if len(references) > MAX_REFERENCES:
         raise ApiError(422, "invalid_workflow", f"more than {MAX_REFERENCES} asset references")
     names = [value for _, _, value in references if isinstance(value, str)]
@@ -78,6 +79,7 @@ async def resolve_references(
         by_name = {n: _text(i) for n, i in zip(names, ids, strict=True) if i is not None}
     prompt = copy.deepcopy(workflow)
     inputs: list[InputFile] = []
+    digests: list[str] = []
     for node_id, input_name, value in references:
         asset_id: str | None
         if isinstance(value, str):
@@ -100,7 +102,8 @@ async def resolve_references(
         blob = gateway.blobs.blob_of(record)
         inputs.append(InputFile(node_id=node_id, input_name=input_name,
                                 source=gateway.blobs.uri(blob), filename=filename))  # fmt: skip
-    return prompt, inputs
+        digests.append(record.digest)
+    return prompt, inputs, list(dict.fromkeys(digests))
 
 
 def _text(raw: bytes | str) -> str:

@@ -27,8 +27,9 @@ from comfyfarm.gateway.assets import render_asset, upload_view
 from comfyfarm.gateway.context import GATEWAY, Gateway, origin_of
 from comfyfarm.gateway.errors import ApiError, invalid_request
 from comfyfarm.gateway.jobs import read_json
-from comfyfarm.storage.asset_records import AssetRecord, RecordError
+from comfyfarm.storage.asset_records import AssetRecord, RecordError, new_asset_id
 from comfyfarm.storage.blobs import Blob, BlobTooLarge, HashMismatch, InvalidDigest
+from comfyfarm.storage.digests import is_blake3
 
 CHUNK = 1024 * 1024
 MAX_FIELD_BYTES = 4096
@@ -57,20 +58,27 @@ async def post_asset(request: web.Request) -> web.Response:
     claim = None
     if key is not None:
         claim = await idempotency.claim(gw.client, gw.prefix, f"{tenant}:assets", key)
+    asset_id = new_asset_id()
+    held: list[str] = []  # the digest the new asset holds (``blob_refs``), once it does
     try:
-        fields, blob, created = await _receive(request, gw, tenant)
-        record = await _mint(gw, tenant, blob, fields)
-    except ApiError as exc:
-        if claim is not None and exc.status < 500:
+        fields, blob, created = await _receive(request, gw, tenant, asset_id, held)
+        record = await _mint(gw, tenant, blob, fields, asset_id)
+    except BaseException as exc:
+        for digest in held:  # no asset was created: it holds nothing
+            await gw.refs.release(tenant, digest, f"asset:{asset_id}")
+        if isinstance(exc, ApiError) and claim is not None and exc.status < 500:
             await claim.release()
         raise
-    body = render_asset(upload_view(gw, record), origin_of(request), created_new=created)
+    body = render_asset(upload_view(gw, record), origin_of(request), created_new=created,
+                        links=gw.links)  # fmt: skip
     return web.json_response(body, status=201 if created else 200)
 
 
 async def _receive(
-    request: web.Request, gw: Gateway, tenant: str
+    request: web.Request, gw: Gateway, tenant: str, asset_id: str, held: list[str]
 ) -> tuple[dict[str, Any], Blob, bool]:
+    """The form fields and the committed blob (and whether it is new), held by ``asset_id``
+    from before the blob is looked for (its digest appended to ``held``)."""
     reader = await request.multipart()
     fields: dict[str, Any] = {"tags": []}
     writer = None
@@ -101,7 +109,12 @@ async def _receive(
             raise invalid_request(f"missing multipart fields: {', '.join(missing)}",
                                   fields=missing)  # fmt: skip
         expected = fields.get("expected_hash") or None
+        digest = writer.digest
+        counted = await gw.refs.hold(tenant, digest, f"asset:{asset_id}")
+        held.append(digest)
         blob, created = await asyncio.to_thread(writer.commit, expected)
+        if not created and not counted:  # bytes from before holders were counted
+            await gw.refs.mark_legacy(tenant, digest)
         return fields, blob, created
     except BlobTooLarge as exc:
         raise ApiError(413, "payload_too_large", exc.reason) from None
@@ -117,7 +130,9 @@ async def _receive(
             writer.abort()
 
 
-async def _mint(gw: Gateway, tenant: str, blob: Blob, fields: dict[str, Any]) -> AssetRecord:
+async def _mint(
+    gw: Gateway, tenant: str, blob: Blob, fields: dict[str, Any], asset_id: str
+) -> AssetRecord:
     tags = [str(tag)[:128] for tag in fields.get("tags") or []][:MAX_TAGS]
     file_path = str(fields.get("file_path") or "")
     try:
@@ -128,6 +143,7 @@ async def _mint(gw: Gateway, tenant: str, blob: Blob, fields: dict[str, Any]) ->
             name=file_path,
             mime_type=str(fields.get("content_type") or "application/octet-stream"),
             metadata={"tags": tags} if tags else None,
+            asset_id=asset_id,
         )
     except RecordError as exc:
         raise invalid_request(str(exc)) from None
@@ -142,7 +158,27 @@ async def asset_from_hash(request: web.Request) -> web.Response:
     body = await read_json(request, max_bytes=64 * 1024)
     if not isinstance(body, dict) or not isinstance(body.get("hash"), str):
         raise invalid_request("'hash' (blake3:<hex>) is required", field="hash")
-    blob = await asyncio.to_thread(gw.blobs.find, tenant, body["hash"])
+    asset_id = new_asset_id()
+    holder = f"asset:{asset_id}"
+    digest = body["hash"]
+    counted = is_blake3(digest) and await gw.refs.hold(tenant, digest, holder)
+    try:
+        record = await _from_hash(gw, tenant, digest, body, asset_id)
+    except BaseException:
+        if is_blake3(digest):
+            await gw.refs.release(tenant, digest, holder)
+        raise
+    if not counted:
+        await gw.refs.mark_legacy(tenant, digest)  # bytes from before holders were counted
+    body = render_asset(upload_view(gw, record), origin_of(request), created_new=False,
+                        links=gw.links)  # fmt: skip
+    return web.json_response(body, status=201)
+
+
+async def _from_hash(
+    gw: Gateway, tenant: str, digest: str, body: dict[str, Any], asset_id: str
+) -> AssetRecord:
+    blob = await asyncio.to_thread(gw.blobs.find, tenant, digest)
     if blob is None:
         raise ApiError(404, "blob_not_found", "no blob with this hash that the caller may use")
     file_path = body.get("file_path")
@@ -152,10 +188,8 @@ async def asset_from_hash(request: web.Request) -> web.Response:
     if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
         raise invalid_request("'tags' must be a list of strings", field="tags")
     guessed = _guess_type(file_path or "")
-    record = await _mint(gw, tenant, blob, {"file_path": file_path or "", "tags": tags or [],
-                                            "content_type": guessed})  # fmt: skip
-    body = render_asset(upload_view(gw, record), origin_of(request), created_new=False)
-    return web.json_response(body, status=201)
+    return await _mint(gw, tenant, blob, {"file_path": file_path or "", "tags": tags or [],
+                                          "content_type": guessed}, asset_id)  # fmt: skip
 
 
 async def head_by_hash(request: web.Request) -> web.Response:

@@ -2,11 +2,12 @@
 ``DELETE``; uploads are in ``asset_upload``.
 
 Two kinds of asset answer here, both per tenant: uploaded ones (records over content-addressed
-blobs, ``comfyfarm.storage.blobs``) and job outputs (``output_assets``). The content URL is the
-gateway's own: it needs the caller's token and stays valid as long as the asset
-(``url_expires_at`` = the asset's ``expires_at``, or a day for assets that do not expire).
+blobs, ``comfyfarm.storage.blobs``) and job outputs (``output_assets``). The content URL is a
+presigned one where the store signs (``content_links``; then ``GET …/content`` redirects to a
+fresh one), else the gateway's own: it needs the caller's token and stays valid as long as the
+asset (``url_expires_at`` = the asset's ``expires_at``, or a day for assets that do not expire).
 Deleting an output is ``409 asset_in_use`` (its job still lists it); deleting an upload removes
-its record, never the blob other assets may share.
+its record, and its blob once no other asset and no unfinished job holds it (``blob_refs``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from comfyfarm.gateway.content import serve_stored, serve_text
+from comfyfarm.gateway.content_links import ContentLinks
 from comfyfarm.gateway.context import GATEWAY, Gateway, origin_of
 from comfyfarm.gateway.errors import ApiError, not_found
 from comfyfarm.gateway.job_view import API, iso
@@ -93,9 +95,16 @@ async def find_asset(gw: Gateway, tenant: str, asset_id: str) -> AssetView | Non
 
 
 def render_asset(
-    asset: AssetView, origin: str, *, created_new: bool | None = None
+    asset: AssetView,
+    origin: str,
+    *,
+    created_new: bool | None = None,
+    links: ContentLinks | None = None,
 ) -> dict[str, Any]:
     url_expires = asset.expires_at or time.time() + URL_SECONDS
+    url = f"{origin}{API}/assets/{asset.asset_id}/content"
+    if links is not None:
+        url, url_expires = links.link(asset.asset_id, asset.uri, origin, url_expires)
     body: dict[str, Any] = {
         "id": asset.asset_id,
         "hash": asset.hash,
@@ -103,7 +112,7 @@ def render_asset(
         "content_type": asset.content_type,
         "file_path": asset.file_path,
         "created_at": iso(asset.created_at),
-        "url": f"{origin}{API}/assets/{asset.asset_id}/content",
+        "url": url,
         "url_expires_at": iso(url_expires),
         "expires_at": iso(asset.expires_at),
         "job_id": asset.job_id,
@@ -122,7 +131,8 @@ async def owned_asset(request: web.Request) -> AssetView:
 
 async def get_asset(request: web.Request) -> web.Response:
     asset = await owned_asset(request)
-    return web.json_response(render_asset(asset, origin_of(request)))
+    links = request.app[GATEWAY].links
+    return web.json_response(render_asset(asset, origin_of(request), links=links))
 
 
 async def get_content(request: web.Request) -> web.StreamResponse:
@@ -130,6 +140,9 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     asset = await owned_asset(request)
     if asset.uri is None:
         return await serve_text(request, asset.text or "", asset.content_type)
+    signed = gw.links.presigned(asset.uri)
+    if signed is not None:  # the bytes come from S3; a Range header follows the redirect
+        return web.Response(status=302, headers={"Location": signed[0]})
     return await serve_stored(
         request, gw.store, asset.uri, size=asset.size_bytes, content_type=asset.content_type
     )
@@ -140,6 +153,9 @@ async def delete_asset(request: web.Request) -> web.Response:
     asset = await owned_asset(request)
     if asset.upload is None:
         raise ApiError(409, "asset_in_use", "this asset cannot be deleted now")
-    if not await asyncio.to_thread(gw.blobs.delete_asset, request["tenant"], asset.asset_id):
+    tenant = request["tenant"]
+    if not await asyncio.to_thread(gw.blobs.delete_asset, tenant, asset.asset_id):
         raise not_found("asset")
+    # Its blob goes too once no other asset and no unfinished job holds it (``blob_refs``).
+    await gw.refs.release(tenant, asset.upload.digest, f"asset:{asset.asset_id}")
     return web.Response(status=204)

@@ -3,12 +3,17 @@ submitter, the event hub — built once per application and closed with it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from comfyfarm.gateway.asset_refs import resolve_references
+from comfyfarm.gateway.blob_refs import BlobRefs
+from comfyfarm.gateway.content_links import ContentLinks
+from comfyfarm.gateway.errors import ApiError
 from comfyfarm.gateway.events import EventHub
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView
@@ -20,7 +25,7 @@ from comfyfarm.gateway.settings import GatewaySettings
 from comfyfarm.gateway.submission import Submitter
 from comfyfarm.producer import Farm
 from comfyfarm.storage import open_store
-from comfyfarm.storage.blobs import BlobStore
+from comfyfarm.storage.blobs import BlobStore, blob_key
 from comfyfarm.tasks.models import InputFile
 
 MAX_CONNECTIONS = 32
@@ -40,8 +45,10 @@ class Gateway:
         self.results = self.client if same else _client(farm_settings.result_backend)
         self.store = open_store(farm_settings.storage_url)
         self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
+        self.links = ContentLinks(self.store, presign_seconds=settings.presign_seconds)
+        self.refs = BlobRefs(self.client, self.prefix, self._delete_blob)
         self.hub = EventHub(self.results, self.prefix)
-        self.positions = QueuePositions(self.client, self.results, self.prefix)
+        self.positions = QueuePositions(self.client, self.prefix)
         self.schemas = SchemaCache(farm_settings)
         self.submitter = Submitter(
             self.farm,
@@ -59,7 +66,7 @@ class Gateway:
         await self.register(record, view)
         where = await self.position(record, view) if position else None
         return render_job(record, view, origin=origin_of(request), retention=self.retention,
-                          queue_position=where)  # fmt: skip
+                          queue_position=where, links=self.links)  # fmt: skip
 
     async def position(self, record: JobRecord, view: FarmView) -> int | None:
         if v2_status(view.status) != "queued":
@@ -68,7 +75,8 @@ class Gateway:
 
     async def register(self, record: JobRecord, view: FarmView) -> None:
         if view.result is not None:
-            await self.positions.left(record)
+            # Its inputs were fetched: the job holds them no more.
+            await self.release_inputs(record.tenant, record.job_id, list(record.blobs))
         outputs = view.outputs
         if outputs:
             finished = view.result.timings.finished_at if view.result is not None else None
@@ -78,8 +86,30 @@ class Gateway:
 
     async def resolve_assets(
         self, tenant: str, workflow: dict[str, Any]
-    ) -> tuple[dict[str, Any], list[InputFile]]:
+    ) -> tuple[dict[str, Any], list[InputFile], list[str]]:
         return await resolve_references(self, tenant, workflow)
+
+    async def hold_inputs(self, tenant: str, job_id: str, digests: list[str]) -> None:
+        """The job holds the blobs it takes as input until it finishes (``blob_refs``);
+        ApiError 422 ``missing_asset`` if one was collected before the hold."""
+        until = time.time() + self.retention
+        for digest in digests:
+            await self.refs.hold(tenant, digest, f"job:{job_id}", until)
+        for digest in digests:
+            if await asyncio.to_thread(self.blobs.find, tenant, digest) is None:
+                await self.release_inputs(tenant, job_id, digests)
+                raise ApiError(
+                    422,
+                    "missing_asset",
+                    f"the bytes of input {digest} were deleted: upload them again",
+                )
+
+    async def release_inputs(self, tenant: str, job_id: str, digests: list[str]) -> None:
+        for digest in digests:
+            await self.refs.release(tenant, digest, f"job:{job_id}")
+
+    def _delete_blob(self, tenant: str, digest: str) -> None:
+        self.store.delete(blob_key(tenant, digest))
 
     async def close(self) -> None:
         await self.hub.close()

@@ -168,7 +168,7 @@ class _Stream:
         """Send what changed; True once the terminal status was sent (the stream ends)."""
         position = await self.gw.position(self.record, view)
         job = render_job(self.record, view, origin=self.origin, retention=self.gw.retention,
-                         queue_position=position)  # fmt: skip
+                         queue_position=position, links=self.gw.links)  # fmt: skip
         status = job["status"]  # ``expired`` past the retention, whatever the farm says
         if status in TERMINAL:
             await self.gw.register(self.record, view)

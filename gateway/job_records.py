@@ -4,16 +4,14 @@ The farm already keeps a job's queue record, Celery state and result; the gatewa
 contract needs and the farm has no field for:
 
 ======================================  =====================================================
-``<prefix>gw:job:<job_id>``             JSON {tenant, created_at, metadata, workflow}: the owner
+``<prefix>gw:job:<job_id>``             JSON {tenant, created_at, metadata, workflow, queue,
+                                        blobs}: the owner
                                         (another tenant gets 404), the creation time and the
                                         executed API-format graph (``GET …/workflow``); TTL =
                                         the farm's result retention + ``EXPIRED_GRACE`` (past
                                         the retention the job answers ``expired``, then 404)
 ``<prefix>gw:jobs:<tenant>``            sorted set job id → created_at: ``GET /jobs``, newest
                                         first; entries past the retention are trimmed on write
-``<prefix>gw:queued:<queue>``           sorted set job id → created_at of the jobs the gateways
-                                        sent to that queue and not yet seen leave it
-                                        (``queue_position``)
 ======================================  =====================================================
 """
 
@@ -40,6 +38,7 @@ class JobRecord:
     metadata: dict[str, str]
     workflow: dict[str, Any]
     queue: str = ""
+    blobs: tuple[str, ...] = ()  # digests of the caller's blobs the job takes as input
 
 
 def record_key(prefix: str, job_id: str) -> str:
@@ -48,10 +47,6 @@ def record_key(prefix: str, job_id: str) -> str:
 
 def index_key(prefix: str, tenant: str) -> str:
     return f"{prefix}gw:jobs:{tenant}"
-
-
-def queued_key(prefix: str, queue: str) -> str:
-    return f"{prefix}gw:queued:{queue}"
 
 
 async def save_records(
@@ -67,10 +62,8 @@ async def save_records(
                 "metadata": record.metadata,
                 "workflow": record.workflow,
                 "queue": record.queue,
+                "blobs": list(record.blobs),
             }
-            if record.queue:
-                queued = indexes.setdefault(queued_key(prefix, record.queue), {})
-                queued[record.job_id] = record.created_at
             pipe.set(record_key(prefix, record.job_id), jsonio.dumps(body),
                      ex=int(retention) + EXPIRED_GRACE)  # fmt: skip
             members = indexes.setdefault(index_key(prefix, record.tenant), {})
@@ -94,6 +87,7 @@ def parse_record(job_id: str, raw: Any) -> JobRecord | None:
             metadata={str(k): str(v) for k, v in dict(body.get("metadata") or {}).items()},
             workflow=dict(body.get("workflow") or {}),
             queue=str(body.get("queue") or ""),
+            blobs=tuple(str(d) for d in body.get("blobs") or ()),
         )
     except (ValueError, KeyError, TypeError):
         return None

@@ -25,11 +25,14 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView
 from comfyfarm.tasks.models import JobProgress, JobResult, OutputRecord
+
+if TYPE_CHECKING:
+    from comfyfarm.gateway.content_links import ContentLinks
 
 API = "/api/v2"
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
@@ -93,8 +96,10 @@ def render_job(
     origin: str,
     retention: float,
     queue_position: int | None = None,
+    links: ContentLinks | None = None,
 ) -> dict[str, Any]:
-    """The spec's ``Job`` for one job (``origin``: scheme://host of the request, for URLs)."""
+    """The spec's ``Job`` for one job (``origin``: scheme://host of the request, for URLs;
+    ``links``: presigned output URLs where the store signs)."""
     expires = record.created_at + retention
     if is_expired(record, retention):
         return render_expired(record, expires)
@@ -112,7 +117,7 @@ def render_job(
         "queue_position": queue_position if status == "queued" else None,
         "progress": render_progress(farm.progress) if status in ("running", "canceling") else None,
         "outputs": [
-            render_output(record.job_id, item, origin=origin, expires=expires)
+            render_output(record.job_id, item, origin=origin, expires=expires, links=links)
             for item in farm.outputs
         ],  # fmt: skip
         "error": render_error(result) if result is not None and status != "succeeded" else None,
@@ -197,11 +202,19 @@ def render_progress(progress: JobProgress | None) -> dict[str, Any] | None:
 
 
 def render_output(
-    job_id: str, item: OutputRecord, *, origin: str, expires: float
+    job_id: str,
+    item: OutputRecord,
+    *,
+    origin: str,
+    expires: float,
+    links: ContentLinks | None = None,
 ) -> dict[str, Any]:
     kind = output_type(item.kind)
     asset_id = output_asset_id(job_id, item)
     size = item.bytes if item.uri is not None else len(value_bytes(item))
+    url, url_expires = f"{origin}{API}/assets/{asset_id}/content", expires
+    if links is not None:
+        url, url_expires = links.link(asset_id, item.uri, origin, expires)
     return {
         "node_id": item.node_id,
         "name": item.filename or f"{item.node_id}_{item.kind}_{item.index}.txt",
@@ -210,8 +223,8 @@ def render_output(
         "size_bytes": size,
         "id": asset_id,
         "hash": blake3_of(item.hash),
-        "url": f"{origin}{API}/assets/{asset_id}/content",
-        "url_expires_at": iso(expires),
+        "url": url,
+        "url_expires_at": iso(url_expires),
         "job_id": job_id,
     }
 

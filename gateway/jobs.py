@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import json
 import uuid
 from typing import Any
@@ -23,6 +22,7 @@ from comfyfarm.gateway.job_records import JobRecord, load_record, page_ids, pars
 from comfyfarm.gateway.job_state import FarmView, read_views, view_of
 from comfyfarm.gateway.job_view import is_expired, render_job, render_summary
 from comfyfarm.gateway.submission import MAX_BODY_BYTES, parse_submission
+from comfyfarm.tasks.models import new_job_id
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
@@ -59,13 +59,19 @@ async def post_job(request: web.Request) -> web.Response:
     claim = None
     if key is not None:
         claim = await idempotency.claim(gw.client, gw.prefix, tenant, key)
+    job_id = new_job_id()
+    blobs: list[str] = []
     try:
-        prompt, inputs = await gw.resolve_assets(tenant, submission.workflow)
-        submission = dataclasses.replace(submission, workflow=prompt)
-        record = await gw.submitter.submit(tenant, submission, inputs=inputs)
+        prompt, params = await gw.submitter.prepare(submission)
+        prompt, inputs, blobs = await gw.resolve_assets(tenant, prompt)
+        await gw.hold_inputs(tenant, job_id, blobs)
+        record = await gw.submitter.submit(tenant, submission, prompt, job_id=job_id,
+                                           params=params, inputs=inputs, blobs=blobs)  # fmt: skip
     except ApiError as exc:
-        if claim is not None and exc.status < 500:
-            await claim.release()  # definitive: no job was created, the key may be used again
+        if exc.status < 500:  # definitive: no job was created
+            await gw.release_inputs(tenant, job_id, blobs)
+            if claim is not None:
+                await claim.release()  # the key may be used again
         raise
     # Just enqueued: queued by definition (no round trip to read it back).
     view = view_of(record.job_id, None, b"{}", False, None, gw.prefix)

@@ -7,7 +7,10 @@ it — is kept for ``REFRESH_SECONDS`` and rebuilt off the event loop.
 
 Placement follows ``comfyfarm.producer.placement`` (the same rule, on the cached sources): the
 shared queue when every live schema accepts the prompt; else the own queue of a worker whose
-schema does, taken in turn; when none does, every problem the newest schema found.
+schema does, taken in turn; when none does, every problem the newest schema found. A job for the
+shared queue then goes where ``Farm.submit`` would send it: with ``COMFYFARM_AFFINITY``, to its
+checkpoint's queue when a live worker consumes that queue (``producer.affinity``; the snapshot
+keeps the queues the live workers consume).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from dataclasses import dataclass, field
 
 import redis
 
+from comfyfarm.tasks.affinity import affinity_queue
 from comfyfarm.tasks.registry import list_workers
-from comfyfarm.tasks.routing import worker_queue
+from comfyfarm.tasks.routing import SHARED_QUEUE, worker_queue
 from comfyfarm.tasks.schemas import load_schemas
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.workflows import Problem, SchemaSource, validate_prompt
@@ -55,6 +59,7 @@ class SchemaCache:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._groups: list[SchemaGroup] = []
+        self._consumed: frozenset[str] = frozenset()  # queues the live workers consume
         self._sources: dict[str, SchemaSource] = {}  # digest of a schema → its parsed source
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -65,7 +70,7 @@ class SchemaCache:
             return self._groups
         async with self._lock:
             if time.monotonic() - self._read_at >= self._ttl():
-                self._groups = await asyncio.to_thread(self._read)
+                self._groups, self._consumed = await asyncio.to_thread(self._read)
                 self._read_at = time.monotonic()
         return self._groups
 
@@ -76,16 +81,29 @@ class SchemaCache:
         groups = await self.groups()
         return groups[0].source if groups else None
 
-    def _read(self) -> list[SchemaGroup]:
+    async def default_queue(self, prompt: dict[str, object]) -> str:
+        """Where ``Farm.submit`` sends a job it is given no queue for: its checkpoint's queue
+        with affinity on and a live worker consuming it, else the shared queue."""
+        if not self._settings.affinity:
+            return SHARED_QUEUE
+        wanted = affinity_queue(prompt)
+        if wanted is None:
+            return SHARED_QUEUE
+        await self.groups()  # refreshes the consumed queues with the schemas
+        return wanted if wanted in self._consumed else SHARED_QUEUE
+
+    def _read(self) -> tuple[list[SchemaGroup], frozenset[str]]:
         settings = self._settings
         client = redis.Redis.from_url(
             settings.broker_url, socket_timeout=10, socket_connect_timeout=5
         )
         try:
             published = load_schemas(client, settings.key_prefix)
-            live = {worker.name for worker in list_workers(client, settings.key_prefix)}
+            workers = list_workers(client, settings.key_prefix)
         finally:
             client.close()
+        live = {worker.name for worker in workers}
+        consumed = frozenset(queue for worker in workers for queue in worker.queues)
         chosen = [p for p in published if p.worker in live] or published
         by_body: dict[str, SchemaGroup] = {}
         for entry in chosen:
@@ -98,7 +116,7 @@ class SchemaCache:
                 by_body[digest] = SchemaGroup(source, [])
             by_body[digest].workers.append(entry.worker)
         self._sources = {digest: group.source for digest, group in by_body.items()}
-        return list(by_body.values())
+        return list(by_body.values()), consumed
 
 
 def place(

@@ -21,6 +21,8 @@ DEFAULT_MAX_QUEUE_DEPTH = 10_000
 DEFAULT_MAX_STREAMS = 1_000
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
 MAX_TOKEN_PAIRS = 1_000
+DEFAULT_PRESIGN_SECONDS = 3600
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # S3's limit for a presigned URL
 
 
 @dataclass(frozen=True, repr=False)
@@ -28,7 +30,8 @@ class GatewaySettings:
     """``farm``: the shared farm settings; ``tokens``: token → tenant (empty: no auth, loopback
     only); ``max_queue_depth``: queued jobs past which ``POST /jobs`` answers 429 queue_full;
     ``max_streams``: concurrent event streams per tenant (429 too_many_streams past it);
-    ``max_upload_bytes``: the largest asset upload."""
+    ``max_upload_bytes``: the largest asset upload; ``presign_seconds``: lifetime of the
+    presigned S3 URLs given for content (0: the gateway serves all content itself)."""
 
     farm: Settings = field(default_factory=Settings)
     host: str = DEFAULT_HOST
@@ -38,6 +41,7 @@ class GatewaySettings:
     max_streams: int = DEFAULT_MAX_STREAMS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     retry_after_seconds: int = 5
+    presign_seconds: int = DEFAULT_PRESIGN_SECONDS
     #: Bearer token for ``GET /metrics`` (else the tenants' tokens guard it); never in repr().
     metrics_token: str | None = field(default=None, compare=False)
 
@@ -48,6 +52,9 @@ class GatewaySettings:
             _fail("MAX_QUEUE_DEPTH", str(self.max_queue_depth), "must be a positive integer")
         if self.max_upload_bytes < 1:
             _fail("MAX_UPLOAD_BYTES", str(self.max_upload_bytes), "must be a positive integer")
+        if not 0 <= self.presign_seconds <= MAX_PRESIGN_SECONDS:
+            _fail("GATEWAY_PRESIGN_SECONDS", str(self.presign_seconds),
+                  f"must be 0 (off) to {MAX_PRESIGN_SECONDS} seconds")  # fmt: skip
         if self.max_streams < 1:
             _fail("GATEWAY_MAX_STREAMS", str(self.max_streams), "must be a positive integer")
 
@@ -64,6 +71,7 @@ class GatewaySettings:
             max_queue_depth=_int(env, "MAX_QUEUE_DEPTH", DEFAULT_MAX_QUEUE_DEPTH),
             max_streams=_int(env, "GATEWAY_MAX_STREAMS", DEFAULT_MAX_STREAMS),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            presign_seconds=_int(env, "GATEWAY_PRESIGN_SECONDS", DEFAULT_PRESIGN_SECONDS),
             metrics_token=env.get(ENV_PREFIX + "METRICS_TOKEN", "").strip() or None,
         )
 
@@ -120,6 +128,9 @@ def describe() -> list[tuple[str, str, str]]:
          "Bearer token that alone opens the gateway's GET /metrics (as for workers, exporter)"),
         (p + "MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES),
          "largest asset upload (POST /api/v2/assets; streamed, never held in memory)"),
+        (p + "GATEWAY_PRESIGN_SECONDS", str(DEFAULT_PRESIGN_SECONDS),
+         "with s3:// storage: content URLs are presigned S3 URLs valid this long and GET "
+         "…/content redirects to one; 0: the gateway serves the bytes itself"),
     ]  # fmt: skip
 
 

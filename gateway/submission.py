@@ -1,18 +1,22 @@
 """``POST /api/v2/jobs``: read the body, validate the workflow, enqueue it into the farm.
 
 ```
-body ──parse_submission──▶ Submission ──Submitter.submit──▶ JobRecord (+ the farm's own records)
-        422 invalid_request                 422 workflow_format_ui   (UI export, not opted in)
-        422 metadata_invalid                422 invalid_workflow     (every problem, by node)
-                                            422 missing_asset        (an unknown asset reference)
-                                            429 queue_full           (+ Retry-After)
+body ──parse_submission──▶ Submission ──Submitter.prepare──▶ API prompt ──(asset references
+        422 invalid_request                 422 workflow_format_ui   resolved by the route)──▶
+        422 metadata_invalid                422 invalid_inputs       Submitter.submit ──▶ JobRecord
+                                                          422 invalid_workflow (every problem)
+                                                          422 missing_asset
+                                                          429 queue_full (+ Retry-After)
 ```
 
 Documented extensions beyond the contract (a stock client sends none of them): ``webhook_url``
-(the farm's signed, retried completion webhook), ``priority`` (0 lowest … 9 most urgent, default 5)
-and ``convert_ui: true`` (convert a UI export with the live schemas instead of refusing it).
-``inputs`` stays reserved and is refused. ``extra_data.api_key_comfy_org`` is refused too: the
-farm would have to carry the key through Redis, and secrets never go there.
+(the farm's signed, retried completion webhook), ``priority`` (0 lowest … 9 most urgent, default 5),
+``convert_ui: true`` (convert a UI export with the live schemas instead of refusing it) and
+``inputs`` (named parameters: ``{"seed": 7, "prompt": "a cat", "6.text": "…"}`` set into the
+workflow before validation — ``workflows.apply_inputs``, which never reads a local file or fetches
+a URL whatever the value; an unknown name or a value of the wrong type is ``422 invalid_inputs``
+naming the parameter and the node input it targets). ``extra_data.api_key_comfy_org`` is refused:
+the farm would have to carry the key through Redis, and secrets never go there.
 """
 
 from __future__ import annotations
@@ -32,17 +36,21 @@ from comfyfarm.gateway.schemas import SchemaCache, place
 from comfyfarm.producer import Farm, build_spec
 from comfyfarm.tasks.errors import JobSpecError
 from comfyfarm.tasks.models import MAX_PROMPT_BYTES, InputFile, new_job_id
-from comfyfarm.tasks.routing import SHARED_QUEUE, queue_keys
+from comfyfarm.tasks.routing import queue_keys
+from comfyfarm.tasks.spec import check_prompt
 from comfyfarm.workflows import (
     ConversionError,
     Problem,
     WorkflowFormatError,
+    apply_inputs,
     convert_ui_to_api,
     detect_format,
 )
 
 MAX_BODY_BYTES = MAX_PROMPT_BYTES + 256 * 1024
 MAX_METADATA_PAIRS = 16
+MAX_INPUTS = 64
+MAX_INPUT_NAME = 200
 DEPTH_SECONDS = 0.25
 WORKFLOW_NAME = "api-v2"
 _LABEL_KEY = re.compile(r"[A-Za-z0-9_.\-/]{1,64}")
@@ -56,6 +64,7 @@ class Submission:
     webhook_url: str | None = None
     priority: int | None = None
     convert_ui: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_submission(body: Any) -> Submission:
@@ -65,12 +74,6 @@ def parse_submission(body: Any) -> Submission:
     workflow = body.get("workflow")
     if not isinstance(workflow, dict):
         raise invalid_request("'workflow' is required and must be a JSON object", field="workflow")
-    if body.get("inputs") is not None:
-        raise invalid_request(
-            "'inputs' is reserved by Comfy API v2 and not accepted yet: set values in the "
-            "workflow itself",
-            field="inputs",
-        )
     _check_extra_data(body.get("extra_data"))
     webhook_url = body.get("webhook_url")
     if webhook_url is not None and not isinstance(webhook_url, str):
@@ -89,6 +92,46 @@ def parse_submission(body: Any) -> Submission:
         webhook_url=webhook_url,
         priority=priority,
         convert_ui=convert_ui,
+        inputs=parse_inputs(body.get("inputs")),
+    )
+
+
+def parse_inputs(raw: Any) -> dict[str, Any]:
+    """The named-parameter extension's object (its values are checked when applied)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise invalid_request(
+            "'inputs' must be an object of parameter names (or NODE.INPUT addresses) to values",
+            field="inputs",
+        )
+    if len(raw) > MAX_INPUTS:
+        raise invalid_request(f"at most {MAX_INPUTS} inputs ({len(raw)} given)", field="inputs")
+    for name in raw:
+        if not name or len(name) > MAX_INPUT_NAME:
+            raise invalid_request(f"an input name is 1-{MAX_INPUT_NAME} characters", field="inputs")
+    return dict(raw)
+
+
+def inputs_rejected(problems: dict[str, list[Problem]]) -> ApiError:
+    """422 ``invalid_inputs``: per parameter name, what is wrong and which node input it set."""
+    by_name = {
+        name: [
+            {"node_id": p.node_id, "field": p.input_name, "class_type": p.class_type,
+             "reason": p.kind, "message": p.message, "fix": p.fix}
+            for p in found
+        ]
+        for name, found in problems.items()
+    }  # fmt: skip
+    name, found = next(iter(problems.items()))
+    first = found[0]
+    where = f" (node {first.node_id} input {first.input_name})" if first.node_id else ""
+    more = f" (and {len(problems) - 1} more parameters)" if len(problems) > 1 else ""
+    return ApiError(
+        422,
+        "invalid_inputs",
+        f"inputs.{name}{where}: {first.message}{more}",
+        details={"field": "inputs", "inputs": by_name},
     )
 
 
@@ -188,12 +231,36 @@ class Submitter:
         self._depths: dict[str, tuple[float, int]] = {}  # queue → (read at, depth since)
         self._reading: dict[str, asyncio.Future[None]] = {}  # queue → its depth read under way
 
-    async def submit(
-        self, tenant: str, submission: Submission, *, inputs: list[InputFile] | None = None
-    ) -> JobRecord:
-        """Validate and enqueue; the returned record is the job. ApiError for a definitive
-        refusal (nothing was enqueued); other exceptions mean the outcome is unknown."""
+    async def prepare(self, submission: Submission) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The API-format prompt (a UI export converted when asked for) with the submission's
+        named ``inputs`` set, and the record of what each set (ApiError 422 otherwise)."""
         prompt = await self._api_prompt(submission)
+        if not submission.inputs:
+            return prompt, {}
+        try:
+            check_prompt(prompt)  # the shape apply_inputs relies on
+        except JobSpecError as exc:
+            raise _spec_error(exc) from None
+        source = await self.schemas.any_source()
+        applied = await asyncio.to_thread(apply_inputs, prompt, submission.inputs, schema=source)
+        if applied.problems:
+            raise inputs_rejected(applied.problems)
+        return applied.prompt, applied.params
+
+    async def submit(
+        self,
+        tenant: str,
+        submission: Submission,
+        prompt: dict[str, Any],
+        *,
+        job_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        inputs: list[InputFile] | None = None,
+        blobs: list[str] | None = None,
+    ) -> JobRecord:
+        """Validate and enqueue ``prompt`` (from ``prepare``, asset references resolved); the
+        returned record is the job. ApiError for a definitive refusal (nothing was enqueued);
+        other exceptions mean the outcome is unknown."""
         files = list(inputs or [])
         try:
             # The spec first: building it checks the prompt's structure (nodes are nodes, links
@@ -201,8 +268,9 @@ class Submitter:
             spec = build_spec(
                 prompt,
                 self.farm.settings,
-                job_id=new_job_id(),
+                job_id=job_id or new_job_id(),
                 inputs=files,
+                params=params or {},
                 labels=submission.metadata,
                 webhook_url=submission.webhook_url,
                 workflow_name=WORKFLOW_NAME,
@@ -214,10 +282,10 @@ class Submitter:
         placement = place(spec.prompt, groups, uploads)
         if placement.problems:
             raise invalid_workflow(placement.problems)
-        queue = placement.queue or SHARED_QUEUE
+        queue = placement.queue or await self.schemas.default_queue(spec.prompt)
         await self._check_depth(queue)
         record = JobRecord(spec.job_id, tenant, spec.enqueued_at or time.time(),
-                           submission.metadata, spec.prompt, queue)  # fmt: skip
+                           submission.metadata, spec.prompt, queue, tuple(blobs or ()))  # fmt: skip
         await self.publisher.send(spec, record, queue=queue, priority=submission.priority)
         return record
 

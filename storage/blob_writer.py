@@ -75,12 +75,17 @@ class BlobWriter:
         spool.write(chunk)
         self.size += length
 
+    @property
+    def digest(self) -> str:
+        """``blake3:<hex>`` of the bytes written so far (what ``commit`` will name the blob)."""
+        return f"{BLAKE3}:{self._hash.hexdigest()}"
+
     def commit(self, expected_digest: str | None = None) -> tuple[Blob, bool]:
         """Finish the upload: ``(blob, created_new)``, where ``created_new`` is False when the
         tenant already had these bytes. With ``expected_digest``, a different computed digest
         raises ``HashMismatch`` (a malformed one ``InvalidDigest``) and stores nothing."""
         spool = self._open_spool()
-        digest = f"{BLAKE3}:{self._hash.hexdigest()}"
+        digest = self.digest
         if expected_digest is not None and expected_digest != digest:
             self.abort()
             shown = str(expected_digest)[:80]

@@ -12,9 +12,10 @@ committing is a rename, not a second copy. Elsewhere (``s3://``, ``memory://``) 
 written to the store as one streamed object.
 
 Assets are small JSON records (``asset_records``) naming a blob; deleting an asset removes its
-record and never a blob, since other assets may share it (nothing collects unreferenced blobs
-yet). Two uploads of the same new bytes racing each other both write the same object (writes
-are atomic and idempotent) and both report ``created_new``.
+record and never a blob, since other assets may share it: the gateway counts who holds each blob
+and deletes it when nothing does (``comfyfarm.gateway.blob_refs``). Two uploads of the same new
+bytes racing each other both write the same object (writes are atomic and idempotent) and both
+report ``created_new``.
 
 Errors: ``blob_errors`` (``BlobError`` and its subclasses, below ``StorageError``).
 """

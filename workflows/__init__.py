@@ -24,13 +24,20 @@ from comfyfarm.workflows.formats import Workflow, detect_format, load_workflow
 from comfyfarm.workflows.inputs import MAX_INPUT_BYTES, InputRef
 from comfyfarm.workflows.library import find_workflow, list_workflows
 from comfyfarm.workflows.params import ParamDef, ParamSet
-from comfyfarm.workflows.prepare import PreparedJob, prepare_jobs, workflow_params
+from comfyfarm.workflows.prepare import (
+    AppliedInputs,
+    PreparedJob,
+    apply_inputs,
+    prepare_jobs,
+    workflow_params,
+)
 from comfyfarm.workflows.problems import Problem
 from comfyfarm.workflows.schema import SchemaSource
 from comfyfarm.workflows.validate import validate_prompt
 
 __all__ = [
     "MAX_INPUT_BYTES",
+    "AppliedInputs",
     "ConversionError",
     "InputFileError",
     "InputRef",
@@ -46,6 +53,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowFormatError",
     "WorkflowNotFound",
+    "apply_inputs",
     "convert_ui_to_api",
     "detect_format",
     "find_workflow",

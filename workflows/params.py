@@ -239,7 +239,9 @@ def _is_upload(node: Any, input_name: str, schema: SchemaSource | None) -> bool:
 
 
 def _literals(node: Any) -> dict[str, Any]:
-    return {k: v for k, v in _inputs(node).items() if not _is_link(v)}
+    """Values set in the node, by input name; a name that a ``NODE.INPUT`` address cannot
+    spell (empty, or with a dot: no ComfyUI input has one) names no parameter."""
+    return {k: v for k, v in _inputs(node).items() if not _is_link(v) and k and "." not in k}
 
 
 def _inputs(node: Any) -> dict[str, Any]:

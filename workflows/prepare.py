@@ -5,6 +5,10 @@ sidecar defaults, then ``--param``, then ``--set``, then this job's sweep values
 coerced and checked against the node schema, ``random`` drawn fresh, input files checked and
 recorded as InputRef — and finally validate the prompt so ComfyUI will not reject it. All problems
 found in the first failing job are raised together.
+
+``apply_inputs`` is the same sequence for one job whose values arrive as typed JSON from a network
+caller (the gateway's ``inputs``): no local file is ever looked at (an upload input takes the value
+as a name, for the caller's own asset resolution), and the problems come back by parameter.
 """
 
 from __future__ import annotations
@@ -121,6 +125,53 @@ def prepare_jobs(
     return jobs
 
 
+@dataclass(frozen=True)
+class AppliedInputs:
+    """``apply_inputs``' answer: the prompt with the values set, the record of what each name
+    set, and the problems of each name that could not be set (empty: all were)."""
+
+    prompt: dict[str, Any]
+    params: dict[str, Any]
+    problems: dict[str, list[Problem]]
+
+
+def apply_inputs(
+    prompt: Mapping[str, Any],
+    values: Mapping[str, Any],
+    *,
+    schema: SchemaSource | None,
+    rng: random.Random | None = None,
+) -> AppliedInputs:
+    """Set ``values`` (a parameter name — inferred from ``prompt``, see ``workflows.params`` — or
+    a ``NODE.INPUT`` address → a JSON value) into a copy of an API-format ``prompt`` (of the
+    shape ``tasks.spec.check_prompt`` checks: check an untrusted one first).
+
+    For untrusted callers: nothing here reads or probes a local file or fetches a URL, whatever
+    the value; an upload input (``LoadImage.image``) takes a string or ``core/ASSET`` object as
+    it is; any other input takes a JSON scalar, coerced and checked against ``schema`` as
+    ``--param`` values are. The prompt is not validated as a whole (the caller does that after
+    resolving its asset references).
+    """
+    param_set = infer_params(prompt, schema)
+    out = deepcopy(dict(prompt))
+    settings = [Setting(key, value, None, "param") for key, value in values.items()]
+    problems: dict[str, list[Problem]] = {
+        s.key: [_unknown_param(s.key, param_set, direct='"NODE.INPUT" (e.g. "6.text")')]
+        for s in settings
+        if not is_address(s.key) and s.key not in param_set.params
+    }
+    record: dict[str, Any] = {}
+    for setting in settings:
+        if setting.key in problems:
+            continue
+        try:
+            record[setting.key] = _apply(out, setting, param_set, schema, [], rng,
+                                         local_files=False)  # fmt: skip
+        except WorkflowError as exc:
+            problems[setting.key] = _located(exc.problems, setting)
+    return AppliedInputs(out, record, problems)
+
+
 def workflow_params(
     workflow: Workflow, prompt: Mapping[str, Any], schema: SchemaSource | None
 ) -> ParamSet:
@@ -163,8 +214,11 @@ def _apply(
     schema: SchemaSource | None,
     inputs: list[InputRef],
     rng: random.Random | None,
+    *,
+    local_files: bool = True,
 ) -> Any:
-    """Set one setting into ``prompt``; returns the value recorded for it."""
+    """Set one setting into ``prompt``; returns the value recorded for it. ``local_files``
+    False: a value never names a local file or URL (see ``apply_inputs``)."""
     if setting.key in param_set.params and setting.origin != "set":
         addresses: Sequence[str] = param_set.params[setting.key].targets
     else:
@@ -174,17 +228,23 @@ def _apply(
     for index, text in enumerate(addresses):
         target = resolve_address(parse_address(text), prompt, schema)
         if isinstance(target, tuple):
+            if not local_files:  # a pointer past the inputs could rewrite the graph itself
+                message = f"{text}: a JSON pointer here must name an input (/ID/inputs/NAME)"
+                raise ParameterError(problems=[general("bad_address", message)])
             set_pointer(prompt, target, value)
             recorded = value if index == 0 else recorded
             continue
         spec = input_spec(prompt, target, schema)
-        if _is_upload(prompt, target, spec) and names_a_file(value, spec):
+        final: Any = _UNSET if local_files else _untrusted_value(value, target, spec, prompt)
+        if final is not _UNSET:
+            set_input(prompt, target, final)
+        elif local_files and _is_upload(prompt, target, spec) and names_a_file(value, spec):
             image = spec is None or bool(spec.config.get("image_upload"))
             source = check_input_file(str(value), image=image)
             ref = InputRef(target.node_id, target.input_name, source)
             inputs.append(ref)
             set_input(prompt, target, ref.filename)
-            final: Any = ref.source
+            final = ref.source
         else:
             if value == RANDOM and _takes_int(prompt, target, spec):
                 # One draw, shared by every target of the name (both samplers get one seed).
@@ -193,6 +253,34 @@ def _apply(
             set_input(prompt, target, final)
         recorded = final if index == 0 else recorded
     return recorded
+
+
+_UNSET: Any = object()
+
+
+def _untrusted_value(
+    value: Any,
+    target: Target,
+    spec: InputSpec | None,
+    prompt: Mapping[str, Any],
+) -> Any:
+    """The value to set from a network caller, or ``_UNSET`` to coerce it as usual. Upload
+    inputs keep a name or asset object as given; objects and arrays go nowhere else (a link or
+    a Python repr is never what a caller meant)."""
+    upload = _is_upload(prompt, target, spec)
+    if upload and (isinstance(value, str) or _is_asset_object(value)):
+        return value
+    if isinstance(value, (dict, list)) or value is None:
+        what = "an upload input's file name or asset" if upload else "a text, number or boolean"
+        shown = "null" if value is None else type(value).__name__.replace("dict", "object")
+        raise ParameterError(
+            problems=[target.problem("invalid_input_type", f"expected {what}, got {shown}")]
+        )
+    return _UNSET
+
+
+def _is_asset_object(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("__type") == "core/ASSET"
 
 
 def _check_keys(
@@ -214,12 +302,14 @@ def _check_keys(
     return {key: found for key, found in problems.items() if found}
 
 
-def _unknown_param(key: str, param_set: ParamSet) -> Problem:
+def _unknown_param(
+    key: str, param_set: ParamSet, *, direct: str = "--set NODE.INPUT=VALUE"
+) -> Problem:
     names = param_set.names()
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
     listing = ", ".join(names) or "none"
     fix = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    fix += "or address an input directly: --set NODE.INPUT=VALUE"
+    fix += f"or address an input directly: {direct}"
     source = "inferred" if param_set.source == "inferred" else f"from {Path(param_set.source).name}"
     message = f"unknown parameter {key!r}; available ({source}): {listing}"
     return general("unknown_parameter", message, fix)

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from farm_kit import Reaper, WorkerFactory  # noqa: E402
+from farm_kit import Reaper, WorkerFactory, moto_server  # noqa: E402
 from spec_check import SpecWatch  # noqa: E402
 from tenants import TOKENS  # noqa: E402
 
@@ -54,6 +54,12 @@ def workers(settings: Settings, start_sim, reaper: Reaper) -> Iterator[WorkerFac
     factory = WorkerFactory(settings.broker_url, settings.key_prefix, settings.storage_url)
     yield factory
     factory.stop_all(reaper)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of a moto S3 server (its own process) for this session."""
+    yield from moto_server()
 
 
 GatewayFactory = Callable[..., GatewayProcess]

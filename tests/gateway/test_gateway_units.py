@@ -86,10 +86,12 @@ def test_farm_status_words_map_onto_the_contracts() -> None:
     assert v2_status("unknown") == "queued"
 
 
-def test_reserved_and_secret_fields_are_refused() -> None:
-    """``inputs`` (reserved) and a partner API key (a secret) are 422 naming the field."""
+def test_malformed_and_secret_fields_are_refused() -> None:
+    """``inputs`` that is not an object of at most 64 names, and a partner API key (a secret),
+    are 422 naming the field."""
     for body, field in (
-        ({"workflow": {}, "inputs": {"seed": 1}}, "inputs"),
+        ({"workflow": {}, "inputs": ["seed", 1]}, "inputs"),
+        ({"workflow": {}, "inputs": {str(n): n for n in range(65)}}, "inputs"),
         (
             {"workflow": {}, "extra_data": {"api_key_comfy_org": "k"}},
             "extra_data.api_key_comfy_org",
@@ -99,6 +101,13 @@ def test_reserved_and_secret_fields_are_refused() -> None:
         with pytest.raises(ApiError) as caught:
             parse_submission(body)
         assert caught.value.status == 422 and caught.value.details == {"field": field}
+
+
+def test_named_inputs_are_parsed_as_given() -> None:
+    """The ``inputs`` extension is kept as given (its values are checked when applied)."""
+    body = {"workflow": {}, "inputs": {"seed": 7, "6.text": "a cat"}}
+    assert parse_submission(body).inputs == {"seed": 7, "6.text": "a cat"}
+    assert parse_submission({"workflow": {}}).inputs == {}
 
 
 def test_metadata_limits() -> None:
