@@ -2,9 +2,12 @@
 
 A write streams into a temporary file in the destination directory, fsyncs it, renames it over
 the final name (``os.replace``, atomic on POSIX) and fsyncs the directory: the object is durable
-when ``write`` returns. Directories are created one level at a time and each is resolved and
-checked: a symlink that leads out of the root is refused (``UnsafeKey``) before anything is
-written through it.
+when ``write`` returns. A store opened with ``fsync=False`` (``COMFYFARM_STORAGE_FSYNC=0``, for
+storage whose durability is handled elsewhere) skips both fsyncs: still atomic (a reader sees the
+whole object or none), but a host crash can lose objects ``write`` said were stored.
+
+Directories are created one level at a time and each is resolved and checked: a symlink that
+leads out of the root is refused (``UnsafeKey``) before anything is written through it.
 
 Speed of a large write: BLAKE3 (the default digest, ~0.27 ms of CPU per MiB here) is hashed by
 the calling thread as each chunk passes, which costs less than handing chunks to another thread;
@@ -63,9 +66,13 @@ class LocalStore(StoreBase):
     """Files under ``root`` (created on first write); ``digest`` is the algorithm of the
     records' ``hash`` (``blake3``, ``sha256`` or ``none``)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, digest: str = DEFAULT_DIGEST) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, digest: str = DEFAULT_DIGEST, fsync: bool = True
+    ) -> None:
         self.root = Path(os.path.abspath(root))
         self.digest = check_algorithm(digest)
+        #: Whether writes are durable when they return (file and directory fsynced).
+        self.fsync = fsync
         self.url = self.root.as_uri()
 
     # -- writing ----------------------------------------------------------------------------
@@ -80,9 +87,12 @@ class LocalStore(StoreBase):
             fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
         try:
             with open(fd, "wb", buffering=0) as handle:  # unbuffered: chunks go straight to the fd
-                _copy(key, chunks, _WriteBehind(handle.fileno()), digest)
-                with _mapped(key):
-                    os.fsync(handle.fileno())
+                # Without fsync, starting writeback early would only spend CPU on the copy's time.
+                sink = _WriteBehind(handle.fileno(), start_writeback=self.fsync)
+                _copy(key, chunks, sink, digest)
+                if self.fsync:
+                    with _mapped(key):
+                        os.fsync(handle.fileno())
             with _mapped(key):
                 os.chmod(tmp_name, FILE_MODE)
                 os.replace(tmp_name, path)
@@ -90,7 +100,8 @@ class LocalStore(StoreBase):
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
             raise
-        _fsync_dir(parent)
+        if self.fsync:
+            _fsync_dir(parent)
         return StoredObject(key=key, uri=self.uri(key), bytes=digest.bytes, hash=digest.hash)
 
     def move_in(self, key: str, source: str | os.PathLike[str]) -> bool:
@@ -102,18 +113,16 @@ class LocalStore(StoreBase):
         parent = self._make_parents(key, path.parent)
         try:
             with _mapped(key):
-                fd = os.open(source, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                if self.fsync:
+                    _fsync_file(source)
                 os.chmod(source, FILE_MODE)
                 os.replace(source, path)
         except StorageError as exc:
             if isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EXDEV:
                 return False
             raise
-        _fsync_dir(parent)
+        if self.fsync:
+            _fsync_dir(parent)
         return True
 
     def sweep_temp(self, older_than: float, *, now: float | None = None) -> int:
@@ -224,6 +233,14 @@ def _os_error(key: str, exc: OSError) -> StorageError:
     return StorageError(key=key, reason=reason)
 
 
+def _fsync_file(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make the rename durable; some filesystems cannot fsync a directory, which is fine."""
     try:
@@ -278,11 +295,13 @@ class _WriteBehind:
     Without it the whole file sits in the page cache until the final fsync, which then waits
     for all of it (~100 ms for 200 MiB on the benchmark disk, while nothing else progresses).
     Where the kernel offers no way to start writeback (no ``posix_fadvise``, e.g. macOS) the
-    final fsync does all the work, as before. Durability never depends on this.
+    final fsync does all the work, as before. Durability never depends on this. With
+    ``start_writeback=False`` (a store that does not fsync) it only writes.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, start_writeback: bool = True) -> None:
         self.fd = fd
+        self._start_writeback = start_writeback
         self._written = 0
         self._started = 0  # bytes before this offset are already being written back
 
@@ -291,7 +310,7 @@ class _WriteBehind:
         self._written += view.nbytes
         while view:  # os.write may write less than asked
             view = view[os.write(self.fd, view) :]
-        if self._written - self._started >= WRITE_BEHIND:
+        if self._start_writeback and self._written - self._started >= WRITE_BEHIND:
             _start_writeback(self.fd, self._started, self._written - self._started)
             self._started = self._written
 
