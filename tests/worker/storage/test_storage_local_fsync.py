@@ -72,7 +72,7 @@ def test_a_write_is_fsynced_by_default(tmp_path: Path, calls: FsyncCalls) -> Non
 
 def test_a_store_without_fsync_never_fsyncs_a_write(tmp_path: Path, calls: FsyncCalls) -> None:
     """fsync=False: a large streamed write stores the same bytes and digest with no fsync of
-    the file or directory and no early writeback, and leaves no temp file."""
+    the file or directory, and leaves no temp file."""
     store = LocalStore(tmp_path, fsync=False)
     expected = Digest()
     for chunk in big_chunks():
@@ -80,19 +80,21 @@ def test_a_store_without_fsync_never_fsyncs_a_write(tmp_path: Path, calls: Fsync
 
     stored = store.write("job/a.bin", big_chunks())
 
-    assert (calls.files, calls.directories, calls.advice) == ([], [], 0)
+    assert (calls.files, calls.directories) == ([], [])
     assert (stored.bytes, stored.hash) == (expected.bytes, expected.hash)
     assert (tmp_path / "job" / "a.bin").stat().st_size == expected.bytes
     assert not [p for p in (tmp_path / "job").iterdir() if p.name.startswith(TEMP_PREFIX)]
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
-def test_a_durable_store_starts_writeback_while_it_copies(
-    tmp_path: Path, calls: FsyncCalls
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_large_write_starts_writeback_while_it_copies(
+    tmp_path: Path, calls: FsyncCalls, fsync: bool
 ) -> None:
-    """By default a large write starts writeback every WRITE_BEHIND bytes, then fsyncs once."""
-    LocalStore(tmp_path).write("job/a.bin", big_chunks())
-    assert calls.advice == 2 and len(calls.files) == 1
+    """A large write starts writeback every WRITE_BEHIND bytes, with or without the final
+    fsync: it keeps the copy clear of the kernel's throttling of heavy page-cache writers."""
+    LocalStore(tmp_path, fsync=fsync).write("job/a.bin", big_chunks())
+    assert calls.advice == 2 and len(calls.files) == (1 if fsync else 0)
 
 
 def test_move_in_without_fsync_does_not_fsync(tmp_path: Path, calls: FsyncCalls) -> None:
