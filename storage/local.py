@@ -87,8 +87,8 @@ class LocalStore(StoreBase):
             fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
         try:
             with open(fd, "wb", buffering=0) as handle:  # unbuffered: chunks go straight to the fd
-                # Write-behind also without fsync: it keeps the copy off the kernel's dirty-page
-                # throttling, which slows a plain 200 MiB page-cache write ~5 x here.
+                # Write-behind also without fsync: a plain 200 MiB page-cache write slows ~5 x
+                # after its first ~75 MiB on the bench VM; with write-behind it does not.
                 _copy(key, chunks, _WriteBehind(handle.fileno()), digest)
                 if self.fsync:
                     with _mapped(key):
@@ -297,10 +297,11 @@ class _WriteBehind:
     Where the kernel offers no way to start writeback (no ``posix_fadvise``, e.g. macOS) the
     final fsync does all the work, as before. Durability never depends on this.
 
-    A store that does not fsync uses it too: measured on the benchmark VM, a plain 200 MiB write
-    into the page cache runs at full speed for its first ~75 MiB, then at ~250-550 MB/s (the
-    kernel throttles a writer with that much dirty data, and fresh pages cost), while with
-    write-behind the whole write keeps ~1.3-2.4 GB/s (``comfyfarm bench outputs``' phases).
+    A store that does not fsync uses it too: measured on the benchmark VM (a Firecracker guest),
+    a plain 200 MiB write from memory into the page cache runs at full speed for its first
+    ~75 MiB, then at ~200 MB/s (each new page-cache page costs there, and the process is charged
+    the system time), while with write-behind, whose pages are written and dropped as it goes,
+    the whole write keeps ~1-2.4 GB/s (``comfyfarm bench outputs``, its phases).
     """
 
     def __init__(self, fd: int) -> None:
