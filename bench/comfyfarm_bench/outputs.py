@@ -77,6 +77,9 @@ class OutputsFigures:
     load_average: float = 0.0
     #: Seconds (median) of each step measured on its own, by ``PHASES`` name.
     phases: dict[str, float] = field(default_factory=dict)
+    #: Slowest and fastest run of each path in MB/s, by the path's field name without ``_mb_s``
+    #: (``farm``, ``plain``, ...): on a shared machine the median alone hides how far runs scatter.
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -123,6 +126,7 @@ class OutputsFigures:
             "ratio_no_fsync": round(self.ratio_no_fsync, 4),
             "ratio_no_fsync_durable": round(self.ratio_no_fsync_durable, 4),
             "phases_ms": {k: round(1000 * v, 1) for k, v in self.phases.items()},
+            "spread_mb_s": {k: [round(lo, 1), round(hi, 1)] for k, (lo, hi) in self.spread.items()},
             "farm_rss_growth_mb": round(self.farm_rss_growth_mb, 2),
             "rss_peak_from": "VmHWM+samples" if self.hwm_reset else "samples",
             "cpu_ms_per_mb": {k: round(v, 2) for k, v in self.cpu_ms_per_mb.items()},
@@ -130,17 +134,19 @@ class OutputsFigures:
         }
 
     def __str__(self) -> str:
-        def row(name: str, mb_s: float) -> str:
-            return f"  {name:<60} {mb_s:7,.0f} MB/s\n"
+        def row(name: str, path: str) -> str:
+            low, high = self.spread.get(path, (0.0, 0.0))
+            speed = getattr(self, f"{path}_mb_s")
+            return f"  {name:<58} {speed:7,.0f} MB/s (runs {low:,.0f}-{high:,.0f})\n"
 
         return (
             f"{self.size_mb:g} MB output, median of {self.repeats}:\n"
-            + row("farm path, BLAKE3 (/view → iter_output → LocalStore.write)", self.farm_mb_s)
-            + row("farm path, SHA-256 (?digest=sha256)", self.farm_sha256_mb_s)
-            + row("farm path, no digest (?digest=none)", self.farm_no_digest_mb_s)
-            + row("farm path, no fsync (COMFYFARM_STORAGE_FSYNC=0)", self.farm_no_fsync_mb_s)
-            + row("plain download (requests → file)", self.plain_mb_s)
-            + row("plain download + fsync", self.plain_fsync_mb_s)
+            + row("farm path, BLAKE3 (/view → iter_output → LocalStore.write)", "farm")
+            + row("farm path, SHA-256 (?digest=sha256)", "farm_sha256")
+            + row("farm path, no digest (?digest=none)", "farm_no_digest")
+            + row("farm path, no fsync (COMFYFARM_STORAGE_FSYNC=0)", "farm_no_fsync")
+            + row("plain download (requests → file)", "plain")
+            + row("plain download + fsync", "plain_fsync")
             + f"  ratio against the plain download: durable (default) {self.ratio:.3f}, "
             f"no fsync {self.ratio_no_fsync:.3f}, SHA-256 {self.ratio_sha256:.3f}, "
             f"no digest {self.ratio_no_digest:.3f}\n"
@@ -243,6 +249,17 @@ def run_outputs(size_mb: float, *, repeats: int = 3, log: TextIO | None = None) 
         cpu_ms_per_mb={k: 1000 * statistics.median(v) / mb for k, v in samples.cpu.items()},
         load_average=load_average,
         phases={k: statistics.median(samples.phases[k]) for k in PHASES if k in samples.phases},
+        spread={
+            path: (mb / max(times), mb / min(times))
+            for path, times in (
+                ("farm", samples.farm),
+                ("farm_sha256", samples.farm_sha256),
+                ("farm_no_digest", samples.farm_no_digest),
+                ("farm_no_fsync", samples.farm_no_fsync),
+                ("plain", samples.plain),
+                ("plain_fsync", samples.plain_fsync),
+            )
+        },
     )
 
 
