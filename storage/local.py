@@ -87,8 +87,8 @@ class LocalStore(StoreBase):
             fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
         try:
             with open(fd, "wb", buffering=0) as handle:  # unbuffered: chunks go straight to the fd
-                # Write-behind also without fsync: a plain 200 MiB page-cache write slows ~5 x
-                # after its first ~75 MiB on the bench VM; with write-behind it does not.
+                # Write-behind also without fsync: on the bench VM a write that leaves its pages
+                # dirty runs 5-10 x slower than one that starts their writeback as it goes.
                 _copy(key, chunks, _WriteBehind(handle.fileno()), digest)
                 if self.fsync:
                     with _mapped(key):
@@ -297,11 +297,12 @@ class _WriteBehind:
     Where the kernel offers no way to start writeback (no ``posix_fadvise``, e.g. macOS) the
     final fsync does all the work, as before. Durability never depends on this.
 
-    A store that does not fsync uses it too: measured on the benchmark VM (a Firecracker guest),
-    a plain 200 MiB write from memory into the page cache runs at full speed for its first
-    ~75 MiB, then at ~200 MB/s (each new page-cache page costs there, and the process is charged
-    the system time), while with write-behind, whose pages are written and dropped as it goes,
-    the whole write keeps ~1-2.4 GB/s (``comfyfarm bench outputs``, its phases).
+    A store that does not fsync uses it too. Measured on the benchmark VM (a Firecracker guest,
+    ext4 on virtio-blk, 2 loaded cores), 200 MiB written from memory: left dirty, the pages go in
+    at ~100-550 MB/s (fast for the first tens of MiB at best); with their writeback started every
+    8 MiB — by this advice, or by ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which keeps them
+    cached — at ~0.8-2.4 GB/s (``comfyfarm bench outputs`` prints both as phases). So it is
+    the dirty pages, not page allocation, that cost; the kernel's exact reason was not pinned down.
     """
 
     def __init__(self, fd: int) -> None:
