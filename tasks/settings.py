@@ -378,8 +378,9 @@ def describe() -> list[tuple[str, str, str]]:
          "?digest= overrides it for that store"),
         (p + "STORAGE_FSYNC", "1",
          "1: a file:// store fsyncs each output (and its directory) before the result says it "
-         "is stored; 0: it does not (faster copies of large files, for storage whose durability "
-         "is handled elsewhere: a host crash can lose outputs a result says are stored); a "
+         "is stored; 0: it does not (for storage whose durability is handled elsewhere; saves "
+         "the fsyncs at the end of each copy, writeback still overlaps it; a host crash can lose "
+         "outputs a result says are stored); a "
          "file:// URL's ?fsync=0|1 overrides it for that store; s3:// is always durable"),
         (p + "KEY_PREFIX", DEFAULT_KEY_PREFIX,
          "prefix of every Redis key (queues, results, leases): several farms can share one Redis"),
