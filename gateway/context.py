@@ -43,7 +43,7 @@ class Gateway:
         self.client = _client(farm_settings.broker_url)
         same = farm_settings.result_backend == farm_settings.broker_url
         self.results = self.client if same else _client(farm_settings.result_backend)
-        self.store = open_store(farm_settings.storage_url)
+        self.store = open_store(farm_settings.storage_url, fsync=farm_settings.storage_fsync)
         self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
         self.links = ContentLinks(self.store, presign_seconds=settings.presign_seconds)
         self.refs = BlobRefs(self.client, self.prefix, self._delete_blob)

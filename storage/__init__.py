@@ -39,14 +39,22 @@ __all__ = [
 
 
 def open_store(
-    url: str, *, environ: Mapping[str, str] | None = None, digest: str = DEFAULT_DIGEST
+    url: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    digest: str = DEFAULT_DIGEST,
+    fsync: bool = True,
 ) -> OutputStore:
     """The store for ``url``, recording each object's ``digest`` (``blake3``, ``sha256`` or
     ``none``; ``COMFYFARM_OUTPUT_DIGEST``):
 
     - ``file:///abs/dir`` or a plain path (relative paths are taken from the current directory);
       ``file:///abs/dir?digest=sha256|blake3|none`` overrides ``digest`` for this store (``none``
-      keeps no digest: the hash is the slowest step of copying a large output)
+      keeps no digest: the hash is the slowest step of copying a large output). ``fsync``
+      (``COMFYFARM_STORAGE_FSYNC``; ``?fsync=0|1`` overrides it) makes each write durable before
+      it returns; without it a host crash can lose outputs a result says are stored, for
+      storage whose durability is handled elsewhere. Other stores ignore ``fsync``: an S3 PUT
+      is durable when it returns, ``memory://`` never is.
     - ``s3://bucket[/prefix][?endpoint_url=...&region=...&addressing_style=path]`` (needs boto3;
       other settings from ``COMFYFARM_S3_*`` / ``AWS_*`` in ``environ``, default ``os.environ``)
     - ``memory://name``
@@ -55,12 +63,17 @@ def open_store(
     """
     check_algorithm(digest)
     if "://" not in url:
-        return LocalStore(os.path.expanduser(url), digest=digest)
+        return LocalStore(os.path.expanduser(url), digest=digest, fsync=fsync)
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError(f"file:// URLs must be local (file:///path), not {url!r}")
-        return LocalStore(unquote(parts.path), digest=_file_digest(url, parts.query, digest))
+        options = _file_options(url, parts.query)
+        return LocalStore(
+            unquote(parts.path),
+            digest=_file_digest(url, options, digest),
+            fsync=_file_fsync(url, options, fsync),
+        )
     if parts.scheme == "memory":
         return MemoryStore(parts.netloc or "default", digest=digest)
     if parts.scheme == "s3":
@@ -70,16 +83,36 @@ def open_store(
     raise ValueError(f"unsupported storage URL {url!r}: use file://, s3:// or memory://")
 
 
-def _file_digest(url: str, query: str, default: str) -> str:
-    """The digest of a ``file://`` store: ``?digest=blake3|sha256|none``, else ``default``;
-    any other option or value is refused, naming it."""
+def _file_options(url: str, query: str) -> dict[str, list[str]]:
+    """The query options of a ``file://`` URL; any but ``digest`` and ``fsync`` is refused."""
     options = parse_qs(query, keep_blank_values=True)
-    unknown = sorted(set(options) - {"digest"})
+    unknown = sorted(set(options) - {"digest", "fsync"})
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} in {url!r}: file:// takes digest")
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} in {url!r}: file:// takes digest and fsync"
+        )
+    return options
+
+
+def _file_digest(url: str, options: dict[str, list[str]], default: str) -> str:
+    """The digest of a ``file://`` store: ``?digest=blake3|sha256|none``, else ``default``;
+    any other value is refused, naming it."""
     value = options.get("digest", [default])[-1]
     if value not in DIGEST_ALGORITHMS:
         raise ValueError(
             f"digest must be one of {', '.join(DIGEST_ALGORITHMS)} in {url!r}, not {value!r}"
         )
     return value
+
+
+def _file_fsync(url: str, options: dict[str, list[str]], default: bool) -> bool:
+    """Whether a ``file://`` store fsyncs: ``?fsync=1|0`` (also true/false, yes/no, on/off),
+    else ``default``; any other value is refused, naming it."""
+    if "fsync" not in options:
+        return default
+    value = options["fsync"][-1].lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"fsync must be 1 or 0 in {url!r}, not {options['fsync'][-1]!r}")

@@ -70,6 +70,8 @@ class Settings:
     result_backend: str = ""
     storage_url: str = ""
     output_digest: str = OUTPUT_DIGESTS[0]
+    #: Whether a file:// store fsyncs each output before the result says it is stored.
+    storage_fsync: bool = True
     key_prefix: str = DEFAULT_KEY_PREFIX
     max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS
     visibility_timeout: float = 0.0
@@ -322,6 +324,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "result_backend": _parse_str,
     "storage_url": _parse_str,
     "output_digest": _parse_str,
+    "storage_fsync": _parse_bool,
     "key_prefix": _parse_str,
     "max_job_seconds": _parse_float,
     "temp_max_age": _parse_float,
@@ -373,6 +376,12 @@ def describe() -> list[tuple[str, str, str]]:
          "digest recorded as each output's hash: blake3 (blake3:<hex>, as Comfy API v2), sha256 "
          "(sha256:<hex>) or none (no hash: faster copies of large files); a file:// URL's "
          "?digest= overrides it for that store"),
+        (p + "STORAGE_FSYNC", "1",
+         "1: a file:// store fsyncs each output (and its directory) before the result says it "
+         "is stored; 0: it does not (for storage whose durability is handled elsewhere; saves "
+         "the fsyncs at the end of each copy, writeback still overlaps it; a host crash can lose "
+         "outputs a result says are stored); a "
+         "file:// URL's ?fsync=0|1 overrides it for that store; s3:// is always durable"),
         (p + "KEY_PREFIX", DEFAULT_KEY_PREFIX,
          "prefix of every Redis key (queues, results, leases): several farms can share one Redis"),
         (p + "MAX_JOB_SECONDS", f"{DEFAULT_MAX_JOB_SECONDS:g}",

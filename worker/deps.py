@@ -66,8 +66,11 @@ class WorkerDeps:
         # By default the client enforces the size caps of the settings (comfy/limits.py).
         limits = ComfyLimits.from_settings(settings)
         self._open_client = open_client or partial(ComfyClient, limits=limits)
-        # By default the store records the digest the settings ask for (COMFYFARM_OUTPUT_DIGEST).
-        self._open_store = open_output_store or partial(open_store, digest=settings.output_digest)
+        # By default the store records the digest the settings ask for (COMFYFARM_OUTPUT_DIGEST)
+        # and fsyncs as they say (COMFYFARM_STORAGE_FSYNC).
+        self._open_store = open_output_store or partial(
+            open_store, digest=settings.output_digest, fsync=settings.storage_fsync
+        )
         self._open_redis = open_redis
         self._opened: tuple[int, Opened] | None = None
 

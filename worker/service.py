@@ -30,7 +30,7 @@ from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
 
 from comfyfarm.comfy.client import ComfyClient
-from comfyfarm.storage import open_store
+from comfyfarm.storage import LocalStore, open_store
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.names import RUN_JOB
@@ -191,10 +191,15 @@ def build_worker_app(
     comfy = ComfyClient(options.comfy_url, timeout=5.0)
     schemas = SchemaPublisher(comfy, rds, settings.key_prefix, options.name)
 
-    store = StoreHealth(
-        open_store(settings.storage_url, digest=settings.output_digest), options.name,
-        temp_max_age=settings.temp_max_age,
-    )  # fmt: skip
+    output_store = open_store(
+        settings.storage_url, digest=settings.output_digest, fsync=settings.storage_fsync
+    )
+    if isinstance(output_store, LocalStore) and not output_store.fsync:
+        log.warning(
+            "outputs are not fsynced (COMFYFARM_STORAGE_FSYNC=0 or ?fsync=0): a host crash can "
+            "lose outputs that results say are stored"
+        )
+    store = StoreHealth(output_store, options.name, temp_max_age=settings.temp_max_age)
 
     def on_check(healthy: bool) -> None:
         schemas.update(healthy)  # first: the registry then shows a worker whose schemas exist

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -75,6 +76,32 @@ def test_outputs_streams_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
     assert row["bench"] == "outputs" and row["size_mb"] == 5
     assert row["farm_mb_s"] > 0 and row["plain_mb_s"] > 0 and row["plain_fsync_mb_s"] > 0
     assert row["farm_no_digest_mb_s"] > 0 and row["farm_sha256_mb_s"] > 0
+    assert row["farm_no_fsync_mb_s"] > 0
+    assert row["ratio_no_fsync"] > 0 and row["ratio_no_fsync_durable"] > 0
+    low, high = row["spread_mb_s"]["farm_no_fsync"]
+    assert 0 < low <= row["farm_no_fsync_mb_s"] <= high
     assert row["ratio"] > 0 and row["ratio_no_digest"] > 0 and row["ratio_sha256"] > 0
     assert row["farm_rss_growth_mb"] >= 0
-    assert set(row["cpu_ms_per_mb"]) == {"plain", "farm blake3", "farm sha256", "farm none"}
+    assert set(row["cpu_ms_per_mb"]) == {
+        "plain", "farm blake3", "farm sha256", "farm none", "farm no fsync",
+    }  # fmt: skip
+
+
+def test_outputs_reports_the_opt_out_and_where_the_time_goes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bench outputs reports the farm path without fsync (COMFYFARM_STORAGE_FSYNC=0) with its
+    ratios against both plain downloads, and each step of the copy timed on its own."""
+    code = main(["bench", "outputs", "--size-mb", "3", "--repeats", "2"])
+    captured = capsys.readouterr()
+    text = captured.out
+    assert code == 0, captured.err
+    assert re.search(
+        r"no fsync \(COMFYFARM_STORAGE_FSYNC=0\) +[\d,]+ MB/s \(runs [\d,]+-[\d,]+\)", text
+    )
+    for reference in ("plain download", "plain download \\+ fsync"):
+        assert re.search(rf"against the {reference}: durable \(default\) [\d.]+, no fsync", text)
+    for step in ("download", "blake3", "page-cache write", "write-behind write"):
+        assert re.search(rf"{step} [\d,]+ MB/s", text), step
+    for step in ("fsync after it", "its fsync"):
+        assert re.search(rf"{step} \d+ ms", text), step

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from comfyfarm.gateway.auth import DEFAULT_TENANT, GatewayRefused, check_bind, tenant_for
+from comfyfarm.gateway.context import Gateway
 from comfyfarm.gateway.errors import ApiError
 from comfyfarm.gateway.job_view import v2_status
 from comfyfarm.gateway.jobs import decode_cursor, encode_cursor
 from comfyfarm.gateway.settings import GatewaySettings, parse_tokens
 from comfyfarm.gateway.submission import parse_metadata, parse_submission
+from comfyfarm.storage import LocalStore
 from comfyfarm.tasks.errors import SettingsError
+from comfyfarm.tasks.settings import Settings
 
 TOKENS = parse_tokens("acme:acme-token-0123456789abcdef,globex:globex-token-0123456789abcdef")
 
@@ -155,3 +160,14 @@ def test_a_job_is_expired_from_its_retention_on() -> None:
     body = render_expired(record, 1060.0)
     assert body["status"] == "expired" and body["outputs"] == []
     assert body["error"]["code"] == "expired"
+
+
+def test_the_gateway_stores_assets_as_comfyfarm_storage_fsync_says(tmp_path: Path) -> None:
+    """Uploaded assets go to a file:// store that fsyncs unless COMFYFARM_STORAGE_FSYNC=0."""
+    for fsync in (True, False):
+        farm = Settings(storage_url=tmp_path.as_uri(), storage_fsync=fsync)
+        gateway = Gateway(GatewaySettings(farm=farm))
+        try:
+            assert isinstance(gateway.store, LocalStore) and gateway.store.fsync is fsync
+        finally:
+            asyncio.run(gateway.close())
