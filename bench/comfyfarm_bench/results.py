@@ -57,8 +57,10 @@ QUICK = Plan(
 )  # fmt: skip
 
 
-def measure(plan: Plan, *, log: TextIO = sys.stderr) -> list[Row]:
-    """Run every benchmark of ``plan``, one after the other, and make the table's rows."""
+def measure(plan: Plan, *, log: TextIO | None = None) -> list[Row]:
+    """Run every benchmark of ``plan``, one after the other, and make the table's rows; progress
+    goes to ``log`` (default: ``sys.stderr`` as it is when called, not as it was at import)."""
+    log = sys.stderr if log is None else log
     steps: list[Callable[[], Row]] = [
         lambda: _fleet_row(plan, log),
         lambda: _short_row(plan, log),
