@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from comfyfarm.gateway.auth import GatewayRefused, check_bind
+    from comfyfarm.gateway.binding import GatewayRefused, check_bind
     from comfyfarm.gateway.settings import GatewaySettings
     from comfyfarm.tasks.errors import SettingsError
 
