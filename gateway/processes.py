@@ -70,6 +70,8 @@ class GatewaySupervisor:
     def bind(self) -> int:
         """Hold the address with SO_REUSEPORT (not listening: it takes no connections) and
         return the port (the real one when ``port`` is 0)."""
+        if not hasattr(socket, "SO_REUSEPORT"):
+            raise SupervisorError("--processes needs SO_REUSEPORT, which this system lacks")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -97,10 +99,11 @@ class GatewaySupervisor:
         for index in range(1, self.processes + 1):
             child = self._spawn(index)
             self._children[index] = child
-            if not child.ready or self._stopping:
+            if self._stopping:  # SIGTERM/SIGINT while starting: run() returns at once
                 self.stop()
-                if child.ready:
-                    return  # stopped while starting: run() returns at once
+                return
+            if not child.ready:
+                self.stop()
                 raise SupervisorError(
                     f"gateway process {index} did not become ready (exit code "
                     f"{child.process.returncode})"
@@ -115,6 +118,11 @@ class GatewaySupervisor:
                     self._restart_exited()
         finally:
             self.stop()
+
+    @property
+    def stopping(self) -> bool:
+        """SIGTERM/SIGINT arrived (or ``stop`` ran)."""
+        return self._stopping
 
     def pids(self) -> list[int]:
         return [child.process.pid for child in self._children.values()]
@@ -188,7 +196,7 @@ class GatewaySupervisor:
         finally:
             os.close(write_fd)
         try:
-            ready = _wait_ready(read_fd, READY_TIMEOUT)
+            ready = self._wait_ready(read_fd, READY_TIMEOUT)
         finally:
             os.close(read_fd)
         if not ready and process.poll() is None:
@@ -196,24 +204,32 @@ class GatewaySupervisor:
             process.wait()
         return _Child(index, process, time.monotonic(), ready=ready)
 
-
-def _wait_ready(read_fd: int, timeout: float) -> bool:
-    """True once the child wrote its ready message; False at EOF (it exited) or timeout."""
-    deadline = time.monotonic() + timeout
-    received = b""
-    while len(received) < len(READY_MESSAGE):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        with contextlib.suppress(InterruptedError):
-            readable, _, _ = select.select([read_fd], [], [], left)
-            if not readable:
-                continue
-            chunk = os.read(read_fd, 64)
-            if not chunk:
+    def _wait_ready(self, read_fd: int, timeout: float) -> bool:
+        """True once the child wrote its ready message; False at EOF (it exited), at timeout, or
+        when SIGTERM/SIGINT asks the supervisor to stop."""
+        stop = self._wake[0] if self._wake is not None else None
+        deadline = time.monotonic() + timeout
+        received = b""
+        watched = [read_fd] if stop is None else [read_fd, stop]
+        while len(received) < len(READY_MESSAGE):
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            received += chunk
-    return received.startswith(READY_MESSAGE)
+            with contextlib.suppress(InterruptedError):
+                readable, _, _ = select.select(watched, [], [], left)
+                if stop in readable and read_fd not in readable:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(stop, 512)
+                    if self._stopping:
+                        return False
+                    continue
+                if not readable:
+                    continue
+                chunk = os.read(read_fd, 64)
+                if not chunk:
+                    return False
+                received += chunk
+        return received.startswith(READY_MESSAGE)
 
 
 def tell_ready(ready_fd: int) -> None:

@@ -81,6 +81,8 @@ def _supervise(settings: GatewaySettings) -> int:
     except SupervisorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if supervisor.stopping:  # told to stop while its processes were starting
+        return 0
     print(READY_LINE.format(host=settings.host, port=port), flush=True)
     supervisor.run()
     return 0
