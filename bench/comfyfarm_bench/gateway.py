@@ -14,18 +14,23 @@ worker runs: jobs stay queued, so only the gateway's own path is measured.
    its snapshot): the gateway's RSS, its Redis client connections and its pub/sub subscriptions.
 
 ``processes`` > 1 runs ``comfyfarm gateway --processes N``: CPU and RSS are then summed over the
-supervisor and its N children (the supervisor itself idles), and there is one pub/sub
-connection per child. The load generator is one process with one event loop; it runs on the
-same machine as the gateway and competes for its CPUs (on a 2-core machine it takes most of a
-core at these rates), so the rate says what this machine does with client and server on it,
-and the CPU time per submission what a gateway process costs.
+supervisor and its N children (the supervisor itself idles; RSS counts the pages the processes
+share once per process, so PSS is printed too), and there is one pub/sub connection per child.
+The load generator is this process, one event loop; it runs on the same machine as the gateway,
+Valkey and the simulator, and competes with them for the CPUs (it prints its own CPU time per
+submission: ~0.15-0.2 ms here, a sixth of a core at 1,000 submits/s). So the rate says what
+this machine does with client and server on it; the gateway's CPU time per submission says
+what a gateway process costs.
 
-Where a submission's gateway CPU goes (py-spy ``--gil``, sustained phase, after the cuts of
-issue 10): aiohttp's request handling ~40 %, validating the prompt against the live schemas
-~20 %, building the JobSpec (its structure and JSON-size checks) ~15 %, the job-record
-pipeline ~11 %, kombu building and sending the Celery message (a thread) ~9 %. Before the cuts
-most concurrent submissions also re-read the queue depth (every one that found it stale), and
-the prompt was checked twice.
+Where a submission's gateway CPU goes (py-spy ``--gil`` on one gateway process, 15 s of the
+sustained phase, 2026-12-06, after the cuts of issue 10): aiohttp and the event loop (HTTP
+parsing, routing, middlewares, socket writes) ~30 %, kombu building and sending the Celery
+message plus the farm's job record (the publish thread) ~20 %, building the JobSpec ~11 %, the
+rest of the handler (asset references, queue depth, response body) ~8 %, the gateway's
+job-record pipeline ~8 %, handing batches to the publish thread ~7 %, validating against the
+live schemas ~6 %, reading and parsing the body ~5 %. Before the cuts most concurrent
+submissions also re-read the queue depth, the prompt was checked twice, and validation ran the
+full check (and built a dotted path) for every input.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from typing import Any
 import redis
 
 from comfyfarm.services import GatewayProcess, RedisServer, SimulatorProcess
-from comfyfarm_bench.memory import rss_kib, with_descendants
+from comfyfarm_bench.memory import pss_kib, rss_kib, with_descendants
 
 TENANT = "bench"
 PREFIX = "gwbench:"
@@ -64,12 +69,18 @@ class GatewayFigures:
     streams: int
     rss_idle_mb: float
     rss_streams_mb: float
+    pss_streams_mb: float | None  # shared pages divided among the processes (None: unreadable)
     redis_clients: int
     pubsub_connections: int
     subscribed_channels: int
 
     def to_dict(self) -> dict[str, Any]:
         return {"bench": "gateway", **asdict(self)}
+
+    def _pss(self) -> str:
+        if self.processes == 1 or self.pss_streams_mb is None:
+            return ""
+        return f"; PSS {self.pss_streams_mb:.1f} MB, shared pages counted once"
 
     def __str__(self) -> str:
         return "\n".join(
@@ -82,7 +93,7 @@ class GatewayFigures:
                 f"{self.cpu_ms_per_submit:.2f} ms per submission (load generator, same "
                 f"machine: {self.client_cpu_ms_per_submit:.2f} ms)",
                 f"{self.streams} open event streams: gateway RSS {self.rss_streams_mb:.1f} MB "
-                f"(idle {self.rss_idle_mb:.1f} MB); gateway→Redis connections "
+                f"(idle {self.rss_idle_mb:.1f} MB{self._pss()}); gateway→Redis connections "
                 f"{self.redis_clients}, of which pub/sub {self.pubsub_connections}, "
                 f"channels {self.subscribed_channels}",
             ]
@@ -188,6 +199,8 @@ async def _measure(
         try:
             await asyncio.sleep(1.0)  # let the gateway settle
             rss_streams = _rss_mb(tree)
+            pss = [pss_kib(pid) for pid in tree]
+            pss_streams = None if None in pss else sum(p or 0 for p in pss) / 1024
             clients, pubsubs, channels = _redis_clients(redis_url)
         finally:
             for response in opened:
@@ -205,6 +218,7 @@ async def _measure(
         streams=streams,
         rss_idle_mb=rss_idle,
         rss_streams_mb=rss_streams,
+        pss_streams_mb=pss_streams,
         redis_clients=clients,
         pubsub_connections=pubsubs,
         subscribed_channels=channels,
