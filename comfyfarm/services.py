@@ -47,6 +47,8 @@ class ManagedProcess:
     cwd: str | None = None
     process: subprocess.Popen[str] | None = field(default=None, init=False)
     output: list[str] = field(default_factory=list, init=False)
+    _printed: threading.Condition = field(default_factory=threading.Condition, init=False)
+    _lines_seen: int = field(default=0, init=False)
 
     def start(self, timeout: float = READY_TIMEOUT) -> ManagedProcess:
         self.output = []
@@ -75,11 +77,43 @@ class ManagedProcess:
         assert process.stdout is not None
         with process.stdout:  # closed at EOF, when the process and its children have exited
             for line in process.stdout:
-                self.output.append(line)
-                del self.output[:-200]
+                with self._printed:
+                    self.output.append(line)
+                    del self.output[:-200]
+                    self._lines_seen += 1
+                    self._printed.notify_all()
                 if not became_ready.is_set() and self.ready(line):
                     became_ready.set()
         became_ready.set()  # EOF: the process exited; start() reports it
+        with self._printed:
+            self._printed.notify_all()
+
+    @property
+    def lines_printed(self) -> int:
+        """Lines printed so far (a mark for ``wait_for_line(after=…)``)."""
+        with self._printed:
+            return self._lines_seen
+
+    def wait_for_line(
+        self, wanted: Callable[[str], bool], timeout: float, *, after: int | None = None
+    ) -> str | None:
+        """The first line printed after the mark ``after`` (default: now) for which ``wanted``
+        is true; None when the process ended or ``timeout`` seconds passed first. Only the last
+        200 lines are kept, so a mark older than that may miss lines."""
+        with self._printed:
+            seen = self._lines_seen if after is None else after
+            found: list[str] = []
+
+            def arrived() -> bool:
+                nonlocal seen
+                fresh = min(self._lines_seen - seen, len(self.output))
+                found.extend(line for line in self.output[len(self.output) - fresh :]
+                             if wanted(line))  # fmt: skip
+                seen = self._lines_seen
+                return bool(found) or not self.alive()
+
+            self._printed.wait_for(arrived, timeout)
+            return found[0] if found else None
 
     @property
     def pid(self) -> int:

@@ -6,12 +6,29 @@ small Redis records of its own. It keeps no state in the process beyond caches a
 one pub/sub connection that feeds every event stream, so several gateways can run behind a load
 balancer.
 
-``make_app(settings)`` builds the aiohttp application; ``comfyfarm gateway`` serves it.
+``make_app(settings)`` builds the aiohttp application; ``comfyfarm gateway`` serves it. Both are
+imported on first use, so the supervisor of ``--processes N`` (which reads only the settings)
+does not carry the application's modules in its memory.
 """
 
 from __future__ import annotations
 
-from comfyfarm.gateway.app import make_app
-from comfyfarm.gateway.settings import GatewaySettings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from comfyfarm.gateway.app import make_app
+    from comfyfarm.gateway.settings import GatewaySettings
 
 __all__ = ["GatewaySettings", "make_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "make_app":
+        from comfyfarm.gateway.app import make_app
+
+        return make_app
+    if name == "GatewaySettings":
+        from comfyfarm.gateway.settings import GatewaySettings
+
+        return GatewaySettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,16 +32,25 @@ from comfyfarm.gateway.submission import MAX_BODY_BYTES
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0
 SWEEPER = web.AppKey("blob-sweeper", asyncio.Task[None])
+PROCESS_INDEX = web.AppKey("process_index", int)
+
+
+#: Response header of ``GET /api/v2/health``: which of ``--processes N`` answered (1…N), so an
+#: operator (or a test) can tell the processes behind one port apart.
+PROCESS_HEADER = "X-Comfyfarm-Process"
 
 
 async def health(request: web.Request) -> web.Response:
     """Open (no token): the gateway answers, and Redis does."""
     gw = request.app[GATEWAY]
+    headers = {PROCESS_HEADER: str(request.app[PROCESS_INDEX])}
     try:
         await gw.client.ping()
     except Exception:  # noqa: BLE001 - any failure means "not healthy", said without detail
-        return web.json_response({"status": "unavailable", "redis": False}, status=503)
-    return web.json_response({"status": "ok", "redis": True})
+        return web.json_response(
+            {"status": "unavailable", "redis": False}, status=503, headers=headers
+        )
+    return web.json_response({"status": "ok", "redis": True}, headers=headers)
 
 
 async def sweep_blobs(gateway: Gateway) -> None:
@@ -54,7 +63,7 @@ async def sweep_blobs(gateway: Gateway) -> None:
             log.exception("blob sweep failed")
 
 
-def make_app(settings: GatewaySettings) -> web.Application:
+def make_app(settings: GatewaySettings, *, process_index: int = 1) -> web.Application:
     open_streams: Counter[str] = Counter()
     metrics = GatewayMetrics(open_streams)
     open_paths = OPEN_PATHS | {METRICS_PATH} if settings.metrics_token else OPEN_PATHS
@@ -68,6 +77,7 @@ def make_app(settings: GatewaySettings) -> web.Application:
     )
     gateway = Gateway(settings)
     app[GATEWAY] = gateway
+    app[PROCESS_INDEX] = process_index
     app.router.add_get("/api/v2/health", health)
     app.router.add_get(METRICS_PATH, metrics_handler(metrics, settings.metrics_token))
     app[event_stream.OPEN_STREAMS] = open_streams

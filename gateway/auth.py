@@ -17,21 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from comfyfarm.gateway.binding import GatewayRefused, check_bind
 from comfyfarm.gateway.errors import ApiError, Handler
+
+__all__ = ["GatewayRefused", "auth_middleware", "check_bind", "tenant_for"]
 
 DEFAULT_TENANT = "default"
 OPEN_PATHS = frozenset({"/api/v2/health"})
-
-
-class GatewayRefused(Exception):
-    """Raised when the gateway would serve a non-loopback address without any token."""
-
-    def __init__(self, *, host: str) -> None:
-        self.host = host
-        super().__init__(
-            f"refusing to serve the gateway on {host!r} without auth: set "
-            "COMFYFARM_API_TOKENS=tenant:token[,tenant2:token2], or bind 127.0.0.1"
-        )
 
 
 def tenant_for(header: str | None, tokens: Mapping[str, str]) -> str:
@@ -67,11 +59,3 @@ def auth_middleware(tokens: Mapping[str, str], open_paths: frozenset[str] = OPEN
         return await handler(request)
 
     return authenticate
-
-
-def check_bind(host: str, tokens: Mapping[str, str]) -> None:
-    """Raises GatewayRefused for a non-loopback ``host`` without tokens."""
-    from comfyfarm.tasks.binding import is_loopback
-
-    if not tokens and not is_loopback(host):
-        raise GatewayRefused(host=host)

@@ -20,6 +20,7 @@ DEFAULT_PORT = 8189
 DEFAULT_MAX_QUEUE_DEPTH = 10_000
 DEFAULT_MAX_STREAMS = 1_000
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
+MAX_PROCESSES = 64
 MAX_TOKEN_PAIRS = 1_000
 DEFAULT_PRESIGN_SECONDS = 3600
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # S3's limit for a presigned URL
@@ -31,7 +32,8 @@ class GatewaySettings:
     only); ``max_queue_depth``: queued jobs past which ``POST /jobs`` answers 429 queue_full;
     ``max_streams``: concurrent event streams per tenant (429 too_many_streams past it);
     ``max_upload_bytes``: the largest asset upload; ``presign_seconds``: lifetime of the
-    presigned S3 URLs given for content (0: the gateway serves all content itself)."""
+    presigned S3 URLs given for content (0: the gateway serves all content itself);
+    ``processes``: gateway processes sharing the port (``gateway.processes``)."""
 
     farm: Settings = field(default_factory=Settings)
     host: str = DEFAULT_HOST
@@ -42,6 +44,7 @@ class GatewaySettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     retry_after_seconds: int = 5
     presign_seconds: int = DEFAULT_PRESIGN_SECONDS
+    processes: int = 1
     #: Bearer token for ``GET /metrics`` (else the tenants' tokens guard it); never in repr().
     metrics_token: str | None = field(default=None, compare=False)
 
@@ -57,6 +60,8 @@ class GatewaySettings:
                   f"must be 0 (off) to {MAX_PRESIGN_SECONDS} seconds")  # fmt: skip
         if self.max_streams < 1:
             _fail("GATEWAY_MAX_STREAMS", str(self.max_streams), "must be a positive integer")
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            _fail("GATEWAY_PROCESSES", str(self.processes), f"must be 1-{MAX_PROCESSES}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -73,6 +78,7 @@ class GatewaySettings:
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             presign_seconds=_int(env, "GATEWAY_PRESIGN_SECONDS", DEFAULT_PRESIGN_SECONDS),
             metrics_token=env.get(ENV_PREFIX + "METRICS_TOKEN", "").strip() or None,
+            processes=_int(env, "GATEWAY_PROCESSES", 1),
         )
 
     @property
@@ -83,7 +89,8 @@ class GatewaySettings:
         return (
             f"GatewaySettings(host={self.host!r}, port={self.port}, "
             f"tenants={sorted(set(self.tokens.values()))!r}, "
-            f"max_queue_depth={self.max_queue_depth}, max_streams={self.max_streams})"
+            f"max_queue_depth={self.max_queue_depth}, max_streams={self.max_streams}, "
+            f"processes={self.processes})"
         )
 
 
@@ -120,10 +127,14 @@ def describe() -> list[tuple[str, str, str]]:
          "characters; never logged)"),
         (p + "GATEWAY_HOST", DEFAULT_HOST, "address the gateway binds (non-loopback needs tokens)"),
         (p + "GATEWAY_PORT", str(DEFAULT_PORT), "port of the gateway"),
+        (p + "GATEWAY_PROCESSES", "1",
+         "gateway processes on the one port (SO_REUSEPORT), one core each, supervised by "
+         "`comfyfarm gateway`; each has its own Redis pool and pub/sub subscription"),
         (p + "MAX_QUEUE_DEPTH", str(DEFAULT_MAX_QUEUE_DEPTH),
          "queued jobs past which POST /api/v2/jobs answers 429 queue_full + Retry-After"),
         (p + "GATEWAY_MAX_STREAMS", str(DEFAULT_MAX_STREAMS),
-         "concurrent event streams per tenant and gateway (429 too_many_streams past it)"),
+         "concurrent event streams per tenant and gateway process (429 too_many_streams past "
+         "it)"),
         (p + "METRICS_TOKEN", "unset (tenant tokens guard /metrics)",
          "Bearer token that alone opens the gateway's GET /metrics (as for workers, exporter)"),
         (p + "MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES),

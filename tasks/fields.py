@@ -14,6 +14,11 @@ from urllib.parse import urlsplit
 
 from comfyfarm.tasks.errors import PayloadError
 
+try:  # the gateway extra installs it; without it every size is measured by the json module
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the extras installed
+    _orjson = None  # type: ignore[assignment]
+
 ErrorType = type[PayloadError]
 
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}")
@@ -123,6 +128,11 @@ def labels(error: ErrorType, field: str, value: object) -> dict[str, str]:
 
 def json_size(error: ErrorType, field: str, value: object, *, max_bytes: int) -> int:
     """Size of ``value`` as compact JSON; fails if it is not JSON-safe or larger than allowed."""
+    size = _plain_json_size(value)
+    if size is not None:
+        if size > max_bytes:
+            fail(error, field, f"{size} bytes of JSON, more than the limit of {max_bytes}")
+        return size
     try:
         encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
         size = len(encoded.encode("utf-8"))
@@ -133,6 +143,50 @@ def json_size(error: ErrorType, field: str, value: object, *, max_bytes: int) ->
     if size > max_bytes:
         fail(error, field, f"{size} bytes of JSON, more than the limit of {max_bytes}")
     return size
+
+
+_PLAIN_DEPTH = 100
+_INFINITIES = (math.inf, -math.inf)
+
+
+def _plain_json_size(value: object) -> int | None:
+    """The compact JSON size of a value made only of the plain JSON types (exactly: dict with
+    str keys, list, tuple, str, int, finite float, bool, None; at most 100 deep), measured by
+    orjson, several times faster than the standard library on a prompt (the gateway's submit
+    path builds a JobSpec per request). None: orjson is not installed (it comes with the
+    gateway extra), or the value needs the careful path (``json_size`` then decides exactly as
+    before). Only floats in exponent form are written differently (``1e16``, not ``1e+16``):
+    the size may differ by a byte or two per such float."""
+    if _orjson is None:
+        return None
+    stack: list[tuple[object, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if item != item or item in _INFINITIES:
+                return None
+        elif kind is dict:
+            if depth >= _PLAIN_DEPTH:
+                return None
+            for key, child in item.items():  # type: ignore[attr-defined]
+                if type(key) is not str:
+                    return None
+                push((child, depth + 1))
+        elif kind is list or kind is tuple:
+            if depth >= _PLAIN_DEPTH:
+                return None
+            for child in item:  # type: ignore[attr-defined]
+                push((child, depth + 1))
+        else:
+            return None
+    try:
+        return len(_orjson.dumps(value))
+    except _orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits: careful path
+        return None
 
 
 def string_keys(error: ErrorType, field: str, value: object) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from comfyfarm.workflows.jsonsafe import json_problem
+from comfyfarm.workflows.jsonsafe import is_plain_json, json_problem
 from comfyfarm.workflows.problems import Problem, Target, general
 
 #: Longest node id accepted (ComfyUI's own are short numbers, ``12:5`` inside subgraphs).
@@ -26,7 +26,8 @@ _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
 def structure_problems(prompt: Mapping[str, Any]) -> list[Problem]:
     """Unsafe node ids, cycles and values that cannot travel as JSON, each naming its node."""
     problems = [p for node_id in prompt if (p := _node_id_problem(node_id)) is not None]
-    for node_id, node in prompt.items():
+    plain = is_plain_json(prompt)  # the common case: no value needs a closer look
+    for node_id, node in () if plain else prompt.items():
         inputs = node.get("inputs") if isinstance(node, dict) else None
         if not isinstance(inputs, dict):
             continue

@@ -59,6 +59,8 @@ def strict_loads(text: str) -> Any:
 def json_problem(value: Any, path: str = "") -> tuple[str, str] | None:
     """``(dotted path, reason)`` of the first value in ``value`` that cannot travel as JSON, or
     None. Walks iteratively: depth is checked, never recursed into."""
+    if is_plain_json(value):  # the common case, without building a path per value
+        return None
     stack: list[tuple[str, Any, int]] = [(path, value, 0)]
     while stack:
         where, item, depth = stack.pop()
@@ -90,6 +92,51 @@ def json_problem(value: Any, path: str = "") -> tuple[str, str] | None:
         else:
             return where, f"a {type(item).__name__} is not a JSON value"
     return None
+
+
+_INFINITIES = (float("inf"), float("-inf"))
+_LARGEST_INT = 10**MAX_INT_DIGITS
+
+
+def is_plain_json(value: Any) -> bool:
+    """True when ``value`` certainly travels as JSON: only dicts with string keys, lists and
+    tuples, UTF-8-encodable strings, bounded integers, finite floats, booleans and None, at most
+    ``MAX_DEPTH`` deep. False means "look closer" (``json_problem`` then names the problem), so
+    this may be strict about types (subclasses are looked at closer)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif kind is int:
+            if not -_LARGEST_INT < item < _LARGEST_INT:
+                return False
+        elif kind is bool or item is None:
+            continue
+        elif kind is float:
+            if item != item or item in _INFINITIES:
+                return False
+        elif kind is dict:
+            if depth >= MAX_DEPTH:
+                return False
+            for key, child in item.items():
+                if type(key) is not str or (not key.isascii() and _text_problem(key)):
+                    return False
+                push((child, depth + 1))
+        elif kind is list or kind is tuple:
+            if depth >= MAX_DEPTH:
+                return False
+            for child in item:
+                push((child, depth + 1))
+        else:
+            return False
+    return True
 
 
 def _text_problem(text: str) -> str | None:

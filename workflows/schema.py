@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ class InputSpec:
             return cls(name, "COMBO", section, listed, config)
         return cls(name, str(kind), section, None, config)
 
-    @property
+    @cached_property
     def is_widget(self) -> bool:
         """True when the editor shows this as a widget (it takes a ``widgets_values`` slot)."""
         return (
@@ -83,12 +84,22 @@ class InputSpec:
         """True for inputs that name an uploaded file (``image`` of LoadImage and the like)."""
         return any(self.config.get(flag) for flag in UPLOAD_FLAGS)
 
-    @property
+    @cached_property
     def minimum(self) -> float | None:
         value = self.config.get("min")
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    @property
+    @cached_property
+    def choices(self) -> frozenset[Any] | None:
+        """The combo choices as a set (fast membership); None when unknown or unhashable."""
+        if self.options is None:
+            return None
+        try:
+            return frozenset(self.options)
+        except TypeError:
+            return None
+
+    @cached_property
     def maximum(self) -> float | None:
         value = self.config.get("max")
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -52,11 +52,12 @@ def validate_prompt(
         if node_schema.output_node:
             outputs.append(str(node_id))
         inputs = node.get("inputs", {})
-        title = _title(node)
         for name, spec in node_schema.inputs.items():
             if spec.section == "hidden":
                 continue
-            target = Target(str(node_id), name, title, node_schema.class_type)
+            if name in inputs and _accepted(inputs[name], spec, prompt, schema):
+                continue  # the common case, decided without building a Target
+            target = Target(str(node_id), name, _title(node), node_schema.class_type)
             if name not in inputs:
                 if spec.section == "required":
                     problems.append(_missing(target, spec))
@@ -75,6 +76,51 @@ def validate_prompt(
             )
         )
     return _with_dependents(problems, prompt, outputs)
+
+
+_URL_PREFIXES = ("https://", "http://")
+
+
+def _accepted(value: Any, spec: InputSpec, prompt: Mapping[str, Any], schema: SchemaSource) -> bool:
+    """True when ``check_input`` would find nothing wrong, decided cheaply for the common
+    cases (a link of the right type, a number in range, a listed choice, free text). False
+    means "check it fully": never a problem by itself. Validating a submission is on the
+    gateway's hot path, and most inputs of most prompts are fine."""
+    kind = type(value)
+    if kind is list:
+        if len(value) != 2:
+            return False
+        origin_id, slot = value
+        if type(origin_id) is not str or type(slot) is not int:
+            return False
+        origin = prompt.get(origin_id)
+        class_type = origin.get("class_type") if type(origin) is dict else None
+        origin_schema = schema.node(class_type) if type(class_type) is str else None
+        received = origin_schema.output_type(slot) if origin_schema is not None else None
+        if received is None:
+            return False
+        if spec.type == "COMBO":
+            return received in ("COMBO", "STRING") or types_match(received, "*")
+        return types_match(received, spec.type)
+    if not spec.is_widget:
+        return False
+    expected = spec.type
+    if expected == "INT" and kind is int or expected == "FLOAT" and kind in (int, float):
+        try:
+            number = value if expected == "INT" else float(value)  # as the full check compares
+        except OverflowError:
+            return False
+        low, high = spec.minimum, spec.maximum
+        return (low is None or number >= low) and (high is None or number <= high)
+    if expected == "COMBO":
+        choices = spec.choices
+        if choices is None or (kind is str and value.startswith(_URL_PREFIXES)):
+            return False
+        try:
+            return value in choices
+        except TypeError:  # unhashable: not a choice
+            return False
+    return expected == "STRING" or expected == "BOOLEAN"
 
 
 def check_input(
@@ -239,6 +285,8 @@ def _with_dependents(
     problems: list[Problem], prompt: Mapping[str, Any], outputs: list[str]
 ) -> list[Problem]:
     """Problems with ``dependent_outputs``: the outputs whose upstream contains the node."""
+    if not problems:
+        return problems
     upstream = {output: _ancestors(output, prompt) for output in outputs}
     result: list[Problem] = []
     for problem in problems:

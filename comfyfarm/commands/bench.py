@@ -95,6 +95,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     gateway.add_argument("--rate-requests", type=int, default=4000, help="POSTs for the rate")
     gateway.add_argument("--concurrency", type=int, default=32, help="concurrent clients (32)")
     gateway.add_argument("--streams", type=int, default=1000, help="open event streams (1000)")
+    gateway.add_argument("--processes", type=int, default=1,
+                         help="gateway processes (comfyfarm gateway --processes; 1)")  # fmt: skip
     soak = parser.add_argument_group("soak")
     soak.add_argument("--workers", type=int, default=4, help="simulators, one worker each (4)")
     soak.add_argument(
@@ -156,6 +158,7 @@ def _gateway(args: argparse.Namespace) -> int:
         rate_requests=args.rate_requests,
         concurrency=args.concurrency,
         streams=args.streams,
+        processes=args.processes,
     )
     print(json.dumps(figures.to_dict()) if args.json else figures)
     return 0

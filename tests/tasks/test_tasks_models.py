@@ -288,3 +288,20 @@ def test_results_written_with_a_bare_sha256_are_still_read() -> None:
     with pytest.raises(JobResultError) as caught:
         JobResult.from_dict(data)
     assert caught.value.field == "outputs[0].sha256"
+
+
+def test_json_size_is_the_compact_json_size_and_refuses_what_json_refuses() -> None:
+    """json_size measures plain values fast (orjson) with the same answer as the json module,
+    and still refuses NaN, lone surrogates and non-JSON objects, naming the field."""
+    from comfyfarm.tasks import fields
+    from comfyfarm.tasks.errors import JobSpecError
+
+    plain = [{"a": [1, 2.5, True, None, "ünï", {"b": []}], "seed": 2**63 - 1}, [], "x", 0]
+    for value in [*plain, {1: "int key"}, {"big": 10**30}]:
+        expected = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        assert fields.json_size(JobSpecError, "f", value, max_bytes=10**6) == expected
+    for bad in [float("nan"), {"x": [float("inf")]}, "\udcff", {"s": {1, 2}}]:
+        with pytest.raises(JobSpecError, match="f: not JSON-safe"):
+            fields.json_size(JobSpecError, "f", bad, max_bytes=10**6)
+    with pytest.raises(JobSpecError, match="more than the limit of 5"):
+        fields.json_size(JobSpecError, "f", plain[0], max_bytes=5)

@@ -214,3 +214,52 @@ def test_a_model_url_that_is_not_a_model_file_is_refused(schema):
         "ckpt_name",
         "invalid_model_url",
     )
+
+
+QUICK_VALUES = [0, 1, -1, 7, 2.5, -0.5, 1e300, 10**30, True, False, None, "", "euler", "karras",
+                "https://example.com/m.safetensors", "v1-5-pruned-emaonly.safetensors",
+                ["1", 0], ["1", 5], ["missing", 0], ["1", True], [1, 0], ["1"], {"__value__": []},
+                {"a": 1}, float("nan"), float("inf")]  # fmt: skip
+
+
+def test_the_quick_acceptance_never_accepts_what_the_full_check_refuses(schema):
+    """validate_prompt skips the full check of inputs it accepts quickly: for every input of
+    every node class and many kinds of values, a quick yes means the full check finds nothing."""
+    from comfyfarm.workflows.problems import Target
+    from comfyfarm.workflows.validate import _accepted, check_input
+
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {}}}
+    checked = accepted = 0
+    for class_type in schema.class_types:
+        node = schema.node(class_type)
+        assert node is not None
+        for name, spec in node.inputs.items():
+            values = [*QUICK_VALUES, *(spec.options or ())[:3], spec.minimum, spec.maximum]
+            for value in values:
+                checked += 1
+                if not _accepted(value, spec, prompt, schema):
+                    continue
+                accepted += 1
+                target = Target("2", name, None, class_type)
+                assert check_input(value, spec, target, prompt, schema) is None, (
+                    class_type, name, value,
+                )  # fmt: skip
+    assert accepted > 100 and checked > accepted  # both paths were exercised
+
+
+def test_plain_json_is_exactly_json_that_travels() -> None:
+    """is_plain_json (the fast path of json_problem) says no to every value json_problem
+    refuses, and yes to ordinary prompt values."""
+    from comfyfarm.workflows.jsonsafe import MAX_DEPTH, is_plain_json, json_problem
+
+    deep: object = 1
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    bad = [float("nan"), float("-inf"), "\udcff", {"\udcff": 1}, {1: 2}, 10**40, deep, {1, 2},
+           b"bytes", {"a": [1, {"b": float("nan")}]}]  # fmt: skip
+    good = [{"seed": 2**63, "text": "ünïcode", "cfg": 7.5, "on": True, "x": None,
+             "link": ["4", 0], "arr": {"__value__": [1, 2]}}, [], {}, "", 0]  # fmt: skip
+
+    assert [is_plain_json(value) for value in bad] == [False] * len(bad)
+    assert all(json_problem(value) is not None for value in bad)
+    assert all(is_plain_json(value) and json_problem(value) is None for value in good)
