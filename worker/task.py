@@ -85,6 +85,7 @@ def warm_up(app: Celery, deps: WorkerDeps) -> None:
         opened = deps.open()
         _ = opened.client.has_jobs_api  # probes /api and the jobs API once, cached for every job
         opened.redis.ping()
+        opened.cancels.start()  # subscribed before the first job asks
         app.backend.client.ping()
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=1)
@@ -111,9 +112,11 @@ def execute(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, 
     if admission is not Admission.RUN:
         raise Ignore()
     progress = ProgressSender(TaskProgressWriter(task))
-    ctx = deps.job_context(spec, on_progress=progress.offer, attempts=request.retries + 1)
+    cancel = deps.cancel_check(spec.job_id)
+    ctx = deps.job_context(spec, on_progress=progress.offer, attempts=request.retries + 1,
+                           cancel_requested=cancel)  # fmt: skip
     letter_reason: str | None = None
-    with lease.keep_alive(), contextlib.closing(progress):
+    with lease.keep_alive(), contextlib.closing(progress), contextlib.closing(cancel):
         error: JobError | None = None
         try:
             result = deps.run(spec, ctx)

@@ -71,6 +71,7 @@ class BrokerCost:
     cpu_ms_per_job: float
     top_commands_per_job: dict[str, float] = field(default_factory=dict)
     idle_commands_per_worker_second: float = 0.0
+    idle_top_commands_per_worker_second: dict[str, float] = field(default_factory=dict)
     ceiling_jobs_per_second: float = 0.0
     gpus_of_1s_jobs: float = 0.0
 
@@ -102,7 +103,7 @@ def run_broker_cost(
         spent = Counters.read(client).minus(before)
     per_job = max(finished, 1)
     total_calls = sum(spent.calls.values())
-    top = sorted(spent.calls.items(), key=lambda item: -item[1])[:10]
+    top = _top(spent.calls)
     cpu_per_job = spent.cpu_seconds / per_job
     ceiling = 1.0 / cpu_per_job if cpu_per_job > 0 else 0.0
     return BrokerCost(
@@ -117,6 +118,15 @@ def run_broker_cost(
         idle_commands_per_worker_second=round(
             sum(idle.calls.values()) / max(idle.at, 1e-9) / instances, 2
         ),
+        idle_top_commands_per_worker_second={
+            name: round(count / max(idle.at, 1e-9) / instances, 2)
+            for name, count in _top(idle.calls)
+        },
         ceiling_jobs_per_second=round(ceiling, 1),
         gpus_of_1s_jobs=round(ceiling, 0),
     )
+
+
+def _top(calls: dict[str, int], count: int = 10) -> list[tuple[str, int]]:
+    """The ``count`` commands called most often, most first."""
+    return sorted(calls.items(), key=lambda item: -item[1])[:count]
