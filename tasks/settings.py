@@ -100,6 +100,7 @@ class Settings:
     temp_max_age: float = 3600.0
     affinity: bool = False
     affinity_wait: float = 30.0
+    progress_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.result_backend:
@@ -177,7 +178,7 @@ class Settings:
             _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
         for name in (
             "max_job_seconds", "result_expires", "stall_timeout", "lease_seconds",
-            "restore_interval", "max_retry_delay", "affinity_wait",
+            "restore_interval", "max_retry_delay", "affinity_wait", "progress_interval",
         ):  # fmt: skip
             _check_positive(name, getattr(self, name))
         _check_positive("visibility_timeout", self.visibility_timeout)
@@ -350,6 +351,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "model_timeout": _parse_float,
     "affinity": _parse_bool,
     "affinity_wait": _parse_float,
+    "progress_interval": _parse_float,
 }
 
 
@@ -432,6 +434,10 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "AFFINITY_WAIT", "30",
          "seconds a job waits for a worker with its checkpoint loaded; after that any worker "
          "that lists the checkpoint takes it (no starvation)"),
+        (p + "PROGRESS_INTERVAL", "5",
+         "seconds between a running job's progress updates (result backend, Flower event, the "
+         "gateway's progress stream); a phase change (submitted, running, collecting …) is sent "
+         "at once. Each update costs Redis three commands: lower it for smoother progress bars"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),

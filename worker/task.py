@@ -111,7 +111,9 @@ def execute(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, 
         )  # fmt: skip
     if admission is not Admission.RUN:
         raise Ignore()
-    progress = ProgressSender(TaskProgressWriter(task))
+    progress = ProgressSender(
+        TaskProgressWriter(task), min_interval=deps.settings.progress_interval
+    )
     cancel = deps.cancel_check(spec.job_id)
     ctx = deps.job_context(spec, on_progress=progress.offer, attempts=request.retries + 1,
                            cancel_requested=cancel)  # fmt: skip
