@@ -30,7 +30,7 @@ def set_if_equal(
     if px > 0:
         args += ["PX", px]
     try:
-        answer = client.execute_command(*args)
+        answer = client.execute_command(*args)  # type: ignore[no-untyped-call]
     except redis.ResponseError as exc:
         _refused(exc)
         _SET_IFEQ[client] = False
@@ -45,7 +45,7 @@ def delete_if_equal(client: redis.Redis, key: str, expected: str | bytes) -> boo
     if _DELIFEQ.get(client) is False:
         return None
     try:
-        answer = client.execute_command("DELIFEQ", key, expected)
+        answer = client.execute_command("DELIFEQ", key, expected)  # type: ignore[no-untyped-call]
     except redis.ResponseError as exc:
         _refused(exc)
         _DELIFEQ[client] = False
