@@ -31,8 +31,10 @@ DEFAULT_KEY_PREFIX = "comfyfarm:"
 DEFAULT_MAX_JOB_SECONDS = 1800.0
 VISIBILITY_MARGIN_SECONDS = 300.0
 #: Seconds between two sweeps that re-queue unacknowledged jobs older than the visibility timeout
-#: (kombu's default is a sweep every ~100 s).
-DEFAULT_RESTORE_INTERVAL = 10.0
+#: (kombu's default is a sweep every ~100 s). Only the last-resort net since the takeover
+#: (``worker.takeover``) hands a dead worker's job on in seconds; each sweep of each worker costs
+#: five commands (a lock, a range read, the script that unlocks).
+DEFAULT_RESTORE_INTERVAL = 60.0
 REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 #: Default of ``max_retry_delay``: the longest countdown a worker schedules (job retries wait
 #: 2, 4, 8 ... at most 60 s, webhook retries at most 64 s).

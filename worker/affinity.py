@@ -14,15 +14,19 @@ from the first non-empty queue in the worker's list, so the order is the policy:
   must guess from stale registry data at submit time and cannot move a job once it is queued).
 - Workers spread over the models: the other model queues come in an order of each worker's own
   (a rotation fixed by a hash of its name), those that another live worker has loaded (its
-  registry entry, read every second) last, so idle GPUs facing a backlog of several models
-  do not all load the same one.
-- No job starves: a job waits for a worker with its model loaded at most ``wait`` seconds
-  (``COMFYFARM_AFFINITY_WAIT``). Every second the worker reads the oldest message of each model
-  queue it does not have loaded (``enqueued_at`` in its header); when one is older than
-  ``wait``, the worker *promotes* that queue ahead of its loaded ones, so it loads that model
-  next. Promotions are rationed so a backlog of old jobs does not make every GPU reload at once:
-  a Redis claim (``SET NX`` for ``wait`` seconds) lets one worker promote a given queue per
-  ``wait`` period, and a worker promotes at most one queue per ``wait`` period.
+  registry entry, read with the starvation check, and only when there are two or more such
+  queues to order) last, so idle GPUs facing a backlog of several models do not all load the
+  same one.
+- No job starves: a job waits for a worker with its model loaded at most about ``wait``
+  seconds (``COMFYFARM_AFFINITY_WAIT``). Every ``wait / 10`` seconds (at least every second) a
+  worker whose pool is full reads the oldest message of each model queue it does not have
+  loaded (``enqueued_at`` in its header); when one is older than ``wait``, the worker
+  *promotes* that queue ahead of its loaded ones, so it loads that model next. A worker with a
+  free pool process skips it: it takes the next job of any queue it lists anyway, and each read
+  is a command per priority list of every such queue. Promotions are rationed so a backlog of
+  old jobs does not make every GPU reload at once: a Redis claim (``SET NX`` for ``wait``
+  seconds) lets one worker promote a given queue per ``wait`` period, and a worker promotes at
+  most one queue per ``wait`` period.
 - "Loaded" is the checkpoint of the last job this worker *received*: with pipelining that job is
   in ComfyUI's queue and its checkpoint will be in memory when the job before it finishes. The
   registry publishes it (``WorkerInfo.loaded``).
@@ -102,21 +106,30 @@ class AffinityOrder:
             ordered = [*self.base, *first, *loaded, SHARED_QUEUE, *rest]
         return list(dict.fromkeys(ordered))
 
-    def check_starving(self, rds: redis.Redis, prefix: str, now: float | None = None) -> None:
-        """Promote a model queue whose oldest job waited longer than ``wait`` (rationed)."""
+    def check_starving(
+        self, rds: redis.Redis, prefix: str, now: float | None = None, *, busy: bool = True
+    ) -> None:
+        """Promote a model queue whose oldest job waited longer than ``wait`` (rationed);
+        ``busy``: every pool process of this worker has a job (otherwise nothing can starve
+        behind it)."""
         stamp = time.time() if now is None else now
-        if stamp - self._last_check < CHECK_INTERVAL:
+        if stamp - self._last_check < max(CHECK_INTERVAL, self.wait / 10):
             return
         self._last_check = stamp
-        try:
-            others = [w for w in list_workers(rds, prefix) if w.name != self.name]
-        except redis.RedisError:
-            others = []
         with self._lock:
-            self.elsewhere = {model_queue(n) for w in others for n in w.loaded}
+            loaded = {model_queue(name) for name in self.loaded}
+            unloaded = [q for q in self.available if q not in loaded and q != self.promoted]
+        if len(unloaded) > 1:  # only then is there an order among them to choose
+            try:
+                others = [w for w in list_workers(rds, prefix) if w.name != self.name]
+            except redis.RedisError:
+                others = []
+            with self._lock:
+                self.elsewhere = {model_queue(n) for w in others for n in w.loaded}
+        with self._lock:
             if self.promoted is not None and stamp - self._promoted_at > self.wait:
                 self.promoted = None  # nothing came of it: another worker took those jobs
-            if self.promoted is not None or stamp - self._last_promotion < self.wait:
+            if not busy or self.promoted is not None or stamp - self._last_promotion < self.wait:
                 return
             loaded = {model_queue(name) for name in self.loaded}
             candidates = [q for q in self.available if q not in loaded]

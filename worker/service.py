@@ -28,6 +28,7 @@ from typing import Any
 
 from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
+from celery.worker import state as worker_state
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import open_store
@@ -50,6 +51,9 @@ from comfyfarm.worker.store_health import StoreHealth
 from comfyfarm.worker.supervisor import ComfySupervisor, JobCounter, load_warmup_prompt
 
 log = logging.getLogger(__name__)
+
+#: Seconds between the worker's heartbeat events (for Flower; comfyfarm's own is the registry).
+EVENT_HEARTBEAT_SECONDS = 10
 
 
 @dataclass
@@ -100,6 +104,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     affinity: AffinityOrder | None = None  # reorders the queues (worker/affinity.py)
     rds: Any = None
     prefix: str = ""
+    concurrency: int = 1  # pool processes: with this many jobs reserved the worker takes no more
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -124,7 +129,8 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
         assert self.monitor is not None
         self._apply(consumer, self.monitor.healthy)
         if self.affinity is not None:
-            self.affinity.check_starving(self.rds, self.prefix)
+            busy = len(worker_state.reserved_requests) >= self.concurrency
+            self.affinity.check_starving(self.rds, self.prefix, busy=busy)
             wanted = self.affinity.order()
             if wanted != self.current:
                 if self.consuming:
@@ -208,6 +214,7 @@ def build_worker_app(
     HealthGate.registry = registry
     HealthGate.queues = options.queues()
     HealthGate.affinity = affinity
+    HealthGate.concurrency = options.concurrency()
     HealthGate.rds = rds
     HealthGate.prefix = settings.key_prefix
     app.steps["consumer"].add(HealthGate)
@@ -294,6 +301,9 @@ def _run_celery(app: Celery, options: WorkerOptions) -> None:
             "--hostname", f"{options.name}@%h",
             "--queues", ",".join(options.queues()),
             "--task-events",
+            # Flower's worker heartbeat: it counts a worker offline after two missed intervals
+            # (the interval travels in the event); 2 s by default was a PUBLISH every 2 s.
+            "--heartbeat-interval", str(EVENT_HEARTBEAT_SECONDS),
             "--loglevel", options.loglevel,
             "--without-mingle",
             "--without-gossip",
