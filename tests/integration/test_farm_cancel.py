@@ -4,13 +4,11 @@ worker's subscription is down."""
 
 from __future__ import annotations
 
-import threading
 import time
-from types import TracebackType
 
 import redis
 from celery.result import AsyncResult
-from farm_kit import WorkerFactory, executions, sim_stats, wait_until
+from farm_kit import CommandLog, WorkerFactory, executions, sim_stats, wait_until
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.producer import Farm
@@ -116,42 +114,6 @@ def test_cancelled_pipelined_job_is_removed_from_comfyui_queue(
     assert running.wait(60).status == "succeeded"
     assert executions(sim, waiting.job_id) == 0
     assert waiting.job_id not in client.get_queue().pending
-
-
-class CommandLog:
-    """Every command Redis runs (MONITOR) that mentions ``needle``, recorded in a thread."""
-
-    def __init__(self, url: str, needle: str) -> None:
-        self._client = redis.Redis.from_url(url)
-        self._needle = needle
-        self.commands: list[str] = []
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with self._client.monitor() as monitor:
-            self._ready.set()
-            while not self._stop.is_set():
-                command = monitor.next_command()["command"]
-                if self._needle in command:
-                    self.commands.append(command)
-
-    def count(self, verb: str, mentioning: str) -> int:
-        return sum(1 for c in self.commands if c.upper().startswith(verb + " ") and mentioning in c)
-
-    def __enter__(self) -> CommandLog:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()  # the thread ends at the next command it sees (the farm is never idle)
 
 
 def test_a_running_job_learns_of_its_cancel_by_push_not_by_polling(

@@ -1,0 +1,41 @@
+"""What one job costs Redis, counted through the real path (a worker, the simulator, Valkey's
+MONITOR): the commands that name the job stay few — progress, cancel and lease writes are
+single commands, paced, not polled. ``comfyfarm bench broker`` prints the full figures; this
+bounds the per-job part so a regression shows up as a failure, not as a slower farm."""
+
+from __future__ import annotations
+
+from farm_kit import CommandLog, WorkerFactory
+
+from comfyfarm.producer import Farm
+from comfyfarm.tasks.keyspace import celery_result_key
+from comfyfarm.tasks.settings import Settings
+from comfyfarm.workflows import SchemaSource, prepare_jobs
+
+
+def test_a_job_of_a_few_seconds_costs_redis_few_commands(
+    farm: Farm, workers: WorkerFactory, start_sim, settings: Settings
+) -> None:
+    """A 4-second job: progress written only on phase changes and every 5 s, each write a SET
+    and a PUBLISH (no script, no GET); the cancel flag asked once; the lease taken, renewed and
+    released with one command each."""
+    sim = start_sim("--step-ms", "100", "--load-ms", "0")
+    workers.start(sim, env={"COMFYFARM_LEASE_SECONDS": "3"})  # renewed every second
+    [prepared] = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=40"]
+    )
+    with CommandLog(settings.broker_url, settings.key_prefix) as log:
+        job = farm.submit(prepared)
+        assert job.wait(60).status == "succeeded"
+    mine = [c for c in log.commands if job.job_id in c]
+    meta = celery_result_key(settings.key_prefix, job.job_id)
+    progress = [c for c in mine if c.startswith(f"SET {meta} ") and '"PROGRESS"' in c]
+
+    assert 2 <= len(progress) <= 5, progress  # submitted, running, collecting, one periodic
+    assert not [c for c in mine if c.startswith(("EVALSHA", "EVAL "))], mine
+    assert log.count("GET", meta) <= 1  # Celery's own guard before the final state
+    assert log.count("EXISTS", f"cancel:{job.job_id}") == 1
+    assert log.count("DELIFEQ", job.job_id) == 1
+    # 28 when measured: submit, delivery, lease (taken, renewed each second, released), the
+    # ledger, progress, an output, the result; polling and per-update scripts made it over 60.
+    assert len(mine) <= 36, "\n".join(c[:120] for c in mine)
