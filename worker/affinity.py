@@ -181,13 +181,35 @@ def _enqueued_at(raw: bytes | str, default: float) -> float:
     )
 
 
-def apply_order(consumer: Any, current: list[str], wanted: list[str]) -> list[str]:
-    """Re-subscribe ``consumer`` so it consumes ``wanted`` in order; returns what it consumes."""
+def apply_order(
+    consumer: Any, current: list[str], wanted: list[str], declared: set[str] | None = None
+) -> list[str]:
+    """Re-subscribe ``consumer`` so it consumes ``wanted`` in order; returns what it consumes.
+    Queues in ``declared`` are added back without declaring them again (see ``add_queue``);
+    every queue added is put in it."""
     keep = 0
     while keep < min(len(current), len(wanted)) and current[keep] == wanted[keep]:
         keep += 1
     for queue in current[keep:]:
         consumer.cancel_task_queue(queue)
     for queue in wanted[keep:]:
-        consumer.add_task_queue(queue)
+        add_queue(consumer, queue, declared)
     return list(wanted)
+
+
+def add_queue(consumer: Any, queue: str, declared: set[str] | None = None) -> None:
+    """``consumer.add_task_queue(queue)``, without kombu's declare if ``queue`` is in
+    ``declared``: a declare counts the messages of each of the queue's ten priority lists and
+    writes its bindings (about fourteen Redis commands), and the queue is only being moved in
+    the consume order (BRPOP reads the lists; producers declare what they publish to)."""
+    task_consumer = getattr(consumer, "task_consumer", None)
+    if declared is None or queue not in declared or task_consumer is None:
+        consumer.add_task_queue(queue)
+    else:
+        before, task_consumer.auto_declare = task_consumer.auto_declare, False
+        try:
+            consumer.add_task_queue(queue)
+        finally:
+            task_consumer.auto_declare = before
+    if declared is not None:
+        declared.add(queue)

@@ -41,7 +41,7 @@ from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker import malformed, takeover, webhook_sender, webhook_task
 from comfyfarm.worker import metrics as worker_metrics
 from comfyfarm.worker import task as job_task
-from comfyfarm.worker.affinity import AffinityOrder, apply_order
+from comfyfarm.worker.affinity import AffinityOrder, add_queue, apply_order
 from comfyfarm.worker.deps import WorkerDeps
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
@@ -109,6 +109,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.consuming = True
+        self.declared: set[str] = set()  # queues added before: not declared again
         self._stopped_for = "ComfyUI is"
         self._timer: Any = None
 
@@ -119,6 +120,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
         self.consuming = bool(consumer.task_consumer and consumer.task_consumer.queues)
         self.current = [q.name for q in consumer.task_consumer.queues] if self.consuming else []
         self.current = self.current or list(self.queues)
+        self.declared = set(self.current)  # the consumer declared them when it started
         self._apply(consumer, self.monitor.check())
         self.monitor.start()
         self._timer = consumer.timer.call_repeatedly(
@@ -134,7 +136,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
             wanted = self.affinity.order()
             if wanted != self.current:
                 if self.consuming:
-                    self.current = apply_order(consumer, self.current, wanted)
+                    self.current = apply_order(consumer, self.current, wanted, self.declared)
                 else:
                     self.current = wanted
         if self.registry is not None and self.registry.outdated():
@@ -143,7 +145,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     def _apply(self, consumer: Any, healthy: bool) -> None:
         if healthy and not self.consuming:
             for queue in self.current:
-                consumer.add_task_queue(queue)
+                add_queue(consumer, queue, self.declared)
             self.consuming = True
             log.info("%s back: consuming %s", self._stopped_for, ", ".join(self.current))
         elif not healthy and self.consuming:

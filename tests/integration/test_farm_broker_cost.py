@@ -5,10 +5,13 @@ bounds the per-job part so a regression shows up as a failure, not as a slower f
 
 from __future__ import annotations
 
-from farm_kit import CommandLog, WorkerFactory
+import redis
+from farm_kit import CommandLog, WorkerFactory, wait_until
 
 from comfyfarm.producer import Farm
 from comfyfarm.tasks.keyspace import celery_result_key
+from comfyfarm.tasks.registry import list_workers
+from comfyfarm.tasks.routing import SHARED_QUEUE
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.workflows import SchemaSource, prepare_jobs
 
@@ -39,3 +42,39 @@ def test_a_job_of_a_few_seconds_costs_redis_few_commands(
     # 28 when measured: submit, delivery, lease (taken, renewed each second, released), the
     # ledger, progress, an output, the result; polling and per-update scripts made it over 60.
     assert len(mine) <= 36, "\n".join(c[:120] for c in mine)
+
+
+def test_moving_a_queue_in_the_consume_order_does_not_declare_it_again(
+    farm: Farm, workers: WorkerFactory, start_sim, settings: Settings
+) -> None:
+    """The first job of a checkpoint moves that model's queue ahead of the shared one: the
+    queues are re-subscribed in the new order, but not declared again (a declare counts each
+    of the ten priority lists: LLEN x 10, and rewrites the bindings)."""
+    sim = start_sim("--step-ms", "100", "--load-ms", "0")
+    workers.start(sim)
+    model_queues = wait_until(
+        lambda: [
+            q for w in farm.status(ping_timeout=None).workers for q in w.info.queues
+            if q.startswith("comfyfarm.model.")
+        ],
+        20,
+        "the worker to consume its model queue",
+    )  # fmt: skip
+    [prepared] = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=20"]
+    )
+    client = redis.Redis.from_url(settings.broker_url, decode_responses=True)
+
+    def moved() -> bool:  # the registry itself: farm.status() counts each queue's messages
+        [worker] = list_workers(client, settings.key_prefix)
+        return worker.queues.index(model_queues[0]) < worker.queues.index(SHARED_QUEUE)
+
+    shared = settings.key_prefix + SHARED_QUEUE
+    with CommandLog(settings.broker_url, shared) as log:
+        job = farm.submit(prepared)
+        wait_until(moved, 20, "the model queue to move ahead of the shared one")
+        assert job.wait(30).status == "succeeded"
+    # The producer declares the shared queue on its first publish; the worker cancelled it and
+    # added it back behind the model queue without a declare of its own.
+    declares = [c for c in log.commands if c.startswith("LLEN ") and c.split()[1] == shared]
+    assert len(declares) == 1
