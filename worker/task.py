@@ -89,6 +89,10 @@ def warm_up(app: Celery, deps: WorkerDeps) -> None:
         app.backend.client.ping()
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=1)
+            # The pooled producer's channel is what the job's task events are published on;
+            # kombu opens its socket on the first command: now, not during the first job.
+            with producer.channel.conn_or_acquire() as client:
+                client.ping()
     except Exception as exc:  # warm-up must never stop a pool process
         log.info("warm-up of a pool process failed (%s); the first job will retry", exc)
 

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -312,21 +313,25 @@ def moto_server() -> Iterator[str]:
 
 
 class CommandLog:
-    """Every command Redis runs (MONITOR) that mentions ``needle``, recorded in a thread."""
+    """Every command Redis runs (MONITOR) that mentions ``needle``, recorded in a thread until
+    the log is closed: everything Redis ran before that is in ``commands``."""
 
     def __init__(self, url: str, needle: str) -> None:
+        self._url = url
         self._client = redis.Redis.from_url(url)
         self._needle = needle
+        self._end = f"commandlog-end-{uuid.uuid4().hex}"
         self.commands: list[str] = []
-        self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         with self._client.monitor() as monitor:
             self._ready.set()
-            while not self._stop.is_set():
+            while True:
                 command = monitor.next_command()["command"]
+                if self._end in command:
+                    return
                 if self._needle in command:
                     self.commands.append(command)
 
@@ -344,4 +349,7 @@ class CommandLog:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()  # the thread ends at the next command it sees (the farm is never idle)
+        # A marker command: the monitor has seen everything before it when it sees the marker.
+        with redis.Redis.from_url(self._url) as client:
+            client.echo(self._end)
+        self._thread.join(10)

@@ -78,3 +78,24 @@ def test_moving_a_queue_in_the_consume_order_does_not_declare_it_again(
     # added it back behind the model queue without a declare of its own.
     declares = [c for c in log.commands if c.startswith("LLEN ") and c.split()[1] == shared]
     assert len(declares) == 1
+
+
+def test_fetch_and_ack_bookkeeping_goes_without_multi_exec(
+    farm: Farm, workers: WorkerFactory, start_sim, settings: Settings
+) -> None:
+    """kombu records a fetched message (ZADD unacked_index + HSET unacked) and forgets it at
+    the ack (ZREM + HDEL): in plain pipelines, not wrapped in MULTI/EXEC (worker.unacked)."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0")
+    workers.start(sim)
+    [prepared] = prepare_jobs("sd15_text2image", schema=SchemaSource.from_url(sim.url))
+    index = settings.key_prefix + "unacked_index"
+    client = redis.Redis.from_url(settings.broker_url)
+    with CommandLog(settings.broker_url, "") as log:  # every command: MULTI names no key
+        assert farm.submit(prepared).wait(30).status == "succeeded"
+        wait_until(lambda: client.zcard(index) == 0, 10, "the ack (after the result)")
+    commands = list(log.commands)
+    bookkeeping = [
+        i for i, c in enumerate(commands) if c.startswith((f"ZADD {index} ", f"ZREM {index} "))
+    ]
+    assert len(bookkeeping) == 2, commands  # the fetch and the ack
+    assert [commands[i - 1] for i in bookkeeping if commands[i - 1] == "MULTI"] == []
