@@ -4,7 +4,8 @@ A fresh embedded Valkey, ``instances`` simulators and their workers run ``jobs``
 submitted at once, followed by one ``as_completed``). Valkey's own counters are read before and
 after: ``INFO commandstats`` (calls per command), ``INFO stats`` (bytes in and out) and ``INFO
 cpu`` (the server's CPU seconds). The idle background (heartbeats, health, takeover sweeps) is
-measured for ``idle_seconds`` before the run and reported apart, as commands per worker-second.
+measured for ``idle_seconds`` before the run and reported apart, as commands per worker-second
+(in total and by command name).
 
 The ceiling is projected from the server's CPU: Redis executes commands on one thread, so
 ``1 / cpu_seconds_per_job`` is how many jobs per second one core of Redis can serve at these
