@@ -144,8 +144,9 @@ class Job:
     def cancel(self, *, reason: str = "cancelled by request") -> CancelOutcome:
         """Stop the job wherever it is.
 
-        Sets the cancel flag (the worker checks it before starting and while running, then
-        interrupts only this prompt on its ComfyUI) and broadcasts a Celery revoke without
+        Sets the cancel flag and publishes the job id (the worker asks for the flag before
+        starting, hears the message while running, then interrupts only this prompt on its
+        ComfyUI: ``worker.cancel_watch``) and broadcasts a Celery revoke without
         terminate (workers drop the queued message). A job still queued is also marked REVOKED at
         once, so waiters return without waiting for a worker to pick it up.
         """

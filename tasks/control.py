@@ -1,9 +1,11 @@
 """Cooperative cancellation through Redis.
 
-A producer sets ``<prefix>cancel:<job_id>``; the worker checks it before starting a job and on
-every wake-up of its event loop, then interrupts ComfyUI (only that prompt) and records the job as
-cancelled. The key outlives the job (TTL) so a queued copy that a worker picks up later, or a
-redelivered one, is dropped too.
+A producer sets ``<prefix>cancel:<job_id>`` and publishes the job id on ``<prefix>cancels``.
+A worker asks for the flag once before it starts a job (that covers a cancel sent before), then
+learns of a cancel from the channel (``worker.cancel_watch``: one subscription per worker
+process, no polling), interrupts ComfyUI (only that prompt) and records the job as cancelled.
+The key outlives the job (TTL) so a queued copy that a worker picks up later, or a redelivered
+one, is dropped too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 
 import redis
 
-from comfyfarm.tasks.keyspace import cancel_key
+from comfyfarm.tasks.keyspace import cancel_channel, cancel_key
 
 CANCEL_TTL_SECONDS = 7 * 24 * 3600
 
@@ -26,9 +28,16 @@ def request_cancel(
     reason: str = "cancelled by request",
     ttl: float = CANCEL_TTL_SECONDS,
 ) -> bool:
-    """Flag ``job_id`` as cancelled; True if this call set the flag (False: already set)."""
+    """Flag ``job_id`` as cancelled and tell the workers; True if this call set the flag
+    (False: already set). The flag comes first, so a worker that misses the message finds it
+    when it asks; the message goes out even if the flag was set before (a repeated cancel is
+    a repeated push, never a lost one)."""
     payload = json.dumps({"at": time.time(), "reason": reason})
-    return bool(client.set(cancel_key(prefix, job_id), payload, nx=True, px=int(ttl * 1000)))
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(cancel_key(prefix, job_id), payload, nx=True, px=int(ttl * 1000))
+        pipe.publish(cancel_channel(prefix), job_id)
+        flag_set, _ = pipe.execute()
+    return bool(flag_set)
 
 
 def cancel_requested(client: redis.Redis, prefix: str, job_id: str) -> bool:

@@ -21,6 +21,8 @@
                                        newest preview image ComfyUI sent while the job runs, TTL
 ``<prefix>live``                       pub/sub channel: JSON {job_id, output} per stored output,
                                        {job_id, preview: true} per new preview
+``<prefix>cancels``                    pub/sub channel: the id of each job whose cancel flag was
+                                       just set (``worker.cancel_watch``: pushed, not polled)
 ``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
                                        lists a worker's ComfyUI serves (producers validate
                                        against it without reaching ComfyUI), TTL
@@ -62,6 +64,10 @@ def preview_key(prefix: str, job_id: str) -> str:
 
 def live_channel(prefix: str) -> str:
     return f"{prefix}live"
+
+
+def cancel_channel(prefix: str) -> str:
+    return f"{prefix}cancels"
 
 
 def celery_result_key(prefix: str, job_id: str) -> str:

@@ -6,8 +6,11 @@ still busy (or the message is restored after a crash). The worker that runs a jo
 held by someone else does not execute. A crashed worker stops renewing, the lease expires after
 ``ttl`` seconds, and the next delivery takes over.
 
-Only the owner can renew or release (an atomic compare-and-set in a Lua script), so a worker whose
-lease expired and was taken over cannot extend or delete the new owner's lease.
+Only the owner can renew or release (an atomic compare-and-set: one ``SET … IFEQ`` or ``DELIFEQ``
+where the server has them, a Lua script elsewhere, ``tasks.conditional``), so a worker whose
+lease expired and was taken over cannot extend or delete the new owner's lease. Taking a free
+lease is one ``SET NX``; only a lease that is taken already goes through the script (it may be
+our own).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import threading
 from types import TracebackType
 
 import redis
+
+from comfyfarm.tasks.conditional import delete_if_equal, set_if_equal
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +72,22 @@ class Lease:
 
     def acquire(self) -> bool:
         """Take the lease if it is free or already ours; False if someone else holds it."""
+        if self.client.set(self.key, self.owner, nx=True, px=self._ttl_ms):
+            return True
         return bool(self._acquire(keys=[self.key], args=[self.owner, self._ttl_ms]))
 
     def renew(self) -> bool:
         """Extend the lease by ``ttl``; False if it is no longer ours (expired or taken over)."""
+        renewed = set_if_equal(self.client, self.key, self.owner, self.owner, px=self._ttl_ms)
+        if renewed is not None:
+            return renewed
         return bool(self._renew(keys=[self.key], args=[self.owner, self._ttl_ms]))
 
     def release(self) -> bool:
         """Drop the lease if it is ours; False if it was not (already expired or taken over)."""
+        released = delete_if_equal(self.client, self.key, self.owner)
+        if released is not None:
+            return released
         return bool(self._release(keys=[self.key], args=[self.owner]))
 
     def holder(self) -> str | None:

@@ -88,16 +88,20 @@ def register_worker(
     *,
     ttl: float = DEFAULT_TTL_SECONDS,
     now: float | None = None,
+    index: bool = True,
 ) -> WorkerInfo:
     """Write (or refresh) worker ``name``'s entry with a heartbeat of ``now``; returns what was
     stored. ``info`` is a WorkerInfo or a mapping of its fields (unknown keys go to ``extra``;
-    a boolean ``healthy`` becomes ``health`` "ok"/"down")."""
+    a boolean ``healthy`` becomes ``health`` "ok"/"down"). ``index=False`` leaves the index of
+    names alone (one command instead of two): for updates between regular beats, which put the
+    name back in case a reader pruned it while the entry had lapsed."""
     stamp = time.time() if now is None else now
     base = info.to_dict() if isinstance(info, WorkerInfo) else _fields_from_mapping(info)
     stored = WorkerInfo.from_dict({**base, "name": name, "heartbeat": stamp})
     with client.pipeline(transaction=False) as pipe:
         pipe.set(worker_key(prefix, name), json.dumps(stored.to_dict()), px=int(ttl * 1000))
-        pipe.zadd(workers_index_key(prefix), {name: stamp})
+        if index:
+            pipe.zadd(workers_index_key(prefix), {name: stamp})
         pipe.execute()
     return stored
 

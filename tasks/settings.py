@@ -31,8 +31,10 @@ DEFAULT_KEY_PREFIX = "comfyfarm:"
 DEFAULT_MAX_JOB_SECONDS = 1800.0
 VISIBILITY_MARGIN_SECONDS = 300.0
 #: Seconds between two sweeps that re-queue unacknowledged jobs older than the visibility timeout
-#: (kombu's default is a sweep every ~100 s).
-DEFAULT_RESTORE_INTERVAL = 10.0
+#: (kombu's default is a sweep every ~100 s). Only the last-resort net since the takeover
+#: (``worker.takeover``) hands a dead worker's job on in seconds; each sweep of each worker costs
+#: five commands (a lock, a range read, the script that unlocks).
+DEFAULT_RESTORE_INTERVAL = 60.0
 REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 #: Default of ``max_retry_delay``: the longest countdown a worker schedules (job retries wait
 #: 2, 4, 8 ... at most 60 s, webhook retries at most 64 s).
@@ -102,6 +104,7 @@ class Settings:
     temp_max_age: float = 3600.0
     affinity: bool = False
     affinity_wait: float = 30.0
+    progress_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.result_backend:
@@ -179,7 +182,7 @@ class Settings:
             _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
         for name in (
             "max_job_seconds", "result_expires", "stall_timeout", "lease_seconds",
-            "restore_interval", "max_retry_delay", "affinity_wait",
+            "restore_interval", "max_retry_delay", "affinity_wait", "progress_interval",
         ):  # fmt: skip
             _check_positive(name, getattr(self, name))
         _check_positive("visibility_timeout", self.visibility_timeout)
@@ -353,6 +356,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "model_timeout": _parse_float,
     "affinity": _parse_bool,
     "affinity_wait": _parse_float,
+    "progress_interval": _parse_float,
 }
 
 
@@ -441,6 +445,10 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "AFFINITY_WAIT", "30",
          "seconds a job waits for a worker with its checkpoint loaded; after that any worker "
          "that lists the checkpoint takes it (no starvation)"),
+        (p + "PROGRESS_INTERVAL", "5",
+         "seconds between a running job's progress updates (result backend, Flower event, the "
+         "gateway's progress stream); a phase change (submitted, running, collecting …) is sent "
+         "at once. Each update costs Redis three commands: lower it for smoother progress bars"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),

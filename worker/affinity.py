@@ -14,15 +14,19 @@ from the first non-empty queue in the worker's list, so the order is the policy:
   must guess from stale registry data at submit time and cannot move a job once it is queued).
 - Workers spread over the models: the other model queues come in an order of each worker's own
   (a rotation fixed by a hash of its name), those that another live worker has loaded (its
-  registry entry, read every second) last, so idle GPUs facing a backlog of several models
-  do not all load the same one.
-- No job starves: a job waits for a worker with its model loaded at most ``wait`` seconds
-  (``COMFYFARM_AFFINITY_WAIT``). Every second the worker reads the oldest message of each model
-  queue it does not have loaded (``enqueued_at`` in its header); when one is older than
-  ``wait``, the worker *promotes* that queue ahead of its loaded ones, so it loads that model
-  next. Promotions are rationed so a backlog of old jobs does not make every GPU reload at once:
-  a Redis claim (``SET NX`` for ``wait`` seconds) lets one worker promote a given queue per
-  ``wait`` period, and a worker promotes at most one queue per ``wait`` period.
+  registry entry, read with the starvation check, and only when there are two or more such
+  queues to order) last, so idle GPUs facing a backlog of several models do not all load the
+  same one.
+- No job starves: a job waits for a worker with its model loaded at most about ``wait``
+  seconds (``COMFYFARM_AFFINITY_WAIT``). Every ``wait / 10`` seconds (at least every second) a
+  worker whose pool is full reads the oldest message of each model queue it does not have
+  loaded (``enqueued_at`` in its header); when one is older than ``wait``, the worker
+  *promotes* that queue ahead of its loaded ones, so it loads that model next. A worker with a
+  free pool process skips it: it takes the next job of any queue it lists anyway, and each read
+  is a command per priority list of every such queue. Promotions are rationed so a backlog of
+  old jobs does not make every GPU reload at once: a Redis claim (``SET NX`` for ``wait``
+  seconds) lets one worker promote a given queue per ``wait`` period, and a worker promotes at
+  most one queue per ``wait`` period.
 - "Loaded" is the checkpoint of the last job this worker *received*: with pipelining that job is
   in ComfyUI's queue and its checkpoint will be in memory when the job before it finishes. The
   registry publishes it (``WorkerInfo.loaded``).
@@ -102,21 +106,30 @@ class AffinityOrder:
             ordered = [*self.base, *first, *loaded, SHARED_QUEUE, *rest]
         return list(dict.fromkeys(ordered))
 
-    def check_starving(self, rds: redis.Redis, prefix: str, now: float | None = None) -> None:
-        """Promote a model queue whose oldest job waited longer than ``wait`` (rationed)."""
+    def check_starving(
+        self, rds: redis.Redis, prefix: str, now: float | None = None, *, busy: bool = True
+    ) -> None:
+        """Promote a model queue whose oldest job waited longer than ``wait`` (rationed);
+        ``busy``: every pool process of this worker has a job (otherwise nothing can starve
+        behind it)."""
         stamp = time.time() if now is None else now
-        if stamp - self._last_check < CHECK_INTERVAL:
+        if stamp - self._last_check < max(CHECK_INTERVAL, self.wait / 10):
             return
         self._last_check = stamp
-        try:
-            others = [w for w in list_workers(rds, prefix) if w.name != self.name]
-        except redis.RedisError:
-            others = []
         with self._lock:
-            self.elsewhere = {model_queue(n) for w in others for n in w.loaded}
+            loaded = {model_queue(name) for name in self.loaded}
+            unloaded = [q for q in self.available if q not in loaded and q != self.promoted]
+        if len(unloaded) > 1:  # only then is there an order among them to choose
+            try:
+                others = [w for w in list_workers(rds, prefix) if w.name != self.name]
+            except redis.RedisError:
+                others = []
+            with self._lock:
+                self.elsewhere = {model_queue(n) for w in others for n in w.loaded}
+        with self._lock:
             if self.promoted is not None and stamp - self._promoted_at > self.wait:
                 self.promoted = None  # nothing came of it: another worker took those jobs
-            if self.promoted is not None or stamp - self._last_promotion < self.wait:
+            if not busy or self.promoted is not None or stamp - self._last_promotion < self.wait:
                 return
             loaded = {model_queue(name) for name in self.loaded}
             candidates = [q for q in self.available if q not in loaded]
@@ -168,13 +181,35 @@ def _enqueued_at(raw: bytes | str, default: float) -> float:
     )
 
 
-def apply_order(consumer: Any, current: list[str], wanted: list[str]) -> list[str]:
-    """Re-subscribe ``consumer`` so it consumes ``wanted`` in order; returns what it consumes."""
+def apply_order(
+    consumer: Any, current: list[str], wanted: list[str], declared: set[str] | None = None
+) -> list[str]:
+    """Re-subscribe ``consumer`` so it consumes ``wanted`` in order; returns what it consumes.
+    Queues in ``declared`` are added back without declaring them again (see ``add_queue``);
+    every queue added is put in it."""
     keep = 0
     while keep < min(len(current), len(wanted)) and current[keep] == wanted[keep]:
         keep += 1
     for queue in current[keep:]:
         consumer.cancel_task_queue(queue)
     for queue in wanted[keep:]:
-        consumer.add_task_queue(queue)
+        add_queue(consumer, queue, declared)
     return list(wanted)
+
+
+def add_queue(consumer: Any, queue: str, declared: set[str] | None = None) -> None:
+    """``consumer.add_task_queue(queue)``, without kombu's declare if ``queue`` is in
+    ``declared``: a declare counts the messages of each of the queue's ten priority lists and
+    writes its bindings (about fourteen Redis commands), and the queue is only being moved in
+    the consume order (BRPOP reads the lists; producers declare what they publish to)."""
+    task_consumer = getattr(consumer, "task_consumer", None)
+    if declared is None or queue not in declared or task_consumer is None:
+        consumer.add_task_queue(queue)
+    else:
+        before, task_consumer.auto_declare = task_consumer.auto_declare, False
+        try:
+            consumer.add_task_queue(queue)
+        finally:
+            task_consumer.auto_declare = before
+    if declared is not None:
+        declared.add(queue)

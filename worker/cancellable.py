@@ -5,10 +5,8 @@ is cut into short slices and the cancel check runs between them (at most once pe
 ``CHECK_INTERVAL``), so a cancel request is noticed within about ``CHECK_INTERVAL`` seconds even
 when ComfyUI is silent (a long node, a queued prompt).
 
-``CancelCheck`` is the job's one question to Redis: the runner asks before it starts, before it
-POSTs and on every stream slice, but within ``CHECK_INTERVAL`` of a "no" the answer is the same
-"no" (each ask was an EXISTS; a short job asked three times in a few milliseconds). A "yes" is
-kept: a job once cancelled stays cancelled.
+The check itself (``worker.cancel_watch.JobCancelCheck``) asks Redis once and then looks at the
+cancels pushed to the worker process, so a slice costs no Redis command while subscribed.
 """
 
 from __future__ import annotations
@@ -26,26 +24,6 @@ class JobCancelled(Exception):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id} was cancelled")
-
-
-class CancelCheck:
-    """``ask`` (one Redis round trip) asked at most once per ``interval`` while it says no."""
-
-    def __init__(self, ask: Callable[[], bool], *, interval: float | None = None) -> None:
-        self._ask = ask
-        self._interval = CHECK_INTERVAL if interval is None else interval
-        self._no_until = float("-inf")  # monotonic time until which a "no" is still fresh
-        self._cancelled = False
-
-    def __call__(self) -> bool:
-        if self._cancelled:
-            return True
-        now = time.monotonic()
-        if now < self._no_until:
-            return False
-        self._cancelled = self._ask()
-        self._no_until = time.monotonic() + self._interval
-        return self._cancelled
 
 
 class Stream(Protocol):

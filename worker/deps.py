@@ -22,7 +22,7 @@ from comfyfarm.storage import OutputStore, open_store
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker.cancellable import CancelCheck
+from comfyfarm.worker.cancel_watch import CancelWatch, JobCancelCheck
 from comfyfarm.worker.live_outputs import PreviewSender, publish_output
 from comfyfarm.worker.policy import FarmPolicy
 from comfyfarm.worker.runner import JobContext, run_job
@@ -38,6 +38,8 @@ class Opened:
     store: OutputStore
     redis: redis.Redis
     policy: FarmPolicy
+    #: The cancel requests pushed to this process (one subscription for all its jobs).
+    cancels: CancelWatch
     #: One WebSocket identity per pool process: with pipelining several processes follow
     #: prompts on the same ComfyUI, and ComfyUI keeps only the newest socket of a client id.
     client_id: str
@@ -84,13 +86,24 @@ class WorkerDeps:
                 store=self._open_store(self.settings.storage_url),
                 redis=rds,
                 policy=FarmPolicy(rds, self.settings, worker_name=self.worker_name),
+                cancels=CancelWatch(rds, self.settings.key_prefix),
                 client_id=f"{self.client_id}-{pid}",
             )
             self._opened = (pid, opened)
         return self._opened[1]
 
+    def cancel_check(self, job_id: str) -> JobCancelCheck:
+        """Whether the cancel of ``job_id`` was requested (pushed, see ``worker.cancel_watch``);
+        ``close`` it when the job ends."""
+        return self.open().cancels.check(job_id)
+
     def job_context(
-        self, spec: JobSpec, *, on_progress: Callable[[JobProgress], None], attempts: int
+        self,
+        spec: JobSpec,
+        *,
+        on_progress: Callable[[JobProgress], None],
+        attempts: int,
+        cancel_requested: Callable[[], bool],
     ) -> JobContext:
         """The runner's context for ``spec`` in this process."""
         opened = self.open()
@@ -102,7 +115,7 @@ class WorkerDeps:
             on_progress=on_progress,
             on_output=partial(publish_output, opened.redis, self.settings, spec.job_id),
             on_preview=PreviewSender(opened.redis, self.settings, spec.job_id).offer,
-            cancel_requested=CancelCheck(lambda: opened.policy.cancel_requested(spec.job_id)),
+            cancel_requested=cancel_requested,
             attempts=attempts,
             ledger=opened.policy.ledger,
         )

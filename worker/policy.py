@@ -35,7 +35,6 @@ from comfyfarm.tasks.errors import JobSpecError, PayloadError
 from comfyfarm.tasks.keys import (
     DeadLetter,
     Lease,
-    cancel_requested,
     job_result_key,
     lease_key,
     push_dead_letter,
@@ -188,15 +187,6 @@ class FarmPolicy:
                         spec.job_id)  # fmt: skip
             return Admission.FINISHED, lease
         return Admission.RUN, lease
-
-    def cancel_requested(self, job_id: str) -> bool:
-        """The cancel flag; a Redis blip reads as "not cancelled" (checked again in half a
-        second) rather than failing a running job."""
-        try:
-            return cancel_requested(self.rds, self.settings.key_prefix, job_id)
-        except redis.RedisError as exc:
-            log.warning("could not check the cancel flag of job %s: %s", job_id, exc)
-            return False
 
     def after_error(self, spec: JobSpec, error: JobError, *, retries: int) -> Retry | GiveUp:
         """``decide`` with the tries the ledger counted (POSTs, plus tries that failed on the

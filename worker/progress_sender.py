@@ -10,8 +10,10 @@ the newest value and wakes a helper thread, which sends it
   follow each other faster than anyone can watch (a job of a few milliseconds) cost Redis one
   progress write instead of one per phase (each is a backend write plus a Flower event); a job
   whose phases last longer still shows every one of them,
-- otherwise at most once per ``min_interval`` — and always eventually, so a long node that
-  sends no events is still shown.
+- otherwise at most once per ``min_interval`` (``COMFYFARM_PROGRESS_INTERVAL``, 5 s) — and
+  always eventually, so a long node that sends no events is still shown. Every update costs
+  Redis three commands (a backend write, its message, the Flower event): at two a second they
+  were most of what a job cost Redis; a phase still shows at once.
 
 Values offered while one is being sent replace each other; only the newest is sent next.
 ``close`` drops what was not sent yet and waits for a send in progress, so nothing written
@@ -29,7 +31,7 @@ from comfyfarm.tasks.models import JobProgress
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_INTERVAL = 0.5
+DEFAULT_MIN_INTERVAL = 5.0
 DEFAULT_MIN_PHASE_INTERVAL = 0.25
 
 

@@ -28,6 +28,8 @@ from comfyfarm.tasks.schemas import publish_schema
 log = logging.getLogger(__name__)
 
 REGISTRY_TTL = 30.0
+#: Seconds between regular registry writes while nothing changes (a third of the TTL).
+REGISTRY_REFRESH = 10.0
 
 
 class WorkerRegistry:
@@ -37,6 +39,12 @@ class WorkerRegistry:
     running request (``celery.worker.state.active_requests``), so ``current_job`` is the job the
     pool child is running now; the health gate's timer asks for an early beat when it changes.
     ``holding`` (``worker.takeover.Holdings.tags``) lists the messages it holds unacknowledged.
+
+    The health check runs every two seconds, but the entry is written only every ``refresh``
+    seconds (a third of its TTL: two commands, the entry and the index of names), or at once,
+    with one command, when what it says changed (health, the store, the running job, the
+    queues) — ``holding`` aside: a delivery only needs to be listed within the takeover's grace
+    (the TTL), which the regular write does.
     """
 
     def __init__(
@@ -51,6 +59,8 @@ class WorkerRegistry:
         ttl: float = REGISTRY_TTL,
         holding: Callable[[], list[str] | None] | None = None,
         dynamic: Callable[[], dict[str, Any]] | None = None,
+        refresh: float = REGISTRY_REFRESH,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rds = rds
         self._prefix = prefix
@@ -65,6 +75,9 @@ class WorkerRegistry:
         self._written_job: str | None = None
         self._holding = holding
         self._dynamic = dynamic  # fields that change while it runs (affinity: queues, loaded)
+        self._refresh, self._clock = refresh, clock
+        self._refreshed_at = float("-inf")  # when the entry and the index were last written
+        self._said: dict[str, Any] | None = None  # what the entry last said (holding aside)
 
     def beat(self, healthy: bool, *, storage: str = "ok") -> None:
         """Register with ComfyUI's verdict and the store's (``storage``: "ok" or why it cannot
@@ -72,11 +85,18 @@ class WorkerRegistry:
         job = self._written_job = current_job()  # even if the write fails: no poke storm
         health = "down" if not healthy else "ok" if storage == "ok" else "storage"
         entry = {**self._static, "health": health, "storage": storage, "current_job": job}
-        if self._holding is not None:
-            entry["holding"] = self._holding()
         if self._dynamic is not None:
             entry.update(self._dynamic())
-        register_worker(self._rds, self._prefix, self._name, entry, ttl=self._ttl)
+        now, said = self._clock(), dict(entry)
+        due = now - self._refreshed_at >= self._refresh
+        if not due and said == self._said:
+            return
+        if self._holding is not None:
+            entry["holding"] = self._holding()
+        register_worker(self._rds, self._prefix, self._name, entry, ttl=self._ttl, index=due)
+        self._said = said
+        if due:
+            self._refreshed_at = now
 
     def outdated(self) -> bool:
         """Whether the running job differs from the one the registry was last told about."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
+from celery.worker import state as worker_state
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import LocalStore, open_store
@@ -37,10 +38,10 @@ from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.redact import redact_url
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker import malformed, takeover, webhook_sender, webhook_task
+from comfyfarm.worker import malformed, takeover, unacked, webhook_sender, webhook_task
 from comfyfarm.worker import metrics as worker_metrics
 from comfyfarm.worker import task as job_task
-from comfyfarm.worker.affinity import AffinityOrder, apply_order
+from comfyfarm.worker.affinity import AffinityOrder, add_queue, apply_order
 from comfyfarm.worker.deps import WorkerDeps
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
@@ -50,6 +51,9 @@ from comfyfarm.worker.store_health import StoreHealth
 from comfyfarm.worker.supervisor import ComfySupervisor, JobCounter, load_warmup_prompt
 
 log = logging.getLogger(__name__)
+
+#: Seconds between the worker's heartbeat events (for Flower; comfyfarm's own is the registry).
+EVENT_HEARTBEAT_SECONDS = 10
 
 
 @dataclass
@@ -100,10 +104,12 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     affinity: AffinityOrder | None = None  # reorders the queues (worker/affinity.py)
     rds: Any = None
     prefix: str = ""
+    concurrency: int = 1  # pool processes: with this many jobs reserved the worker takes no more
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.consuming = True
+        self.declared: set[str] = set()  # queues added before: not declared again
         self._stopped_for = "ComfyUI is"
         self._timer: Any = None
 
@@ -114,6 +120,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
         self.consuming = bool(consumer.task_consumer and consumer.task_consumer.queues)
         self.current = [q.name for q in consumer.task_consumer.queues] if self.consuming else []
         self.current = self.current or list(self.queues)
+        self.declared = set(self.current)  # the consumer declared them when it started
         self._apply(consumer, self.monitor.check())
         self.monitor.start()
         self._timer = consumer.timer.call_repeatedly(
@@ -124,11 +131,12 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
         assert self.monitor is not None
         self._apply(consumer, self.monitor.healthy)
         if self.affinity is not None:
-            self.affinity.check_starving(self.rds, self.prefix)
+            busy = len(worker_state.reserved_requests) >= self.concurrency
+            self.affinity.check_starving(self.rds, self.prefix, busy=busy)
             wanted = self.affinity.order()
             if wanted != self.current:
                 if self.consuming:
-                    self.current = apply_order(consumer, self.current, wanted)
+                    self.current = apply_order(consumer, self.current, wanted, self.declared)
                 else:
                     self.current = wanted
         if self.registry is not None and self.registry.outdated():
@@ -137,7 +145,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     def _apply(self, consumer: Any, healthy: bool) -> None:
         if healthy and not self.consuming:
             for queue in self.current:
-                consumer.add_task_queue(queue)
+                add_queue(consumer, queue, self.declared)
             self.consuming = True
             log.info("%s back: consuming %s", self._stopped_for, ", ".join(self.current))
         elif not healthy and self.consuming:
@@ -167,6 +175,7 @@ def build_worker_app(
 ) -> Celery:
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
+    unacked.use_plain_pipelines()
     deps = WorkerDeps(
         settings,
         comfy_url=options.comfy_url,
@@ -213,6 +222,7 @@ def build_worker_app(
     HealthGate.registry = registry
     HealthGate.queues = options.queues()
     HealthGate.affinity = affinity
+    HealthGate.concurrency = options.concurrency()
     HealthGate.rds = rds
     HealthGate.prefix = settings.key_prefix
     app.steps["consumer"].add(HealthGate)
@@ -299,6 +309,9 @@ def _run_celery(app: Celery, options: WorkerOptions) -> None:
             "--hostname", f"{options.name}@%h",
             "--queues", ",".join(options.queues()),
             "--task-events",
+            # Flower's worker heartbeat: it counts a worker offline after two missed intervals
+            # (the interval travels in the event); 2 s by default was a PUBLISH every 2 s.
+            "--heartbeat-interval", str(EVENT_HEARTBEAT_SECONDS),
             "--loglevel", options.loglevel,
             "--without-mingle",
             "--without-gossip",

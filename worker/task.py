@@ -85,9 +85,14 @@ def warm_up(app: Celery, deps: WorkerDeps) -> None:
         opened = deps.open()
         _ = opened.client.has_jobs_api  # probes /api and the jobs API once, cached for every job
         opened.redis.ping()
+        opened.cancels.start()  # subscribed before the first job asks
         app.backend.client.ping()
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=1)
+            # The pooled producer's channel is what the job's task events are published on;
+            # kombu opens its socket on the first command: now, not during the first job.
+            with producer.channel.conn_or_acquire() as client:
+                client.ping()
     except Exception as exc:  # warm-up must never stop a pool process
         log.info("warm-up of a pool process failed (%s); the first job will retry", exc)
 
@@ -110,10 +115,14 @@ def execute(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, 
         )  # fmt: skip
     if admission is not Admission.RUN:
         raise Ignore()
-    progress = ProgressSender(TaskProgressWriter(task))
-    ctx = deps.job_context(spec, on_progress=progress.offer, attempts=request.retries + 1)
+    progress = ProgressSender(
+        TaskProgressWriter(task), min_interval=deps.settings.progress_interval
+    )
+    cancel = deps.cancel_check(spec.job_id)
+    ctx = deps.job_context(spec, on_progress=progress.offer, attempts=request.retries + 1,
+                           cancel_requested=cancel)  # fmt: skip
     letter_reason: str | None = None
-    with lease.keep_alive(), contextlib.closing(progress):
+    with lease.keep_alive(), contextlib.closing(progress), contextlib.closing(cancel):
         error: JobError | None = None
         try:
             result = deps.run(spec, ctx)

@@ -12,6 +12,11 @@ exactly as kombu's sweep would (same queue and priority list, at the front, mark
 ``redelivered``) — through kombu's own channel, so queue names, priority steps and the key prefix
 are kombu's.
 
+``PlainPipelineQoS`` (installed by the worker, ``use_plain_pipelines``) writes and deletes an
+entry in one plain pipeline instead of kombu's MULTI/EXEC: the same round trip, two commands
+less per fetch and per ack. Nothing needs the isolation: an entry is only judged once it is
+older than the takeover's grace or the visibility timeout, and ``restore`` WATCHes both keys.
+
 ``restore`` is one WATCH/MULTI transaction on both keys that first checks the entry is still
 *the delivery that was judged*: same tag, same fetch time. An entry acked, restored by someone
 else (another sweeper, kombu's sweep, a worker's shutdown) or fetched again since (a restored
@@ -21,14 +26,16 @@ most once however many sweepers race for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from kombu.connection import Connection
+from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +148,22 @@ def _headers(raw: bytes | str) -> tuple[str, str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class PlainPipelineQoS(kombu_redis.QoS):
+    """kombu's Redis QoS whose own pipelines (an entry written at fetch: ZADD + HSET; deleted
+    at ack: ZREM + HDEL) are plain ones (see the module docstring). A pipeline kombu hands in
+    (its restore's transaction) is used as it is."""
+
+    @contextlib.contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        if pipe:
+            yield pipe
+        else:
+            with self.channel.conn_or_acquire(client) as acquired:
+                yield acquired.pipeline(transaction=False)
+
+
+def use_plain_pipelines() -> None:
+    """Make every kombu Redis channel of this process (Sentinel's too) use PlainPipelineQoS."""
+    kombu_redis.Channel.QoS = PlainPipelineQoS

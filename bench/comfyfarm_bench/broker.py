@@ -4,7 +4,8 @@ A fresh embedded Valkey, ``instances`` simulators and their workers run ``jobs``
 submitted at once, followed by one ``as_completed``). Valkey's own counters are read before and
 after: ``INFO commandstats`` (calls per command), ``INFO stats`` (bytes in and out) and ``INFO
 cpu`` (the server's CPU seconds). The idle background (heartbeats, health, takeover sweeps) is
-measured for ``idle_seconds`` before the run and reported apart, as commands per worker-second.
+measured for ``idle_seconds`` before the run and reported apart, as commands per worker-second
+(in total and by command name).
 
 The ceiling is projected from the server's CPU: Redis executes commands on one thread, so
 ``1 / cpu_seconds_per_job`` is how many jobs per second one core of Redis can serve at these
@@ -71,6 +72,7 @@ class BrokerCost:
     cpu_ms_per_job: float
     top_commands_per_job: dict[str, float] = field(default_factory=dict)
     idle_commands_per_worker_second: float = 0.0
+    idle_top_commands_per_worker_second: dict[str, float] = field(default_factory=dict)
     ceiling_jobs_per_second: float = 0.0
     gpus_of_1s_jobs: float = 0.0
 
@@ -102,7 +104,7 @@ def run_broker_cost(
         spent = Counters.read(client).minus(before)
     per_job = max(finished, 1)
     total_calls = sum(spent.calls.values())
-    top = sorted(spent.calls.items(), key=lambda item: -item[1])[:10]
+    top = _top(spent.calls)
     cpu_per_job = spent.cpu_seconds / per_job
     ceiling = 1.0 / cpu_per_job if cpu_per_job > 0 else 0.0
     return BrokerCost(
@@ -117,6 +119,15 @@ def run_broker_cost(
         idle_commands_per_worker_second=round(
             sum(idle.calls.values()) / max(idle.at, 1e-9) / instances, 2
         ),
+        idle_top_commands_per_worker_second={
+            name: round(count / max(idle.at, 1e-9) / instances, 2)
+            for name, count in _top(idle.calls)
+        },
         ceiling_jobs_per_second=round(ceiling, 1),
         gpus_of_1s_jobs=round(ceiling, 0),
     )
+
+
+def _top(calls: dict[str, int], count: int = 10) -> list[tuple[str, int]]:
+    """The ``count`` commands called most often, most first."""
+    return sorted(calls.items(), key=lambda item: -item[1])[:count]

@@ -13,14 +13,17 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 import blake3
+import redis
 import requests
 
 from comfyfarm.services import ManagedProcess, SimulatorProcess, free_port
@@ -304,3 +307,49 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+# -- Redis commands ----------------------------------------------------------------------------
+
+
+class CommandLog:
+    """Every command Redis runs (MONITOR) that mentions ``needle``, recorded in a thread until
+    the log is closed: everything Redis ran before that is in ``commands``."""
+
+    def __init__(self, url: str, needle: str) -> None:
+        self._url = url
+        self._client = redis.Redis.from_url(url)
+        self._needle = needle
+        self._end = f"commandlog-end-{uuid.uuid4().hex}"
+        self.commands: list[str] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self._client.monitor() as monitor:
+            self._ready.set()
+            while True:
+                command = monitor.next_command()["command"]
+                if self._end in command:
+                    return
+                if self._needle in command:
+                    self.commands.append(command)
+
+    def count(self, verb: str, mentioning: str) -> int:
+        return sum(1 for c in self.commands if c.upper().startswith(verb + " ") and mentioning in c)
+
+    def __enter__(self) -> CommandLog:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # A marker command: the monitor has seen everything before it when it sees the marker.
+        with redis.Redis.from_url(self._url) as client:
+            client.echo(self._end)
+        self._thread.join(10)

@@ -1,12 +1,18 @@
-"""Cancelling jobs: still queued (never runs) and running (only its own prompt is interrupted)."""
+"""Cancelling jobs: still queued (never runs) and running (only its own prompt is interrupted);
+a running job learns of its cancel by push (``worker.cancel_watch``), also one sent while the
+worker's subscription is down."""
 
 from __future__ import annotations
 
+import time
+
+import redis
 from celery.result import AsyncResult
-from farm_kit import WorkerFactory, executions, sim_stats, wait_until
+from farm_kit import CommandLog, WorkerFactory, executions, sim_stats, wait_until
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.producer import Farm
+from comfyfarm.tasks.keyspace import cancel_key
 from comfyfarm.tasks.routing import worker_queue
 from comfyfarm.workflows import SchemaSource, prepare_jobs
 
@@ -108,3 +114,52 @@ def test_cancelled_pipelined_job_is_removed_from_comfyui_queue(
     assert running.wait(60).status == "succeeded"
     assert executions(sim, waiting.job_id) == 0
     assert waiting.job_id not in client.get_queue().pending
+
+
+def test_a_running_job_learns_of_its_cancel_by_push_not_by_polling(
+    farm: Farm, workers: WorkerFactory, start_sim, settings
+) -> None:
+    """While a long job runs its worker never asks for the cancel flag again (polling asked
+    twice a second); the cancel still stops it at once."""
+    sim = start_sim("--step-ms", "100", "--load-ms", "0")
+    workers.start(sim)
+    [prepared] = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=60"]
+    )
+    with CommandLog(settings.broker_url, cancel_key(settings.key_prefix, "")) as log:
+        job = farm.submit(prepared)
+        wait_until(
+            lambda: (p := job.progress()) is not None and p.phase == "running", 20, "the job to run"
+        )
+        asked_before = log.count("EXISTS", job.job_id)  # the worker's one, and ours (progress)
+        time.sleep(2.0)  # an observation window: polling would have asked 4 times in it
+        asked_while_running = log.count("EXISTS", job.job_id) - asked_before
+        job.cancel()
+        result = job.wait(10)
+    assert result.status == "cancelled"
+    assert asked_while_running == 0, log.commands
+    assert executions(sim, job.job_id) <= 1
+
+
+def test_a_cancel_sent_while_the_workers_subscription_is_down_still_cancels(
+    farm: Farm, workers: WorkerFactory, start_sim, settings
+) -> None:
+    """The worker's cancel subscription is killed and the cancel published before it is back:
+    the job is cancelled anyway (polled while down, asked again after resubscribing)."""
+    sim = start_sim("--step-ms", "100", "--load-ms", "0")
+    workers.start(sim)
+    [prepared] = prepare_jobs(
+        "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=60"]
+    )
+    job = farm.submit(prepared)
+    wait_until(
+        lambda: (p := job.progress()) is not None and p.phase == "running", 20, "the job to run"
+    )
+    admin = redis.Redis.from_url(settings.broker_url)
+    # Every subscription, the worker's among them; the cancel goes out before it is back.
+    admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+    job.cancel()
+
+    assert job.wait(10).status == "cancelled"
+    assert executions(sim, job.job_id) <= 1

@@ -7,6 +7,7 @@ import time
 from farm_kit import WorkerFactory, executions, wait_until
 
 from comfyfarm.producer import Farm
+from comfyfarm.worker.registry import REGISTRY_REFRESH
 from comfyfarm.workflows import SchemaSource, prepare_jobs
 
 
@@ -29,12 +30,13 @@ def test_worker_leaves_jobs_queued_while_comfyui_is_down_and_resumes_when_back(
     )
     jobs = farm.submit_many(prepared)
     submitted_at = time.time()
-    # The next health check, at least half a second after the jobs were queued (a consuming
-    # worker takes a job within milliseconds): none was taken.
+    # A registry write at least half a second after the jobs were queued (a consuming worker
+    # takes a job within milliseconds; the registry is rewritten every REGISTRY_REFRESH s while
+    # nothing changes): none was taken.
     wait_until(
         lambda: farm.status(ping_timeout=None).workers[0].info.heartbeat > submitted_at + 0.5,
-        10,
-        "a later health check",
+        REGISTRY_REFRESH + 10,
+        "a later registry write",
     )
     assert farm.status(ping_timeout=None).queue_depth() == 3
     assert [job.status() for job in jobs] == ["queued"] * 3

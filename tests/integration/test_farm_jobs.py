@@ -20,9 +20,11 @@ def test_job_reports_progress_and_stores_verified_outputs(
 ) -> None:
     """A job reports rising progress by phase; its files and result.json match its BLAKE3 hashes."""
     # 600 ms of steps: phases closer together than the worker's min_phase_interval (0.25 s)
-    # collapse into one progress write, so each phase must last longer to be seen.
+    # collapse into one progress write, so each phase must last longer to be seen. Steps are
+    # reported every COMFYFARM_PROGRESS_INTERVAL (5 s by default: this job would show phases
+    # only), here 0.2 s.
     sim = start_sim("--step-ms", "60", "--load-ms", "0")
-    workers.start(sim)
+    workers.start(sim, env={"COMFYFARM_PROGRESS_INTERVAL": "0.2"})
     [prepared] = prepare_jobs(
         "sd15_text2image", schema=SchemaSource.from_url(sim.url), params=["steps=10"]
     )

@@ -1,15 +1,42 @@
-"""Leases on a real Redis: one owner at a time, only the owner renews or releases, expiry frees."""
+"""Leases on a real Redis: one owner at a time, only the owner renews or releases, expiry frees.
+
+Every test runs twice: on Valkey as it is (``SET … IFEQ`` and ``DELIFEQ``, one command each)
+and as a server without them (the Lua scripts), which must behave the same."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import pytest
 import redis
 
+from comfyfarm.services import RedisServer
+from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.keyspace import lease_key
 from comfyfarm.tasks.lease import Lease
 from comfyfarm.tasks.settings import Settings
+
+
+class WithoutConditionalCommands(redis.Redis):
+    """A client of a server that has neither ``SET … IFEQ`` nor ``DELIFEQ`` (Redis 7)."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if "IFEQ" in args:
+            raise redis.ResponseError("syntax error")
+        if args and args[0] == "DELIFEQ":
+            raise redis.ResponseError("unknown command 'DELIFEQ'")
+        return super().execute_command(*args, **options)
+
+
+@pytest.fixture(params=["conditional-commands", "scripts"])
+def rds(request: pytest.FixtureRequest, settings: Settings) -> Iterator[redis.Redis]:
+    client = redis_client(settings)
+    if request.param == "scripts":
+        client = WithoutConditionalCommands(connection_pool=client.connection_pool)
+    yield client
+    client.close()
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> bool:
@@ -86,3 +113,18 @@ def test_keeper_reports_a_lost_lease(rds: redis.Redis, settings: Settings) -> No
         rds.set(key(settings), "worker-b")
         assert keeper.lost.wait(5)
     assert lease.holder() == "worker-b"  # releasing on exit did not delete the new owner's lease
+
+
+def test_a_lease_costs_one_command_per_step_where_the_server_has_ifeq() -> None:
+    """Take, renew twice, release: four commands on Valkey (the scripts cost nine and more)."""
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        lease = Lease(client, "lease:one", "worker-a", ttl=30)
+        client.config_resetstat()
+        assert lease.acquire() and lease.renew() and lease.renew() and lease.release()
+        stats = client.info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        calls.pop("config|resetstat", None)
+        calls.pop("info", None)
+        assert calls == {"set": 3, "delifeq": 1}
+        client.close()

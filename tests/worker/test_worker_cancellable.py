@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from comfyfarm.worker import cancellable
-from comfyfarm.worker.cancellable import CancelCheck, CancellableStream, JobCancelled
+from comfyfarm.worker.cancellable import CancellableStream, JobCancelled
 
 
 class FakeStream:
@@ -89,22 +89,3 @@ def test_cancel_is_checked_at_most_once_per_interval() -> None:
     stream = CancellableStream(FakeStream(list(range(50))), lambda: bool(checks.append(1)))
     assert [stream.receive(5) for _ in range(50)] == list(range(50))
     assert len(checks) == 1
-
-
-def test_cancel_check_asks_redis_once_per_interval_while_the_answer_is_no() -> None:
-    """Asks within the interval after a "no" reuse it; after the interval Redis is asked again."""
-    answers = [False, False, True]
-    asked: list[bool] = []
-
-    def ask() -> bool:
-        asked.append(answers[len(asked)])
-        return asked[-1]
-
-    check = CancelCheck(ask, interval=0.05)
-    assert [check(), check(), check()] == [False, False, False]
-    assert len(asked) == 1
-    deadline = time.monotonic() + 5
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert check() is True  # a "yes" is kept without asking again
-    assert len(asked) == 3

@@ -282,16 +282,6 @@ def test_an_oversized_unreadable_payload_is_dead_lettered_without_its_body(
     assert letter.job_id == "t1" and letter.spec is None and letter.error == error.to_dict()
 
 
-def test_a_redis_blip_reads_as_not_cancelled(settings: Settings) -> None:
-    """The cancel flag cannot be read: the job goes on (it is checked again shortly)."""
-
-    class Down(redis.Redis):
-        def execute_command(self, *args, **options):
-            raise redis.ConnectionError("connection refused")
-
-    assert FarmPolicy(Down(), settings, worker_name="w1").cancel_requested("job") is False
-
-
 def test_tries_that_fail_on_the_store_use_up_retries(farm_policy: FarmPolicy) -> None:
     """A job whose prompt was POSTed once and whose every collect fails on a full disk is given
     up after max_retries + 1 tries, not after the unsubmitted-tries bound."""

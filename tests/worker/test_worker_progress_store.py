@@ -1,4 +1,4 @@
-"""ProgressStore: a PROGRESS write in one round trip that readers cannot tell from Celery's own,
+"""ProgressStore: a PROGRESS write in two commands that readers cannot tell from Celery's own,
 and that never overwrites a task that succeeded (on a real Valkey)."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import pytest
 import redis
 from celery import Celery, states
 
+from comfyfarm.services import RedisServer
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.settings import Settings
+from comfyfarm.worker import progress_store
 from comfyfarm.worker.progress_store import ProgressStore
 
 
@@ -52,3 +54,52 @@ def test_progress_never_overwrites_a_task_that_succeeded(app: Celery) -> None:
 
     meta = backend.get_task_meta(task_id, cache=False)
     assert meta["status"] == states.SUCCESS and meta["result"] == {"status": "succeeded"}
+
+
+@pytest.mark.parametrize("ifeq", [True, False], ids=["set-ifeq", "script"])
+def test_a_success_written_after_our_progress_is_never_overwritten(
+    app: Celery, ifeq: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress, then SUCCESS (the task ended), then a late progress: SUCCESS stays — whether
+    the server compares with our last write (IFEQ) or the script reads the state."""
+    if not ifeq:
+        monkeypatch.setattr(progress_store, "set_if_equal", lambda *args, **kwargs: None)
+    backend, task_id = app.backend, str(uuid.uuid4())
+    store = ProgressStore(backend)
+    assert store.store(task_id, {"phase": "running"}, "PROGRESS")
+    assert store.store(task_id, {"phase": "running", "value": 1}, "PROGRESS")
+    backend.store_result(task_id, {"status": "succeeded"}, states.SUCCESS)
+
+    assert not store.store(task_id, {"phase": "collecting"}, "PROGRESS")
+
+    meta = backend.get_task_meta(task_id, cache=False)
+    assert meta["status"] == states.SUCCESS and meta["result"] == {"status": "succeeded"}
+
+
+def test_progress_over_an_earlier_tries_state_is_written(app: Celery) -> None:
+    """A retried job's first progress finds the RETRY state of the try before: it is replaced."""
+    backend, task_id = app.backend, str(uuid.uuid4())
+    backend.store_result(task_id, {"exc_type": "Boom"}, states.RETRY)
+
+    assert ProgressStore(backend).store(task_id, {"phase": "submitted"}, "PROGRESS")
+
+    assert backend.get_task_meta(task_id, cache=False)["status"] == "PROGRESS"
+
+
+def test_a_progress_write_costs_a_set_and_a_publish() -> None:
+    """Three writes of one job: three SET and three PUBLISH, nothing else (no GET, no script)."""
+    with RedisServer() as server:
+        application = make_app(Settings(broker_url=server.url, key_prefix="cost:"))
+        store, task_id = ProgressStore(application.backend), str(uuid.uuid4())
+        store.store(task_id, {"phase": "submitted"}, "PROGRESS")  # connects (HELLO, ...)
+        client = redis.Redis.from_url(server.url)
+        client.config_resetstat()
+        for value in range(3):
+            assert store.store(task_id, {"phase": "running", "value": value}, "PROGRESS")
+        stats = client.info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        calls.pop("config|resetstat", None)
+        calls.pop("info", None)
+        assert calls == {"set": 3, "publish": 3}
+        client.close()
+        application.close()
