@@ -10,7 +10,7 @@ import requests
 from farm_kit import WorkerFactory, blake3_of, path_of, png_bytes, wait_until
 
 from comfyfarm.producer import Farm
-from comfyfarm.tasks.models import JobProgress
+from comfyfarm.tasks.models import PHASES, JobProgress
 from comfyfarm.tasks.schemas import load_schemas
 from comfyfarm.workflows import SchemaSource, prepare_jobs
 
@@ -37,8 +37,11 @@ def test_job_reports_progress_and_stores_verified_outputs(
     percents = [p.percent for p in seen]
     assert percents == sorted(percents) and len(set(percents)) > 2
     phases = [p.phase for p in seen]
-    assert {"submitted", "running", "collecting"} <= set(phases)
-    assert phases.index("submitted") < phases.index("running") < phases.index("collecting")
+    # "submitted" lasts as long as ComfyUI takes to start the prompt (here: at once), so it may
+    # be collapsed into "running"; the phases that last (the steps, the copy) are always seen.
+    assert {"running", "collecting"} <= set(phases)
+    ranks = [PHASES.index(phase) for phase in phases]
+    assert ranks == sorted(ranks), phases
     assert seen[-1].percent == 100.0
     assert result.outputs and result.attempts == 1
     for record in result.outputs:
