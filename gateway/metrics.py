@@ -5,7 +5,7 @@ id), ``unmatched`` for anything else; ``status`` the HTTP status. Each app has i
 (several gateways in one test process do not share counters).
 
 Under ``comfyfarm gateway --processes N`` each process writes its samples to the supervisor's
-private ``PROMETHEUS_MULTIPROC_DIR`` (``comfyfarm.multiprocess_metrics``) and every process's
+private ``PROMETHEUS_MULTIPROC_DIR`` (``tasks.multiprocess_metrics``) and every process's
 ``/metrics`` serves the sum of all of them: a scrape that lands on any process sees the whole
 gateway. ``open_streams`` sums the live processes (``livesum``); the counters of a process that
 died stay in the sum (its files are kept), so totals never go backwards.
@@ -36,7 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from comfyfarm.gateway.auth import unauthorized
 from comfyfarm.gateway.errors import Handler
-from comfyfarm.multiprocess_metrics import aggregate_registry
+from comfyfarm.tasks.multiprocess_metrics import aggregate_registry
 
 METRICS_PATH = "/metrics"
 SUBMIT_ROUTE = "/api/v2/jobs"

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from comfyfarm import multiprocess_metrics
+from comfyfarm.tasks import multiprocess_metrics
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0

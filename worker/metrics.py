@@ -1,7 +1,7 @@
 """Prometheus metrics of one worker, served by ``comfyfarm worker --metrics-port PORT``.
 
 Jobs run in the prefork pool's child processes, so the metrics use ``prometheus_client``'s
-multiprocess mode (``comfyfarm.multiprocess_metrics``): every process writes its samples to files
+multiprocess mode (``tasks.multiprocess_metrics``): every process writes its samples to files
 in a directory private to this worker (``PROMETHEUS_MULTIPROC_DIR``, set before the pool forks),
 and the main process serves their sum. Sources:
 
@@ -24,7 +24,7 @@ import socketserver
 import threading
 from typing import Any
 
-from comfyfarm.multiprocess_metrics import aggregate_registry
+from comfyfarm.tasks.multiprocess_metrics import aggregate_registry
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.worker.idle_gap import pipeline_gap
 
@@ -47,7 +47,7 @@ MAX_LABEL = 64
 
 class WorkerMetrics:
     """The metric families of a worker. Create after ``prepare_multiprocess_dir``
-    (``comfyfarm.multiprocess_metrics``)."""
+    (``tasks.multiprocess_metrics``)."""
 
     def __init__(self, worker: str) -> None:
         from prometheus_client import Counter, Gauge, Histogram

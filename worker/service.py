@@ -29,9 +29,9 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeLimitExceeded
 
-from comfyfarm import multiprocess_metrics
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import LocalStore, open_store
+from comfyfarm.tasks import multiprocess_metrics
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.names import RUN_JOB

@@ -123,7 +123,7 @@ async def serve(
 
     from comfyfarm.gateway.app import make_app
     from comfyfarm.gateway.processes import tell_ready
-    from comfyfarm.multiprocess_metrics import MULTIPROC_ENV
+    from comfyfarm.tasks.multiprocess_metrics import MULTIPROC_ENV
 
     # A supervisor's child sums its metrics with its siblings' (the supervisor set the directory).
     metrics_dir = os.environ.get(MULTIPROC_ENV) if process_index is not None else None

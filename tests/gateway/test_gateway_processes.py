@@ -339,3 +339,19 @@ def test_the_shared_metrics_directory_is_private_and_removed_at_exit(gateway2):
 
     assert mode == 0o700
     assert not directory.exists()
+
+
+def test_a_killed_supervisors_metrics_directory_is_removed_by_the_next(gateway2, start_gateway):
+    """SIGKILL leaves the supervisor no time to remove its metrics directory: the next
+    ``--processes`` gateway removes it (its owner lock is free) when it starts."""
+    assert gateway2.proc is not None
+    children = processes_under(gateway2.proc.pid)
+    directory = multiproc_dir(children[0])
+    with exit_watch(children) as fds:
+        gateway2.proc.kill()
+        assert wait_all_exited(fds, 30)
+    left_over = directory.is_dir()
+
+    start_gateway(COMFYFARM_GATEWAY_PROCESSES="2")
+
+    assert left_over and not directory.exists()
