@@ -8,7 +8,8 @@ Under ``comfyfarm gateway --processes N`` each process writes its samples to the
 private ``PROMETHEUS_MULTIPROC_DIR`` (``tasks.multiprocess_metrics``) and every process's
 ``/metrics`` serves the sum of all of them: a scrape that lands on any process sees the whole
 gateway. ``open_streams`` sums the live processes (``livesum``); the counters of a process that
-died stay in the sum (its files are kept), so totals never go backwards.
+died stay in the sum (its files are kept), so totals never go backwards. Multiprocess mode has
+no ``*_created`` samples.
 
 Who may scrape::
 
