@@ -307,7 +307,8 @@ def test_a_killed_process_keeps_its_counts_and_drops_its_streams(gateway2, pinne
     jobs = [call(calls[index], "POST", "/api/v2/jobs", {"workflow": invert()}) for index in "112"]
     for index, job in zip("12", jobs[:2], strict=True):
         open_stream(streams[index], job["id"])
-    assert scrape(calls["1"], gateway2)[OPEN_STREAMS] == 2
+    counted = scrape(calls["1"], gateway2)
+    assert (counted[ACCEPTED], counted[OPEN_STREAMS]) == (3, 2)
     before = processes_under(gateway2.proc.pid)
     mark = gateway2.proc.lines_printed
 
