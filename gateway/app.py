@@ -21,6 +21,7 @@ from comfyfarm.gateway.auth import OPEN_PATHS, auth_middleware
 from comfyfarm.gateway.context import GATEWAY, Gateway
 from comfyfarm.gateway.errors import error_middleware
 from comfyfarm.gateway.metrics import (
+    METRICS,
     METRICS_PATH,
     GatewayMetrics,
     metrics_handler,
@@ -63,9 +64,13 @@ async def sweep_blobs(gateway: Gateway) -> None:
             log.exception("blob sweep failed")
 
 
-def make_app(settings: GatewaySettings, *, process_index: int = 1) -> web.Application:
+def make_app(
+    settings: GatewaySettings, *, process_index: int = 1, metrics_dir: str | None = None
+) -> web.Application:
+    """``metrics_dir``: the ``--processes N`` supervisor's shared metrics directory, whose sum
+    ``/metrics`` serves (``gateway.metrics``)."""
     open_streams: Counter[str] = Counter()
-    metrics = GatewayMetrics(open_streams)
+    metrics = GatewayMetrics(metrics_dir)
     open_paths = OPEN_PATHS | {METRICS_PATH} if settings.metrics_token else OPEN_PATHS
     app = web.Application(
         middlewares=[
@@ -78,6 +83,7 @@ def make_app(settings: GatewaySettings, *, process_index: int = 1) -> web.Applic
     gateway = Gateway(settings)
     app[GATEWAY] = gateway
     app[PROCESS_INDEX] = process_index
+    app[METRICS] = metrics
     app.router.add_get("/api/v2/health", health)
     app.router.add_get(METRICS_PATH, metrics_handler(metrics, settings.metrics_token))
     app[event_stream.OPEN_STREAMS] = open_streams

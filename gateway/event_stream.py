@@ -33,6 +33,7 @@ from comfyfarm.gateway.job_records import JobRecord
 from comfyfarm.gateway.job_state import FarmView, read_views
 from comfyfarm.gateway.job_view import TERMINAL, render_job, render_progress
 from comfyfarm.gateway.jobs import owned_job
+from comfyfarm.gateway.metrics import METRICS
 from comfyfarm.producer.outcome import parse_meta, parse_progress
 from comfyfarm.tasks.keyspace import preview_key
 from comfyfarm.tasks.models import PROGRESS_STATE
@@ -61,6 +62,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": str(gw.settings.retry_after_seconds)},
         )
     open_streams[tenant] += 1
+    request.app[METRICS].open_streams.inc()
     queue = await gw.hub.listen(record.job_id)
     try:
         response = web.StreamResponse(
@@ -77,6 +79,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         await gw.hub.leave(record.job_id, queue)
+        request.app[METRICS].open_streams.dec()
         open_streams[tenant] -= 1
         if open_streams[tenant] <= 0:
             del open_streams[tenant]

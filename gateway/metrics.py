@@ -4,6 +4,13 @@ Labels are bounded: ``route`` is the matched route's template (``/api/v2/jobs/{i
 id), ``unmatched`` for anything else; ``status`` the HTTP status. Each app has its own registry
 (several gateways in one test process do not share counters).
 
+Under ``comfyfarm gateway --processes N`` each process writes its samples to the supervisor's
+private ``PROMETHEUS_MULTIPROC_DIR`` (``tasks.multiprocess_metrics``) and every process's
+``/metrics`` serves the sum of all of them: a scrape that lands on any process sees the whole
+gateway. ``open_streams`` sums the live processes (``livesum``); the counters of a process that
+died stay in the sum (its files are kept), so totals never go backwards. Multiprocess mode has
+no ``*_created`` samples.
+
 Who may scrape::
 
     COMFYFARM_METRICS_TOKEN set   -> only ``Authorization: Bearer <that token>`` (401 otherwise);
@@ -21,7 +28,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +37,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from comfyfarm.gateway.auth import unauthorized
 from comfyfarm.gateway.errors import Handler
+from comfyfarm.tasks.multiprocess_metrics import aggregate_registry
 
 METRICS_PATH = "/metrics"
 SUBMIT_ROUTE = "/api/v2/jobs"
@@ -38,9 +45,11 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 
 
 class GatewayMetrics:
-    """The registry and instruments of one gateway app."""
+    """The registry and instruments of one gateway app. With ``multiprocess_dir`` (a child of
+    ``--processes N``; ``prometheus_client`` was imported with that directory in the
+    environment) the exposition is the sum of every process's files, not this registry."""
 
-    def __init__(self, open_streams: Counter[str]) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = PromCounter(
             "comfyfarm_gateway_requests", "HTTP requests answered by the gateway",
@@ -54,12 +63,16 @@ class GatewayMetrics:
             "comfyfarm_gateway_submits", "Jobs submitted through POST /api/v2/jobs",
             ["outcome"], registry=self.registry,
         )  # fmt: skip
-        streams = Gauge(
-            "comfyfarm_gateway_open_streams", "Event streams open now", registry=self.registry
-        )
-        streams.set_function(lambda: float(sum(open_streams.values())))
+        # Moved by the streams themselves (a function gauge is not written to the shared files).
+        self.open_streams = Gauge(
+            "comfyfarm_gateway_open_streams", "Event streams open now",
+            multiprocess_mode="livesum", registry=self.registry,
+        )  # fmt: skip
         for outcome in ("accepted", "refused"):
             self.submits.labels(outcome)
+        self._served = (
+            self.registry if multiprocess_dir is None else aggregate_registry(multiprocess_dir)
+        )
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         route = _route(request)
@@ -69,7 +82,10 @@ class GatewayMetrics:
             self.submits.labels("accepted" if 200 <= status < 300 else "refused").inc()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._served)
+
+
+METRICS = web.AppKey("metrics", GatewayMetrics)
 
 
 def _route(request: web.Request) -> str:

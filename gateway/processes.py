@@ -12,6 +12,9 @@ The parent serves nothing; it supervises:
   the port while a child restarts;
 - it prints the ready line once every child has said it accepts connections;
 - a child that exits is started again (after a pause that grows while it keeps failing fast);
+- it gives the children one private metrics directory (``PROMETHEUS_MULTIPROC_DIR``, new and
+  0700; removed when it stops), so each child's ``/metrics`` serves the sum of all of them; when a
+  child exits its live gauges are dropped from that sum (``multiprocess_metrics.mark_dead``);
 - SIGTERM or SIGINT stops every child (SIGTERM, then SIGKILL past ``STOP_TIMEOUT``) before the
   parent exits. Children ask the kernel to SIGTERM them when the parent dies
   (``PR_SET_PDEATHSIG``, Linux; elsewhere they watch their parent's pid): no orphans, even when
@@ -30,6 +33,8 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from comfyfarm.tasks import multiprocess_metrics
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -66,6 +71,8 @@ class GatewaySupervisor:
     _reserved: socket.socket | None = field(default=None, init=False)
     _wake: tuple[int, int] | None = field(default=None, init=False)  # self-pipe of signals
     _stopping: bool = field(default=False, init=False)
+    #: The children's shared ``PROMETHEUS_MULTIPROC_DIR`` while they run.
+    metrics_dir: str | None = field(default=None, init=False)
 
     def bind(self) -> int:
         """Hold the address with SO_REUSEPORT (not listening: it takes no connections) and
@@ -96,6 +103,9 @@ class GatewaySupervisor:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop_signal)
+        self.metrics_dir = multiprocess_metrics.create_multiprocess_dir()
+        base = os.environ if self.env is None else self.env
+        self.env = {**base, multiprocess_metrics.MULTIPROC_ENV: self.metrics_dir}
         for index in range(1, self.processes + 1):
             child = self._spawn(index)
             self._children[index] = child
@@ -142,6 +152,9 @@ class GatewaySupervisor:
                 child.process.kill()
                 child.process.wait()
         self._children.clear()
+        if self.metrics_dir is not None:
+            multiprocess_metrics.remove_multiprocess_dir(self.metrics_dir)
+            self.metrics_dir = None
         if self._reserved is not None:
             self._reserved.close()
             self._reserved = None
@@ -163,6 +176,8 @@ class GatewaySupervisor:
             code = child.process.poll()
             if code is None:
                 continue
+            if self.metrics_dir is not None:
+                multiprocess_metrics.mark_dead(child.process.pid, self.metrics_dir)
             lived = time.monotonic() - child.started_at
             failures = child.fast_failures + 1 if lived < FAST_EXIT_SECONDS else 0
             pause = min(MAX_RESTART_PAUSE, 2.0 ** (failures - 1)) if failures else 0.0

@@ -10,4 +10,7 @@ Imports only Celery, kombu, redis and the standard library.
 - ``keys``      the farm's own Redis keys; ``control`` (cancel), ``lease`` (Lease),
                 ``registry`` (workers), ``deadletter``; ``connect`` (a Redis client)
 - ``errors``    the error tree of the contract
+- ``multiprocess_metrics`` the Prometheus sample directory the processes of one service share
+                (a worker's pool, ``gateway --processes N``); imports prometheus_client only
+                when called (the worker and gateway extras have it)
 """

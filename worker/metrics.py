@@ -1,9 +1,9 @@
 """Prometheus metrics of one worker, served by ``comfyfarm worker --metrics-port PORT``.
 
 Jobs run in the prefork pool's child processes, so the metrics use ``prometheus_client``'s
-multiprocess mode: every process writes its samples to files in a directory private to this
-worker (``PROMETHEUS_MULTIPROC_DIR``, set before the pool forks), and the main process serves
-their sum. Sources:
+multiprocess mode (``tasks.multiprocess_metrics``): every process writes its samples to files
+in a directory private to this worker (``PROMETHEUS_MULTIPROC_DIR``, set before the pool forks),
+and the main process serves their sum. Sources:
 
 - Celery's ``task_prerun``/``task_postrun``/``task_retry`` signals in the child that runs a job:
   jobs in flight, and from the returned JobResult: outcome, queue wait, execution time, per-node
@@ -20,17 +20,14 @@ classes the ComfyUI's; both capped in length).
 from __future__ import annotations
 
 import hmac
-import os
-import shutil
 import socketserver
-import tempfile
 import threading
 from typing import Any
 
+from comfyfarm.tasks.multiprocess_metrics import aggregate_registry
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.worker.idle_gap import pipeline_gap
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 # A pipelined worker's gap is milliseconds; an unpipelined one's is the collect + submit time.
 GAP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -48,16 +45,9 @@ LOADER_SUFFIXES = (
 MAX_LABEL = 64
 
 
-def prepare_multiprocess_dir() -> str:
-    """Create this worker's private sample directory and export it to the pool's children.
-    Call before ``prometheus_client`` is imported and before the pool forks."""
-    directory = tempfile.mkdtemp(prefix="comfyfarm-metrics-")
-    os.environ[MULTIPROC_ENV] = directory
-    return directory
-
-
 class WorkerMetrics:
-    """The metric families of a worker. Create after ``prepare_multiprocess_dir``."""
+    """The metric families of a worker. Create after ``prepare_multiprocess_dir``
+    (``tasks.multiprocess_metrics``)."""
 
     def __init__(self, worker: str) -> None:
         from prometheus_client import Counter, Gauge, Histogram
@@ -220,10 +210,9 @@ def connect_job_signals(metrics: WorkerMetrics) -> None:
 def serve(port: int, host: str, directory: str, *, token: str | None) -> int:
     """Serve the sum of every process's samples on ``http://host:port/metrics`` from a daemon
     thread; with ``token`` set, only to ``Authorization: Bearer <token>``. Returns the port."""
-    from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
+    from prometheus_client import make_wsgi_app
 
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    registry = aggregate_registry(directory)
     return serve_wsgi(make_wsgi_app(registry), host, port, token=token)
 
 
@@ -250,10 +239,6 @@ def serve_wsgi(app: Any, host: str, port: int, *, token: str | None) -> int:
     server = make_server(host, port, guarded, ThreadingServer, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return int(server.server_port)
-
-
-def remove_multiprocess_dir(directory: str) -> None:
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _label(value: str) -> str:

@@ -32,6 +32,7 @@ from celery.worker import state as worker_state
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import LocalStore, open_store
+from comfyfarm.tasks import multiprocess_metrics
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.names import RUN_JOB
@@ -263,7 +264,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
     metrics, metrics_dir = None, None
     if options.metrics_port is not None:
         # Before the pool forks and before prometheus_client is first imported.
-        metrics_dir = worker_metrics.prepare_multiprocess_dir()
+        metrics_dir = multiprocess_metrics.prepare_multiprocess_dir()
         metrics = worker_metrics.WorkerMetrics(options.name)
         worker_metrics.connect_job_signals(metrics)
         port = worker_metrics.serve(
@@ -278,7 +279,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
         if supervisor is not None:
             supervisor.stop()
         if metrics_dir is not None:
-            worker_metrics.remove_multiprocess_dir(metrics_dir)
+            multiprocess_metrics.remove_multiprocess_dir(metrics_dir)
 
 
 def start_supervised_comfy(options: WorkerOptions) -> ComfySupervisor:

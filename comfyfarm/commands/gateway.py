@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -122,8 +123,11 @@ async def serve(
 
     from comfyfarm.gateway.app import make_app
     from comfyfarm.gateway.processes import tell_ready
+    from comfyfarm.tasks.multiprocess_metrics import MULTIPROC_ENV
 
-    app = make_app(settings, process_index=process_index or 1)
+    # A supervisor's child sums its metrics with its siblings' (the supervisor set the directory).
+    metrics_dir = os.environ.get(MULTIPROC_ENV) if process_index is not None else None
+    app = make_app(settings, process_index=process_index or 1, metrics_dir=metrics_dir)
     # No access log: a line per request would cost more than the submit itself.
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -147,8 +151,6 @@ async def serve(
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
     """Where the kernel cannot signal a child when its parent dies: look every second."""
-    import os
-
     while os.getppid() == parent_pid:
         await asyncio.sleep(1.0)
     stop.set()

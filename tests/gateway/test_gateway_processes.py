@@ -1,4 +1,5 @@
-"""``comfyfarm gateway --processes N``: N gateway processes behind one port, supervised.
+"""``comfyfarm gateway --processes N``: N gateway processes behind one port, supervised, whose
+``/metrics`` each serve the sum of all of them.
 
 Requests are pinned to one process by holding one HTTP connection per process
 (``GET /api/v2/health`` says which process answers a connection, ``X-Comfyfarm-Process``).
@@ -20,6 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from farm_kit import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 from tenants import TOKENS
 from workflows_kit import invert, text2image
 
@@ -30,6 +33,9 @@ from comfyfarm.tasks.errors import SettingsError
 
 AUTH = {"Authorization": f"Bearer {TOKENS['acme']}", "Content-Type": "application/json"}
 MAX_CONNECTIONS = 64  # the kernel spreads connections by hash: 64 on one process is ~2**-63
+ACCEPTED = ("comfyfarm_gateway_submits_total", (("outcome", "accepted"),))
+OPEN_STREAMS = ("comfyfarm_gateway_open_streams", ())
+SCRAPES = 8
 
 
 @pytest.fixture
@@ -78,6 +84,41 @@ def call(conn: http.client.HTTPConnection, method: str, path: str, body: Any = N
     data = response.read()
     assert response.status < 300, (response.status, data)
     return json.loads(data)
+
+
+def scrape(conn: http.client.HTTPConnection | None, gateway: GatewayProcess) -> dict[Any, float]:
+    """One ``GET /metrics`` (on ``conn``, else on a new connection): (name, labels) → value."""
+    parts = urlsplit(gateway.url)
+    own = conn or http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        own.request("GET", "/metrics", headers=AUTH)
+        response = own.getresponse()
+        text = response.read().decode()
+    finally:
+        if conn is None:
+            own.close()
+    assert response.status == 200, text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def open_stream(conn: http.client.HTTPConnection, job_id: str) -> http.client.HTTPResponse:
+    """A job's event stream on ``conn`` (its headers read: the gateway counts it already)."""
+    conn.request("GET", f"/api/v2/jobs/{job_id}/events", headers=AUTH)
+    stream = conn.getresponse()
+    assert stream.status == 200
+    return stream
+
+
+def multiproc_dir(pid: int) -> Path:
+    """The ``PROMETHEUS_MULTIPROC_DIR`` in process ``pid``'s environment."""
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = [e.split(b"=", 1)[1] for e in entries if e.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    assert len(found) == 1, f"process {pid} has no PROMETHEUS_MULTIPROC_DIR"
+    return Path(found[0].decode())
 
 
 def sse_frame(block: str) -> tuple[str, Any]:
@@ -223,3 +264,95 @@ def test_a_taken_port_is_a_one_line_error() -> None:
     assert done.stderr.strip().splitlines() == [
         f"error: cannot bind 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_every_scrape_counts_the_submits_of_every_process(gateway2, pinned):
+    """Jobs submitted through both processes: each process's /metrics, and every scrape on a
+    new connection, shows the one total of both."""
+    conns = pinned(gateway2, 2)
+    before = scrape(conns["1"], gateway2)[ACCEPTED]
+
+    for _ in range(3):
+        call(conns["1"], "POST", "/api/v2/jobs", {"workflow": invert()})
+    for _ in range(2):
+        call(conns["2"], "POST", "/api/v2/jobs", {"workflow": invert()})
+
+    by_process = [scrape(conns[index], gateway2)[ACCEPTED] for index in ("1", "2")]
+    fresh = [scrape(None, gateway2)[ACCEPTED] for _ in range(SCRAPES)]
+    assert before == 0
+    assert by_process == [5, 5]
+    assert fresh == [5] * SCRAPES
+
+
+def test_open_streams_sum_over_the_processes(gateway2, pinned):
+    """A stream open on each process counts 2 in either process's scrape; one ended, 1."""
+    calls, streams = pinned(gateway2, 2), pinned(gateway2, 2)
+    jobs = [call(calls["1"], "POST", "/api/v2/jobs", {"workflow": invert()}) for _ in range(2)]
+
+    held = [open_stream(streams[index], job["id"]) for index, job in zip("12", jobs, strict=True)]
+    both = [scrape(calls[index], gateway2)[OPEN_STREAMS] for index in ("1", "2")]
+    call(calls["2"], "POST", f"/api/v2/jobs/{jobs[0]['id']}/cancel")
+    held[0].read()  # to EOF: the canceled job's stream ends
+
+    assert both == [2, 2]
+    wait_until(lambda: scrape(calls["2"], gateway2)[OPEN_STREAMS] == 1, what="one stream left")
+    assert scrape(calls["1"], gateway2)[OPEN_STREAMS] == 1
+
+
+def test_a_killed_process_keeps_its_counts_and_drops_its_streams(gateway2, pinned):
+    """A process killed and replaced: the submits it counted stay in the total (its files are
+    kept), so nothing goes backwards; the streams it held leave the gauge."""
+    assert gateway2.proc is not None
+    calls, streams = pinned(gateway2, 2), pinned(gateway2, 2)
+    jobs = [call(calls[index], "POST", "/api/v2/jobs", {"workflow": invert()}) for index in "112"]
+    for index, job in zip("12", jobs[:2], strict=True):
+        open_stream(streams[index], job["id"])
+    counted = scrape(calls["1"], gateway2)
+    assert (counted[ACCEPTED], counted[OPEN_STREAMS]) == (3, 2)
+    before = processes_under(gateway2.proc.pid)
+    mark = gateway2.proc.lines_printed
+
+    os.kill(before[0], signal.SIGKILL)
+    line = gateway2.proc.wait_for_line(lambda text: "started again" in text, 60, after=mark)
+    assert line is not None, "".join(gateway2.proc.output[-20:])
+    for conn in calls.values():
+        conn.close()  # the survivor's stream stays open: it must still count
+    after = pinned(gateway2, 2)
+    call(after["2"], "POST", "/api/v2/jobs", {"workflow": invert()})
+
+    totals = [scrape(after[index], gateway2) for index in ("1", "2")]
+    assert [t[ACCEPTED] for t in totals] == [4, 4]
+    assert [t[OPEN_STREAMS] for t in totals] == [1, 1]
+
+
+def test_the_shared_metrics_directory_is_private_and_removed_at_exit(gateway2):
+    """The children share one PROMETHEUS_MULTIPROC_DIR, mode 0700, gone once the supervisor
+    has stopped."""
+    assert gateway2.proc is not None and gateway2.proc.process is not None
+    children = processes_under(gateway2.proc.pid)
+    directories = {multiproc_dir(pid) for pid in children}
+    assert len(directories) == 1
+    directory = directories.pop()
+    mode = directory.stat().st_mode & 0o777
+
+    gateway2.proc.signal(signal.SIGTERM)
+    assert gateway2.proc.process.wait(30) == 0
+
+    assert mode == 0o700
+    assert not directory.exists()
+
+
+def test_a_killed_supervisors_metrics_directory_is_removed_by_the_next(gateway2, start_gateway):
+    """SIGKILL leaves the supervisor no time to remove its metrics directory: the next
+    ``--processes`` gateway removes it (its owner lock is free) when it starts."""
+    assert gateway2.proc is not None
+    children = processes_under(gateway2.proc.pid)
+    directory = multiproc_dir(children[0])
+    with exit_watch(children) as fds:
+        gateway2.proc.kill()
+        assert wait_all_exited(fds, 30)
+    left_over = directory.is_dir()
+
+    start_gateway(COMFYFARM_GATEWAY_PROCESSES="2")
+
+    assert left_over and not directory.exists()
