@@ -63,22 +63,26 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         )
     open_streams[tenant] += 1
     request.app[METRICS].open_streams.inc()
-    queue = await gw.hub.listen(record.job_id)
     try:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
-        stream = _Stream(gw, request, record, response)
-        with contextlib.suppress(ConnectionResetError):
-            await stream.run(queue)
-        return response
+        # Counted before listening and released whatever happens after: a subscription that
+        # fails (Redis down) must not keep a stream slot or the gauge up for ever.
+        queue = await gw.hub.listen(record.job_id)
+        try:
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                }
+            )
+            await response.prepare(request)
+            stream = _Stream(gw, request, record, response)
+            with contextlib.suppress(ConnectionResetError):
+                await stream.run(queue)
+            return response
+        finally:
+            await gw.hub.leave(record.job_id, queue)
     finally:
-        await gw.hub.leave(record.job_id, queue)
         request.app[METRICS].open_streams.dec()
         open_streams[tenant] -= 1
         if open_streams[tenant] <= 0:

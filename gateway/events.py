@@ -74,12 +74,22 @@ class EventHub:
             if len(queues) == 1:
                 channel = celery_result_key(self._prefix, job_id)
                 self._channels[channel] = job_id
-                pubsub = await self._ensure_pubsub()
-                if self._live_channel not in self._channels:
-                    self._channels[self._live_channel] = _LIVE
-                    await pubsub.subscribe(channel, self._live_channel)
-                else:
-                    await pubsub.subscribe(channel)
+                try:
+                    pubsub = await self._ensure_pubsub()
+                    if self._live_channel not in self._channels:
+                        self._channels[self._live_channel] = _LIVE
+                        try:
+                            await pubsub.subscribe(channel, self._live_channel)
+                        except BaseException:
+                            del self._channels[self._live_channel]
+                            raise
+                    else:
+                        await pubsub.subscribe(channel)
+                except BaseException:
+                    # Not subscribed: forget the listener, or the next one for this job would
+                    # count on a subscription that does not exist.
+                    del self._listeners[job_id], self._channels[channel]
+                    raise
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="gateway-event-hub")
         return queue

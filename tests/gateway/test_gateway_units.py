@@ -171,3 +171,27 @@ def test_the_gateway_stores_assets_as_comfyfarm_storage_fsync_says(tmp_path: Pat
             assert isinstance(gateway.store, LocalStore) and gateway.store.fsync is fsync
         finally:
             asyncio.run(gateway.close())
+
+
+def test_a_failed_subscription_leaves_no_listener_behind() -> None:
+    """Redis unreachable: listen raises, and neither a listener nor a channel stays filed — a
+    second listen for the job must try to subscribe again (and fail), not hand out a queue that
+    no subscription feeds."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from comfyfarm.gateway.events import EventHub
+    from comfyfarm.services import free_port
+
+    async def scenario() -> None:
+        client = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+        hub = EventHub(client, "units:")
+        try:
+            for _ in range(2):
+                with pytest.raises((RedisConnectionError, OSError)):
+                    await hub.listen("job-1")
+                assert hub.listeners == 0 and hub.subscriptions == 0
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
