@@ -15,9 +15,12 @@ doorbells of queues it finds empty, and ``ring`` trims a doorbell that passes ``
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
+
+log = logging.getLogger(__name__)
 
 #: Most tokens one doorbell keeps: more than the workers that can be idle on one queue at once.
 BELL_LIMIT = 1024
@@ -45,3 +48,16 @@ def ring(client: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
             for queue in long:
                 pipe.ltrim(prefix + bell_key(queue), 0, BELL_LIMIT - 1)
             pipe.execute()
+
+
+def ring_on(producer: Any, queue: str) -> None:
+    """Push one token onto ``queue``'s doorbell through a kombu producer's Redis channel (its
+    client adds the key prefix): for messages sent with Celery's ``send_task``. Best effort: a
+    ring that fails costs latency only."""
+    client = getattr(producer.channel, "client", None)
+    if client is None:  # not a Redis transport: there are no doorbells
+        return
+    try:
+        client.lpush(bell_key(queue), MARK)
+    except redis.RedisError as exc:
+        log.warning("ringing the doorbell of queue %s failed: %s", queue, exc)
