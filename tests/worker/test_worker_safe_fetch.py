@@ -225,3 +225,28 @@ def test_a_queue_consumed_without_acks_is_popped_as_kombu_does(rds, app, setting
 
     assert [m.payload for m in replies] == [{"reply": 1}]
     assert rds.hlen(settings.key_prefix + "unacked") == 0
+
+
+def test_a_server_without_lmpop_gets_the_same_order_from_one_rpop_per_list(
+    rds, settings, redis_url, fetchers
+):
+    """Redis < 7 has no LMPOP (here: an ACL user denied it): the script pops list by list."""
+    user = f"sf-{uuid.uuid4().hex[:6]}"
+    rds.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["~*"], channels=["&*"],
+                    commands=["+@all", "-lmpop"])  # fmt: skip
+    try:
+        limited = make_app(
+            settings.with_overrides(broker_url=redis_url.replace("://", f"://{user}:pw@", 1))
+        )
+        limited.amqp.queues.select_add(OTHER_QUEUE)
+        sent = [(OTHER_QUEUE, 0), (SHARED_QUEUE, 5), (SHARED_QUEUE, 0)]
+        ids = {send(limited, queue, priority): (queue, priority) for queue, priority in sent}
+        fetcher = Fetcher(limited, [SHARED_QUEUE, OTHER_QUEUE])
+        fetchers.append(fetcher)
+
+        order = [ids[fetcher.fetch().headers["id"]] for _ in sent]
+
+        assert order == [(SHARED_QUEUE, 0), (OTHER_QUEUE, 0), (SHARED_QUEUE, 5)]
+        assert rds.hlen(settings.key_prefix + "unacked") == 3
+    finally:
+        rds.acl_deluser(user)
