@@ -8,7 +8,9 @@ what ``send_task`` does), so workers see ordinary task messages: ``args = [spec.
 - kombu's producer batch (kombu ≥ 5.7) puts a whole chunk of messages and events into one Redis
   pipeline: thousands of jobs per second instead of one round trip each;
 - no result-backend subscription per job (``send_task`` subscribes to every task's channel, which
-  a long-lived producer would have to drain); ``Job.wait`` subscribes on demand.
+  a long-lived producer would have to drain); ``Job.wait`` subscribes on demand;
+- after each chunk, one token per message on the queue's doorbell (``tasks.doorbell``): idle
+  workers block on doorbells, not on the queue lists (``worker.safe_fetch``).
 
 Before each chunk is published, a small record per job (``<prefix>job:<id>``) is written so
 ``Job.status()`` can tell "queued" from "unknown". It carries the spec's fingerprint: a job id
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,11 +33,14 @@ import redis
 from celery import Celery
 
 from comfyfarm.producer.errors import JobIdInUse, SubmitError
+from comfyfarm.tasks.doorbell import ring
 from comfyfarm.tasks.keyspace import job_key
 from comfyfarm.tasks.models import JobSpec
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import celery_priority, check_queue
 from comfyfarm.tasks.settings import Settings, time_limit_grace
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 500
 # The first chunk is small, so idle workers start on it while the rest is still being built.
@@ -75,6 +81,7 @@ class Publisher:
                         for spec in chunk:
                             self._send(producer, spec, queue, message_priority, retry=not batching)
                     sent.extend(spec.job_id for spec in chunk)
+                    self._ring(queue, len(chunk))
         except JobIdInUse:
             raise
         except Exception as exc:
@@ -111,6 +118,15 @@ class Publisher:
             retry=retry,
             headers={"comfyfarm": job_header(spec)},
         )
+
+    def _ring(self, queue: str, count: int) -> None:
+        """Wake idle workers of ``queue`` (after the messages are in it, so a worker woken
+        finds them). A failed ring costs latency only: workers look every second anyway."""
+        try:
+            ring(self.client, self.settings.key_prefix, {queue: count})
+        except redis.RedisError as exc:
+            log.warning("ringing the doorbell of queue %s failed (workers find the jobs within "
+                        "a second): %s", queue, exc)  # fmt: skip
 
     def _declare(self, producer: Any, queue: str) -> None:
         if queue not in self._declared:

@@ -26,6 +26,10 @@
 ``<prefix>schema:<worker>``            string: zlib-compressed JSON of the node schemas and model
                                        lists a worker's ComfyUI serves (producers validate
                                        against it without reaching ComfyUI), TTL
+``<prefix>bell:<queue>``               list: doorbell tokens, one per message a producer of ours
+                                       pushed on the queue; idle workers BRPOP it
+                                       (``tasks.doorbell``), at most 1,024, cleared when the
+                                       queue is found empty
 =====================================  ==========================================================
 
 Celery's result of a job is ``<prefix>celery-task-meta-<job_id>`` (``celery_result_key``), also

@@ -39,7 +39,7 @@ from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.redact import redact_url
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker import malformed, takeover, unacked, webhook_sender, webhook_task
+from comfyfarm.worker import malformed, safe_fetch, takeover, unacked, webhook_sender, webhook_task
 from comfyfarm.worker import metrics as worker_metrics
 from comfyfarm.worker import task as job_task
 from comfyfarm.worker.affinity import AffinityOrder, add_queue, apply_order
@@ -177,6 +177,7 @@ def build_worker_app(
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
     unacked.use_plain_pipelines()
+    safe_fetch.install()  # a message leaves its queue only recorded as unacknowledged
     deps = WorkerDeps(
         settings,
         comfy_url=options.comfy_url,
