@@ -323,6 +323,8 @@ class CommandLog:
         self._end = f"commandlog-end-{uuid.uuid4().hex}"
         self.commands: list[str] = []
         self._ready = threading.Event()
+        self._synced = threading.Event()
+        self._sync_marker = f"commandlog-sync-{uuid.uuid4().hex}"
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -332,8 +334,18 @@ class CommandLog:
                 command = monitor.next_command()["command"]
                 if self._end in command:
                     return
-                if self._needle in command:
+                if self._sync_marker in command:
+                    self._synced.set()
+                elif self._needle in command:
                     self.commands.append(command)
+
+    def sync(self) -> None:
+        """Return once ``commands`` holds everything Redis ran before this call (MONITOR lines
+        arrive a little later than the commands they show)."""
+        self._synced.clear()
+        with redis.Redis.from_url(self._url) as client:
+            client.echo(self._sync_marker)
+        assert self._synced.wait(10), "MONITOR did not catch up"
 
     def count(self, verb: str, mentioning: str) -> int:
         return sum(1 for c in self.commands if c.upper().startswith(verb + " ") and mentioning in c)

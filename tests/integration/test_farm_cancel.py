@@ -131,8 +131,10 @@ def test_a_running_job_learns_of_its_cancel_by_push_not_by_polling(
         wait_until(
             lambda: (p := job.progress()) is not None and p.phase == "running", 20, "the job to run"
         )
+        log.sync()
         asked_before = log.count("EXISTS", job.job_id)  # the worker's one, and ours (progress)
         time.sleep(2.0)  # an observation window: polling would have asked 4 times in it
+        log.sync()
         asked_while_running = log.count("EXISTS", job.job_id) - asked_before
         job.cancel()
         result = job.wait(10)
