@@ -116,18 +116,37 @@ def test_jobs_flowing_while_the_tls_primary_dies_all_succeed_once(
     assert {job_id: executed.get(job_id, 0) for job_id in ids} == dict.fromkeys(ids, 1)
 
 
-def test_a_wrong_ca_is_one_clear_line(group: SentinelGroup, tmp_path: Path) -> None:
-    """Sentinels whose certificates another CA signed: ``comfyfarm status`` exits 3 with one
-    line that names the broker (password hidden) and the failed verification; no traceback."""
-    other = make_tls_files(tmp_path / "other", name="someone else")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYFARM_")}
-    env.update(COMFYFARM_BROKER_URL=group.url, **tls_env(group, ca=other.ca))
+def status_line(group: SentinelGroup, env: dict[str, str]) -> str:
+    """``comfyfarm status`` against ``group`` with ``env``: must fail (exit 3) with exactly one
+    line on stderr, no traceback, the password hidden; returns that line."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("COMFYFARM_")}
+    full.update(COMFYFARM_BROKER_URL=group.url, **env)
     done = subprocess.run(
         [sys.executable, "-P", "-m", "comfyfarm", "status"],
-        env=env, capture_output=True, text=True, timeout=90, check=False,
+        env=full, capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 3, done.stdout + done.stderr
     assert len(lines) == 1, done.stderr
-    assert "cannot reach the broker" in lines[0] and "certificate verify failed" in lines[0]
     assert group.password not in done.stderr and "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_a_wrong_ca_is_one_clear_line(group: SentinelGroup, tmp_path: Path) -> None:
+    """Sentinels whose certificates another CA signed: one short line naming the broker, the
+    master, every sentinel, the failed verification and the setting to check."""
+    other = make_tls_files(tmp_path / "other", name="someone else")
+    line = status_line(group, tls_env(group, ca=other.ca))
+    assert line.startswith("comfyfarm status: cannot reach the broker at sentinel://:***@")
+    assert "no sentinel named a master for 'farm'" in line
+    assert all(f"127.0.0.1:{port}" in line for port in group.sentinels)
+    assert "certificate verify failed" in line and "COMFYFARM_REDIS_CA_FILE" in line
+    assert len(line) < 800, line
+
+
+def test_plain_tcp_to_tls_sentinels_says_to_turn_tls_on(group: SentinelGroup) -> None:
+    """Forgetting COMFYFARM_SENTINEL_TLS: the sentinels hang up, and the line says what to set."""
+    env = {**tls_env(group), "COMFYFARM_SENTINEL_TLS": "0"}
+    line = status_line(group, env)
+    assert "Connection reset by peer" in line and "COMFYFARM_SENTINEL_TLS=1" in line
+    assert len(line) < 800, line
