@@ -13,6 +13,7 @@ and the master alike) takes its options from ``tasks.tls``: certificates are alw
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,6 +25,8 @@ from comfyfarm.tasks.tls import tls_options, url_sets_tls, uses_tls
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+#: What a TLS failure that no retry will mend says (verification, a refused client certificate).
+_TLS_REFUSED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|\[SSL: |alert")
 
 
 def redis_client(
@@ -81,3 +84,21 @@ def sentinel_kwargs(settings: Settings) -> dict[str, Any] | None:
     if settings.sentinel_tls:
         kwargs.update(ssl=True, **tls_options(settings))
     return kwargs
+
+
+def check_tls_trust(settings: Settings) -> None:
+    """Raise the broker's connection error when TLS to it (or to its sentinels) fails in a way
+    no retry mends — a certificate that does not verify against ``redis_ca_file``, a client
+    certificate refused — so a worker stops with one line instead of retrying for ever. A broker
+    that is merely down is left to Celery's retries, as without TLS."""
+    if not (uses_tls(settings, settings.broker_url) or uses_tls(settings, settings.result_backend)):
+        return
+    for url in dict.fromkeys((settings.broker_url, settings.result_backend)):
+        client = redis_client(settings, url=url)
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if _TLS_REFUSED.search(str(exc)):
+                raise
+        finally:
+            client.close()

@@ -116,13 +116,13 @@ def test_jobs_flowing_while_the_tls_primary_dies_all_succeed_once(
     assert {job_id: executed.get(job_id, 0) for job_id in ids} == dict.fromkeys(ids, 1)
 
 
-def status_line(group: SentinelGroup, env: dict[str, str]) -> str:
-    """``comfyfarm status`` against ``group`` with ``env``: must fail (exit 3) with exactly one
-    line on stderr, no traceback, the password hidden; returns that line."""
+def status_line(group: SentinelGroup, env: dict[str, str], *command: str) -> str:
+    """``comfyfarm status`` (or ``command``) against ``group`` with ``env``: must fail (exit 3)
+    with exactly one line on stderr, no traceback, the password hidden; returns that line."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("COMFYFARM_")}
     full.update(COMFYFARM_BROKER_URL=group.url, **env)
     done = subprocess.run(
-        [sys.executable, "-P", "-m", "comfyfarm", "status"],
+        [sys.executable, "-P", "-m", "comfyfarm", *(command or ["status"])],
         env=full, capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
     lines = done.stderr.strip().splitlines()
@@ -150,3 +150,16 @@ def test_plain_tcp_to_tls_sentinels_says_to_turn_tls_on(group: SentinelGroup) ->
     line = status_line(group, env)
     assert "Connection reset by peer" in line and "COMFYFARM_SENTINEL_TLS=1" in line
     assert len(line) < 800, line
+
+
+def test_a_worker_with_a_wrong_ca_stops_with_one_line(
+    group: SentinelGroup, tmp_path: Path, start_sim
+) -> None:
+    """A worker does not retry for ever against sentinels it cannot trust: it exits 3 with the
+    same one line (a broker that is merely down is still waited for, as without TLS)."""
+    other = make_tls_files(tmp_path / "other", name="someone else")
+    sim = start_sim("--load-ms", "0")
+    env = {**tls_env(group, ca=other.ca), "COMFYFARM_STORAGE_URL": (tmp_path / "out").as_uri()}
+    line = status_line(group, env, "worker", "--comfy-url", sim.url, "--name", "untrusting")
+    assert line.startswith("comfyfarm worker: cannot reach the broker at sentinel://:***@")
+    assert "certificate verify failed" in line and "COMFYFARM_REDIS_CA_FILE" in line

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from comfyfarm.services import free_port
 from comfyfarm.tasks.app import celery_config
-from comfyfarm.tasks.connect import sentinel_kwargs
+from comfyfarm.tasks.connect import check_tls_trust, sentinel_kwargs
 from comfyfarm.tasks.errors import SettingsError
 from comfyfarm.tasks.settings import Settings
 
@@ -125,3 +126,14 @@ def test_a_rediss_url_gets_the_ca_file_unless_it_chose_itself(tmp_path: Path) ->
     assert config["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": ca}
     chosen = Settings(broker_url="rediss://h:6380/0?ssl_cert_reqs=none", redis_ca_file=ca)
     assert "broker_use_ssl" not in celery_config(chosen)
+
+
+def test_a_tls_broker_that_is_merely_down_is_left_to_the_retries() -> None:
+    """check_tls_trust stops a worker only for TLS failures no retry mends; a refused connection
+    (Redis not up yet) is Celery's to wait for, as without TLS."""
+    settings = Settings(broker_url=f"rediss://127.0.0.1:{free_port()}/0")
+    check_tls_trust(settings)  # no exception
+
+
+def test_without_tls_nothing_is_checked() -> None:
+    check_tls_trust(Settings(broker_url="redis://127.0.0.1:1/0"))  # not even connected
