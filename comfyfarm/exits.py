@@ -67,10 +67,12 @@ def explain(exc: BaseException, *, broker_url: str | None) -> tuple[int, str] | 
     if supervisor is not None and isinstance(exc, supervisor.SupervisorError):
         return ENVIRONMENT, str(exc)
     if _is_broker_unreachable(exc):
+        from comfyfarm.tasks.broker_errors import describe_broker_error
         from comfyfarm.tasks.redact import redact_url
 
         where = redact_url(broker_url or os.environ.get("COMFYFARM_BROKER_URL", ""))
-        return ENVIRONMENT, f"cannot reach the broker at {where or '(default URL)'}: {exc}"
+        why = describe_broker_error(exc)
+        return ENVIRONMENT, f"cannot reach the broker at {where or '(default URL)'}: {why}"
     return None
 
 

@@ -19,7 +19,10 @@ Configured for minutes-long GPU jobs on a Redis broker (see the research notes, 
 - Redis Sentinel: a ``sentinel://`` broker or backend gets ``master_name``
   (``settings.sentinel_master``) in its transport options; kombu and Celery then ask the
   sentinels for the master and follow a failover. Sentinels with a password of their own get it
-  as ``sentinel_kwargs`` (``settings.sentinel_password``).
+  as ``sentinel_kwargs`` (``settings.sentinel_password``), and so does TLS to the sentinels.
+- TLS (``rediss://``, or ``settings.sentinel_tls``): ``broker_use_ssl`` and
+  ``redis_backend_use_ssl`` carry ``tasks.tls.tls_options`` (verified, the farm's CA and client
+  certificate); with Sentinel they make kombu and Celery connect to the master over TLS too.
 - Soft shutdown: on SIGTERM (with ``REMAP_SIGTERM=SIGQUIT``) a worker re-queues its job before
   exiting instead of leaving it to the visibility timeout.
 
@@ -29,9 +32,7 @@ only ``send`` by name.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 
@@ -39,6 +40,7 @@ from comfyfarm.tasks.connect import sentinel_kwargs
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import PRIORITY_SEP, PRIORITY_STEPS, SHARED_QUEUE, celery_priority
 from comfyfarm.tasks.settings import Settings, uses_sentinel
+from comfyfarm.tasks.tls import tls_options, url_sets_tls, uses_tls
 
 HEALTH_CHECK_INTERVAL = 25
 SOFT_SHUTDOWN_SECONDS = 20.0
@@ -122,16 +124,11 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
 
 
 def _tls_options(settings: Settings) -> dict[str, Any]:
-    """Verify certificates for ``rediss://`` unless the URL says otherwise (Celery insists on an
-    explicit ``ssl_cert_reqs``)."""
+    """Verified TLS for a ``rediss://`` URL (unless its query string chose) or sentinels with
+    ``sentinel_tls`` (Celery insists on an explicit ``ssl_cert_reqs``)."""
     options: dict[str, Any] = {}
-    if _needs_tls_default(settings.broker_url):
-        options["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    if _needs_tls_default(settings.result_backend):
-        options["redis_backend_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if uses_tls(settings, settings.broker_url) and not url_sets_tls(settings.broker_url):
+        options["broker_use_ssl"] = tls_options(settings)
+    if uses_tls(settings, settings.result_backend) and not url_sets_tls(settings.result_backend):
+        options["redis_backend_use_ssl"] = tls_options(settings)
     return options
-
-
-def _needs_tls_default(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query)

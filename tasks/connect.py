@@ -7,11 +7,13 @@ With Redis Sentinel (``sentinel://h1:26379/0;sentinel://h2:26379/0`` and
 ``settings.sentinel_master``) the client asks the sentinels for the current master and asks again
 after a connection error, so it follows a failover as Celery's own connections do. The URL's
 password (and user) are the master's; sentinels that need their own password get
-``settings.sentinel_password``.
+``settings.sentinel_password``. TLS (``rediss://``, or ``settings.sentinel_tls`` for the sentinels
+and the master alike) takes its options from ``tasks.tls``: certificates are always verified.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -19,9 +21,12 @@ import redis
 from redis.sentinel import Sentinel
 
 from comfyfarm.tasks.settings import Settings, sentinel_urls, uses_sentinel
+from comfyfarm.tasks.tls import tls_options, url_sets_tls, uses_tls
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+#: What a TLS failure that no retry will mend says (verification, a refused client certificate).
+_TLS_REFUSED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|\[SSL: |alert")
 
 
 def redis_client(
@@ -37,6 +42,8 @@ def redis_client(
         "socket_keepalive": True,
         "health_check_interval": 25,
     }
+    if uses_tls(settings, target) and not url_sets_tls(target):
+        options.update(tls_options(settings))
     if uses_sentinel(target):
         return _master(target, settings, options)
     return redis.Redis.from_url(target, **options)
@@ -56,17 +63,42 @@ def _master(url: str, settings: Settings, options: dict[str, Any]) -> redis.Redi
         socket_connect_timeout=CONNECT_TIMEOUT,
         sentinel_kwargs=sentinel_kwargs(settings),
     )
+    if settings.sentinel_tls:
+        options["ssl"] = True  # the pool then makes SentinelManagedSSLConnections
     client: redis.Redis = sentinel.master_for(settings.sentinel_master, **auth, **options)
     return client
 
 
 def sentinel_kwargs(settings: Settings) -> dict[str, Any] | None:
-    """Options of the connections to the sentinels themselves (not to the master); None: the
-    sentinels need no password (redis-py then copies the master's socket options)."""
-    if not settings.sentinel_password:
+    """Options of the connections to the sentinels themselves (not to the master): their own
+    password, TLS. None: the sentinels need neither (redis-py then copies the master's socket
+    options)."""
+    if not settings.sentinel_password and not settings.sentinel_tls:
         return None
-    return {
-        "password": settings.sentinel_password,
+    kwargs: dict[str, Any] = {
         "socket_timeout": CONNECT_TIMEOUT,
         "socket_connect_timeout": CONNECT_TIMEOUT,
     }
+    if settings.sentinel_password:
+        kwargs["password"] = settings.sentinel_password
+    if settings.sentinel_tls:
+        kwargs.update(ssl=True, **tls_options(settings))
+    return kwargs
+
+
+def check_tls_trust(settings: Settings) -> None:
+    """Raise the broker's connection error when TLS to it (or to its sentinels) fails in a way
+    no retry mends — a certificate that does not verify against ``redis_ca_file``, a client
+    certificate refused — so a worker stops with one line instead of retrying for ever. A broker
+    that is merely down is left to Celery's retries, as without TLS."""
+    if not (uses_tls(settings, settings.broker_url) or uses_tls(settings, settings.result_backend)):
+        return
+    for url in dict.fromkeys((settings.broker_url, settings.result_backend)):
+        client = redis_client(settings, url=url)
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if _TLS_REFUSED.search(str(exc)):
+                raise
+        finally:
+            client.close()

@@ -8,7 +8,14 @@ Redis passwords and TLS come through the URLs: ``redis://:PASSWORD@host:6379/0``
 unless the URL says ``?ssl_cert_reqs=none``). Redis Sentinel: ``sentinel://:PASSWORD@h1:26379/0;
 sentinel://h2:26379/0`` (the sentinels; the password is the master's) plus ``sentinel_master``
 (``COMFYFARM_SENTINEL_MASTER``), the name the sentinels monitor, and ``sentinel_password``
-(``COMFYFARM_SENTINEL_PASSWORD``) if the sentinels require one of their own.
+(``COMFYFARM_SENTINEL_PASSWORD``) if the sentinels require one of their own. ``sentinel_tls``
+(``COMFYFARM_SENTINEL_TLS=1``) speaks TLS to the sentinels and to the master they name (a
+``sentinel://`` URL has no TLS scheme of its own), certificates verified.
+
+Every TLS connection to Redis or a sentinel (``rediss://`` or ``sentinel_tls``) verifies the
+server against ``redis_ca_file`` (``COMFYFARM_REDIS_CA_FILE``, PEM; default: the system's CAs) and
+presents ``redis_cert_file``/``redis_key_file`` (``COMFYFARM_REDIS_CERT_FILE``/``_KEY_FILE``) as
+its client certificate when given (Redis asks for one by default: ``tls-auth-clients yes``).
 """
 
 from __future__ import annotations
@@ -84,6 +91,10 @@ class Settings:
     max_retries: int = 3
     sentinel_master: str = ""
     sentinel_password: str | None = field(default=None, compare=False)
+    sentinel_tls: bool = False
+    redis_ca_file: str = ""
+    redis_cert_file: str = ""
+    redis_key_file: str = ""
     max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
@@ -171,6 +182,7 @@ class Settings:
     def _validate(self) -> None:
         _check_redis_url("BROKER_URL", self.broker_url, self.sentinel_master)
         _check_redis_url("RESULT_BACKEND", self.result_backend, self.sentinel_master)
+        _check_tls(self)
         _check_storage_url(self.storage_url)
         if self.output_digest not in OUTPUT_DIGESTS:
             _fail("OUTPUT_DIGEST", str(self.output_digest), f"must be {', '.join(OUTPUT_DIGESTS)}")
@@ -284,6 +296,20 @@ def _check_redis_url(name: str, url: str, sentinel_master: str) -> None:
               "name the sentinels monitor)")  # fmt: skip
 
 
+def _check_tls(settings: Settings) -> None:
+    """SENTINEL_TLS only with sentinels; certificate files that exist, cert and key together."""
+    sentinels = uses_sentinel(settings.broker_url) or uses_sentinel(settings.result_backend)
+    if settings.sentinel_tls and not sentinels:
+        _fail("SENTINEL_TLS", "1", "is for sentinel:// URLs; one Redis over TLS is rediss://")
+    for name in ("redis_ca_file", "redis_cert_file", "redis_key_file"):
+        path = getattr(settings, name)
+        if path and not Path(path).is_file():
+            _fail(name, path, "no such file (a PEM file is expected)")
+    if bool(settings.redis_cert_file) != bool(settings.redis_key_file):
+        _fail("REDIS_CERT_FILE", settings.redis_cert_file or "unset",
+              "COMFYFARM_REDIS_CERT_FILE and COMFYFARM_REDIS_KEY_FILE go together")  # fmt: skip
+
+
 def _check_storage_url(url: str) -> None:
     scheme = urlsplit(url).scheme if "://" in url else ""
     if scheme and scheme not in STORAGE_SCHEMES:
@@ -339,6 +365,10 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "max_retries": _parse_int,
     "sentinel_master": _parse_str,
     "sentinel_password": _parse_str,
+    "sentinel_tls": _parse_bool,
+    "redis_ca_file": _parse_str,
+    "redis_cert_file": _parse_str,
+    "redis_key_file": _parse_str,
     "max_retry_delay": _parse_float,
     "max_json_bytes": _parse_int,
     "max_output_bytes": _parse_int,
@@ -373,6 +403,16 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "SENTINEL_PASSWORD", "unset",
          "password of the sentinels themselves (their requirepass), if they have one; never "
          "logged"),
+        (p + "SENTINEL_TLS", "0",
+         "1: TLS to the sentinels and to the master they name (certificates verified, see "
+         "REDIS_CA_FILE)"),
+        (p + "REDIS_CA_FILE", "system CAs",
+         "PEM file of the CA(s) that signed the Redis servers' and sentinels' certificates "
+         "(rediss:// and SENTINEL_TLS)"),
+        (p + "REDIS_CERT_FILE", "unset",
+         "client certificate (PEM) for a Redis that asks for one (tls-auth-clients yes, Redis's "
+         "default); with REDIS_KEY_FILE"),
+        (p + "REDIS_KEY_FILE", "unset", "private key (PEM) of REDIS_CERT_FILE"),
         (p + "STORAGE_URL", "file://<cwd>/comfyfarm-output",
          "where outputs go: file:///dir, a path, s3://bucket/prefix?endpoint_url=..&region=.., "
          "memory://name"),

@@ -34,7 +34,7 @@ from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.storage import LocalStore, open_store
 from comfyfarm.tasks import multiprocess_metrics
 from comfyfarm.tasks.app import make_app
-from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.connect import check_tls_trust, redis_client
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.redact import redact_url
 from comfyfarm.tasks.routing import SHARED_QUEUE, capability_queue, worker_queue
@@ -262,6 +262,7 @@ def stop_abandoned_prompts(client: ComfyClient) -> None:
 
 def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Run the worker in this process until it is shut down (SIGTERM: warm, SIGQUIT: soft)."""
+    check_tls_trust(settings)  # a certificate that does not verify: one line, not endless retries
     metrics, metrics_dir = None, None
     if options.metrics_port is not None:
         # Before the pool forks and before prometheus_client is first imported.

@@ -10,7 +10,9 @@ pixels, one distinct colour per job, so no two prompts are alike and ComfyUI's c
 one). While they run, ``SimKeeper`` threads restart
 crashed, hung and unresponsive simulators on their ports and ``WorkerKiller`` SIGKILLs a random
 worker's process group every ``kill_every`` seconds and starts it again. The run ends when every
-job has a final result or ``timeout`` seconds have passed; then, for ``settle`` seconds (a
+job has a final result, when the only jobs left have had no message anywhere for five minutes
+(``comfyfarm_bench.soak_whereabouts``: lost, nothing would bring them back), or when ``timeout``
+seconds have passed; then, for ``settle`` seconds (a
 visibility timeout plus a little), nothing is injected and the simulators are still watched, so a
 stale copy of a job that runs again late is seen too.
 
@@ -18,7 +20,8 @@ Summary (``SoakSummary.to_dict``), what each number means:
 
 - ``succeeded`` / ``failed_permanent`` / ``cancelled``: final JobResult status (``failed_by_error``
   breaks failures down by error type); ``lost``: no final result by the end (must be 0; the first
-  ones are listed with their status and every worker log line naming them);
+  ones are listed with their status, where their message is — ``queued``, ``unacked``, ``leased``
+  or ``nowhere`` — and every worker log line naming them);
 - ``retried``: results with ``attempts`` > 1 (Celery retries; a redelivery after a worker kill is
   not a retry and does not count);
 - ``duplicate_executions`` (must be 0): executions of a prompt id (= job id) that had already
@@ -77,6 +80,7 @@ from comfyfarm_bench.soak_faults import (
 )
 from comfyfarm_bench.soak_ledger import ExecutionLedger
 from comfyfarm_bench.soak_recovery import RecoveryWatch
+from comfyfarm_bench.soak_whereabouts import GoneWatch, whereabouts
 from comfyfarm_bench.workers import WORKER_READY_TIMEOUT
 
 #: The fault tests' recovery in seconds (tests/reliability/conftest.py ``FAST``): jobs run at most
@@ -277,7 +281,8 @@ def run_soak(options: SoakOptions) -> SoakSummary:
         killer.start()
         handles = farm.submit_many(jobs)
         summary.submitted = len(handles)
-        summary.results = _collect(farm, handles, deadline)
+        gone = GoneWatch(farm.redis, farm.settings.key_prefix)
+        summary.results = _collect(farm, handles, deadline, gone)
         summary.timed_out = len(summary.results) < len(handles)
         killer.stop()
         _settle(options.settle, deadline=deadline + options.settle)
@@ -285,7 +290,7 @@ def run_soak(options: SoakOptions) -> SoakSummary:
             keeper.stop()
             keeper.poll_once()
         summary.queued_at_end = sum(depth.total for depth in farm.queue_depths())
-        summary.lost_jobs = _lost(handles, summary.results, workdir)
+        summary.lost_jobs = _lost(farm, handles, summary.results, workdir)
         watch.stop()
         summary.recovery = watch.to_dict()
     summary.seconds = time.monotonic() - began
@@ -367,9 +372,12 @@ def _workers(
             kill_group(slot.proc, timeout=5.0)  # pool children a stop left behind
 
 
-def _collect(farm: Farm, handles: list[Job], deadline: float) -> dict[str, JobResult]:
+def _collect(
+    farm: Farm, handles: list[Job], deadline: float, gone: GoneWatch
+) -> dict[str, JobResult]:
     """Final results as they appear (the worker's result record, read in pipelines), until all
-    are in or ``deadline`` (monotonic). Each is then read once through ``Job.result()``."""
+    are in, the rest are ``gone`` or ``deadline`` (monotonic). Each is then read once through
+    ``Job.result()``."""
     prefix = farm.settings.key_prefix
     waiting = {handle.job_id: handle for handle in handles}
     results: dict[str, JobResult] = {}
@@ -385,6 +393,8 @@ def _collect(farm: Farm, handles: list[Job], deadline: float) -> dict[str, JobRe
                 if result is not None and result.status in ("succeeded", "failed", "cancelled"):
                     results[job_id] = result
                     del waiting[job_id]
+        if waiting and gone.all_gone(list(waiting), time.monotonic()):
+            break
         if waiting:
             time.sleep(RESULT_POLL)  # results are read in bulk; a pubsub per job costs more
     return results
@@ -394,8 +404,13 @@ def _settle(seconds: float, *, deadline: float) -> None:
     time.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
 
 
-def _lost(handles: list[Job], results: dict[str, JobResult], workdir: Path) -> list[dict[str, Any]]:
+def _lost(
+    farm: Farm, handles: list[Job], results: dict[str, JobResult], workdir: Path
+) -> list[dict[str, Any]]:
     lost = [handle for handle in handles if handle.job_id not in results]
+    places = whereabouts(
+        farm.redis, farm.settings.key_prefix, [handle.job_id for handle in lost[:LOST_SHOWN]]
+    )
     shown = []
     for handle in lost[:LOST_SHOWN]:
         lines = []
@@ -404,7 +419,8 @@ def _lost(handles: list[Job], results: dict[str, JobResult], workdir: Path) -> l
                 lines += [
                     f"{log_file.stem}: {line.rstrip()}" for line in text if handle.job_id in line
                 ]
-        shown.append({"job_id": handle.job_id, "status": handle.status(), "log": lines[-20:]})
+        shown.append({"job_id": handle.job_id, "status": handle.status(),
+                      "message": places[handle.job_id], "log": lines[-20:]})  # fmt: skip
     return shown
 
 

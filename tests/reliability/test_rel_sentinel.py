@@ -3,21 +3,18 @@ sentinels, all real ``valkey-server`` processes) survives the primary's SIGKILL 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from farm_kit import Reaper, WorkerFactory, sim_stats, wait_until
 from redis.sentinel import MasterNotFoundError
-from sentinel_kit import SentinelGroup
+from sentinel_kit import SentinelGroup, all_results, finished_count, write_after
 
 from comfyfarm.producer import Farm
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.errors import SettingsError
-from comfyfarm.tasks.models import JobResult
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.workflows import prepare_jobs
 
@@ -46,16 +43,9 @@ def test_the_farms_own_client_follows_a_failover(group: SentinelGroup) -> None:
     group.kill_primary()
     group.wait_for_failover()
 
-    wait_until(lambda: _set_after(client), 20, "a write to the new master")
+    wait_until(lambda: write_after(client), 20, "a write to the new master")
     assert group.node(group.replica).get("after") == b"1"
     assert client.get("before") == "1"
-
-
-def _set_after(client: redis.Redis) -> bool:
-    try:
-        return bool(client.set("after", "1"))
-    except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
-        return False  # the old master is gone and the new one not promoted yet
 
 
 def test_jobs_flowing_while_the_primary_dies_all_succeed_once(
@@ -77,10 +67,10 @@ def test_jobs_flowing_while_the_primary_dies_all_succeed_once(
         with Farm(settings) as farm:
             handles = farm.submit_many(jobs)
             ids = [handle.job_id for handle in handles]
-            wait_until(lambda: _finished(farm, ids) >= 10, 60, "the first 10 jobs")
+            wait_until(lambda: finished_count(farm, ids) >= 10, 60, "the first 10 jobs")
             group.kill_primary()
             group.wait_for_failover()
-            results = wait_until(lambda: _all_results(farm, ids), 150, "every job's result")
+            results = wait_until(lambda: all_results(farm, ids), 150, "every job's result")
     finally:
         factory.stop_all(reaper)
 
@@ -92,21 +82,6 @@ def test_jobs_flowing_while_the_primary_dies_all_succeed_once(
         for prompt_id, count in sim_stats(sim)["executions"].items():
             executed[prompt_id] = executed.get(prompt_id, 0) + int(count)
     assert {job_id: executed.get(job_id, 0) for job_id in ids} == dict.fromkeys(ids, 1)
-
-
-def _finished(farm: Farm, ids: list[str]) -> int:
-    return sum(1 for job_id in ids if farm.job(job_id).result() is not None)
-
-
-def _all_results(farm: Farm, ids: list[str]) -> list[JobResult] | None:
-    try:
-        results = [farm.job(job_id).result() for job_id in ids]
-    except (redis.ConnectionError, redis.TimeoutError):
-        time.sleep(0.5)  # the producer's connection is moving to the new master
-        return None
-    if any(result is None for result in results):
-        return None
-    return [result for result in results if result is not None]
 
 
 @pytest.fixture
@@ -130,7 +105,7 @@ def test_sentinels_with_their_own_password_need_it(locked_group: SentinelGroup) 
     client.set("before", "1")
     locked_group.kill_primary()
     locked_group.wait_for_failover()
-    wait_until(lambda: _set_after(client), 20, "a write to the new master")
+    wait_until(lambda: write_after(client), 20, "a write to the new master")
     assert locked_group.node(locked_group.replica).get("after") == b"1"
 
 
