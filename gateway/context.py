@@ -7,11 +7,11 @@ import asyncio
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from comfyfarm.gateway.asset_refs import resolve_references
 from comfyfarm.gateway.blob_refs import BlobRefs
+from comfyfarm.gateway.connect import async_client
 from comfyfarm.gateway.content_links import ContentLinks
 from comfyfarm.gateway.errors import ApiError
 from comfyfarm.gateway.events import EventHub
@@ -28,8 +28,6 @@ from comfyfarm.storage import open_store
 from comfyfarm.storage.blobs import BlobStore, blob_key
 from comfyfarm.tasks.models import InputFile
 
-MAX_CONNECTIONS = 32
-
 
 class Gateway:
     """One gateway process's connections and caches (no job state: that is in Redis)."""
@@ -40,9 +38,11 @@ class Gateway:
         self.prefix = farm_settings.key_prefix
         self.retention = farm_settings.result_expires
         self.farm = Farm(farm_settings)
-        self.client = _client(farm_settings.broker_url)
+        self.client = async_client(farm_settings)
         same = farm_settings.result_backend == farm_settings.broker_url
-        self.results = self.client if same else _client(farm_settings.result_backend)
+        self.results = (
+            self.client if same else async_client(farm_settings, url=farm_settings.result_backend)
+        )
         self.store = open_store(farm_settings.storage_url, fsync=farm_settings.storage_fsync)
         self.blobs = BlobStore(self.store, max_bytes=settings.max_upload_bytes)
         self.links = ContentLinks(self.store, presign_seconds=settings.presign_seconds)
@@ -117,15 +117,6 @@ class Gateway:
         if self.results is not self.client:
             await self.results.aclose()
         self.farm.close()
-
-
-def _client(url: str) -> aioredis.Redis:
-    """A pool that waits for a free connection past ``MAX_CONNECTIONS`` rather than opening
-    one per concurrent request (a burst of streams must not mean a burst of connections)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=10, socket_connect_timeout=5
-    )
-    return aioredis.Redis(connection_pool=pool)
 
 
 def origin_of(request: web.Request) -> str:

@@ -23,9 +23,8 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-import redis
-
 from comfyfarm.tasks.affinity import affinity_queue
+from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.registry import list_workers
 from comfyfarm.tasks.routing import SHARED_QUEUE, worker_queue
 from comfyfarm.tasks.schemas import load_schemas
@@ -94,9 +93,7 @@ class SchemaCache:
 
     def _read(self) -> tuple[list[SchemaGroup], frozenset[str]]:
         settings = self._settings
-        client = redis.Redis.from_url(
-            settings.broker_url, socket_timeout=10, socket_connect_timeout=5
-        )
+        client = redis_client(settings, decode_responses=False)
         try:
             published = load_schemas(client, settings.key_prefix)
             workers = list_workers(client, settings.key_prefix)

@@ -49,7 +49,9 @@ def redis_client(
     return redis.Redis.from_url(target, **options)
 
 
-def _master(url: str, settings: Settings, options: dict[str, Any]) -> redis.Redis:
+def sentinel_target(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The sentinels' addresses of a ``sentinel://…;sentinel://…`` URL, and the master's
+    ``username``/``password``/``db`` (the first part's: the URL's password is the master's)."""
     parts = [urlsplit(part) for part in sentinel_urls(url)]
     first = parts[0]
     auth: dict[str, Any] = {
@@ -57,8 +59,13 @@ def _master(url: str, settings: Settings, options: dict[str, Any]) -> redis.Redi
         "password": unquote(first.password) if first.password else None,
         "db": int(first.path.strip("/") or 0),
     }
+    return [(part.hostname or "127.0.0.1", part.port or 26379) for part in parts], auth
+
+
+def _master(url: str, settings: Settings, options: dict[str, Any]) -> redis.Redis:
+    nodes, auth = sentinel_target(url)
     sentinel = Sentinel(
-        [(part.hostname or "127.0.0.1", part.port or 26379) for part in parts],
+        nodes,
         socket_timeout=CONNECT_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
         sentinel_kwargs=sentinel_kwargs(settings),
