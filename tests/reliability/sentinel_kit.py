@@ -22,6 +22,7 @@ from tls_kit import TlsFiles, tls_args
 from comfyfarm.producer import Farm
 from comfyfarm.services import ManagedProcess, free_port
 from comfyfarm.tasks.models import JobResult
+from comfyfarm.tasks.settings import Settings
 
 MASTER = "farm"
 DOWN_AFTER_MS = 1000
@@ -194,3 +195,51 @@ def all_results(farm: Farm, ids: list[str]) -> list[JobResult] | None:
     if any(result is None for result in results):
         return None
     return [result for result in results if result is not None]
+
+
+def assert_client_follows_failover(group: SentinelGroup, client: redis.Redis) -> None:
+    """``client`` (the farm's own, on ``group``) writes to the primary, and after the primary is
+    SIGKILLed and the replica promoted, to the new master, still reading what it wrote before."""
+    from farm_kit import wait_until
+
+    client.set("before", "1")
+    assert group.node(group.primary).get("before") == b"1"
+    group.kill_primary()
+    group.wait_for_failover()
+    wait_until(lambda: write_after(client), 20, "a write to the new master")
+    assert group.node(group.replica).get("after") == b"1"
+    assert client.get("before") in ("1", b"1")
+
+
+def assert_jobs_survive_failover(
+    group: SentinelGroup, settings: Settings, sims: list[Any], env: dict[str, str],
+    reaper: Any, jobs: int,
+) -> None:  # fmt: skip
+    """``jobs`` jobs on a worker per simulator; the primary is SIGKILLed once 10 have finished:
+    every job succeeds and the simulators executed each prompt exactly once."""
+    from farm_kit import WorkerFactory, sim_stats, wait_until
+
+    from comfyfarm.workflows import prepare_jobs
+
+    factory = WorkerFactory(group.url, settings.key_prefix, settings.storage_url)
+    try:
+        factory.start_many(sims, env=env)
+        prepared = prepare_jobs("empty_invert", schema=None, sweeps=[f"color=1..{jobs}"])
+        with Farm(settings) as farm:
+            handles = farm.submit_many(prepared)
+            ids = [handle.job_id for handle in handles]
+            wait_until(lambda: finished_count(farm, ids) >= 10, 60, "the first 10 jobs")
+            group.kill_primary()
+            group.wait_for_failover()
+            results = wait_until(lambda: all_results(farm, ids), 150, "every job's result")
+    finally:
+        factory.stop_all(reaper)
+
+    assert [r.status for r in results] == ["succeeded"] * jobs, [
+        (r.status, r.error, r.worker) for r in results if r.status != "succeeded"
+    ]
+    executed: dict[str, int] = {}
+    for sim in sims:
+        for prompt_id, count in sim_stats(sim)["executions"].items():
+            executed[prompt_id] = executed.get(prompt_id, 0) + int(count)
+    assert {job_id: executed.get(job_id, 0) for job_id in ids} == dict.fromkeys(ids, 1)

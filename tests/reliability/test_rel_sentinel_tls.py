@@ -20,14 +20,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from farm_kit import Reaper, WorkerFactory, sim_stats, wait_until
-from sentinel_kit import SentinelGroup, all_results, finished_count, write_after
+from farm_kit import Reaper
+from sentinel_kit import (
+    SentinelGroup,
+    assert_client_follows_failover,
+    assert_jobs_survive_failover,
+)
 from tls_kit import NO_TLS_SERVER, TlsFiles, make_tls_files, tls_binary
 
-from comfyfarm.producer import Farm
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.workflows import prepare_jobs
 
 JOBS = 50
 
@@ -69,14 +71,7 @@ def test_the_farms_own_client_follows_a_failover_over_tls(group: SentinelGroup) 
     over TLS, and after the primary's SIGKILL finds the promoted replica the same way."""
     settings = Settings.from_env({"COMFYFARM_BROKER_URL": group.url, **tls_env(group)})
     client = redis_client(settings)
-    client.set("before", "1")
-    assert group.node(group.primary).get("before") == b"1"
-    group.kill_primary()
-    group.wait_for_failover()
-
-    wait_until(lambda: write_after(client), 20, "a write to the new master")
-    assert group.node(group.replica).get("after") == b"1"
-    assert client.get("before") == "1"
+    assert_client_follows_failover(group, client)
 
 
 def test_jobs_flowing_while_the_tls_primary_dies_all_succeed_once(
@@ -92,28 +87,7 @@ def test_jobs_flowing_while_the_tls_primary_dies_all_succeed_once(
          "COMFYFARM_KEY_PREFIX": prefix, **env}
     )  # fmt: skip
     sims = [start_sim("--job-ms", "300", "--load-ms", "0") for _ in range(2)]
-    factory = WorkerFactory(group.url, prefix, store)
-    try:
-        factory.start_many(sims, env=env)
-        jobs = prepare_jobs("empty_invert", schema=None, sweeps=[f"color=1..{JOBS}"])
-        with Farm(settings) as farm:
-            handles = farm.submit_many(jobs)
-            ids = [handle.job_id for handle in handles]
-            wait_until(lambda: finished_count(farm, ids) >= 10, 60, "the first 10 jobs")
-            group.kill_primary()
-            group.wait_for_failover()
-            results = wait_until(lambda: all_results(farm, ids), 150, "every job's result")
-    finally:
-        factory.stop_all(reaper)
-
-    assert [r.status for r in results] == ["succeeded"] * JOBS, [
-        (r.status, r.error, r.worker) for r in results if r.status != "succeeded"
-    ]
-    executed: dict[str, int] = {}
-    for sim in sims:
-        for prompt_id, count in sim_stats(sim)["executions"].items():
-            executed[prompt_id] = executed.get(prompt_id, 0) + int(count)
-    assert {job_id: executed.get(job_id, 0) for job_id in ids} == dict.fromkeys(ids, 1)
+    assert_jobs_survive_failover(group, settings, sims, env, reaper, JOBS)
 
 
 def status_line(group: SentinelGroup, env: dict[str, str], *command: str) -> str:
