@@ -22,7 +22,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from comfyfarm.tasks.connect import CONNECT_TIMEOUT, sentinel_kwargs, sentinel_target
 from comfyfarm.tasks.settings import Settings, uses_sentinel
-from comfyfarm.tasks.tls import tls_options, url_sets_tls, uses_tls
+from comfyfarm.tasks.tls import connection_tls
 
 MAX_CONNECTIONS = 32
 #: How long a request waits for a free pooled connection before it is an error.
@@ -42,8 +42,7 @@ def async_client(settings: Settings, *, url: str | None = None) -> aioredis.Redi
         "timeout": POOL_TIMEOUT,
         "socket_connect_timeout": CONNECT_TIMEOUT,
     }
-    if uses_tls(settings, target) and not url_sets_tls(target):
-        options.update(tls_options(settings))
+    options.update(connection_tls(settings, target))
     if uses_sentinel(target):
         return _master(target, settings, options)
     pool = aioredis.BlockingConnectionPool.from_url(target, **options)
@@ -58,8 +57,6 @@ def _master(url: str, settings: Settings, options: dict[str, Any]) -> aioredis.R
         "socket_connect_timeout": CONNECT_TIMEOUT,
     }
     sentinel = Sentinel(nodes, sentinel_kwargs=to_sentinels)
-    if settings.sentinel_tls:
-        options["ssl"] = True  # the pool then makes SentinelManagedSSLConnections
     client: aioredis.Redis = sentinel.master_for(
         settings.sentinel_master, connection_pool_class=BlockingSentinelPool, **auth, **options
     )

@@ -21,7 +21,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from comfyfarm.tasks.settings import Settings, sentinel_urls, uses_sentinel
-from comfyfarm.tasks.tls import tls_options, url_sets_tls, uses_tls
+from comfyfarm.tasks.tls import connection_tls, tls_options, uses_tls
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -42,8 +42,7 @@ def redis_client(
         "socket_keepalive": True,
         "health_check_interval": 25,
     }
-    if uses_tls(settings, target) and not url_sets_tls(target):
-        options.update(tls_options(settings))
+    options.update(connection_tls(settings, target))
     if uses_sentinel(target):
         return _master(target, settings, options)
     return redis.Redis.from_url(target, **options)
@@ -70,8 +69,6 @@ def _master(url: str, settings: Settings, options: dict[str, Any]) -> redis.Redi
         socket_connect_timeout=CONNECT_TIMEOUT,
         sentinel_kwargs=sentinel_kwargs(settings),
     )
-    if settings.sentinel_tls:
-        options["ssl"] = True  # the pool then makes SentinelManagedSSLConnections
     client: redis.Redis = sentinel.master_for(settings.sentinel_master, **auth, **options)
     return client
 

@@ -40,3 +40,15 @@ def tls_options(settings: Settings) -> dict[str, Any]:
         options["ssl_certfile"] = settings.redis_cert_file
         options["ssl_keyfile"] = settings.redis_key_file
     return options
+
+
+def connection_tls(settings: Settings, url: str) -> dict[str, Any]:
+    """The TLS keywords of a redis-py client (sync or asyncio) for ``url``: the verified options
+    where ``url`` is TLS and does not choose its own verification, and ``ssl=True`` for the
+    master of TLS sentinels (the Sentinel pool then makes SSL connections)."""
+    options: dict[str, Any] = {}
+    if uses_tls(settings, url) and not url_sets_tls(url):
+        options.update(tls_options(settings))
+    if uses_sentinel(url) and settings.sentinel_tls:
+        options["ssl"] = True
+    return options
