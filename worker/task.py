@@ -9,7 +9,8 @@ uses comes from ``WorkerDeps`` (``worker.deps``), given to ``register``. Outcome
 - succeeded → the task returns the ``JobResult`` dict (Celery ``SUCCESS``);
 - retryable failure (``worker.job_errors.Retryable``) → retried after 2, 4, 8 ... seconds on
   the *shared* queue (any healthy worker may take it) while the policy allows; after that it is
-  a failure and a ``DeadLetter`` is pushed;
+  a failure and a ``DeadLetter`` is pushed; a retry the broker refuses (a failover) is
+  published again once Redis answers, or the message handed back, never dropped;
 - failed (``Permanent``, retries exhausted, Celery's soft time limit) → the ``JobResult`` is
   stored under the job's result key and in ``result.json``, then ``JobFailed`` is raised
   (Celery ``FAILURE``, so Flower shows the node, type and message);
@@ -29,7 +30,8 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+from celery.exceptions import Retry as CeleryRetry
 
 from comfyfarm.tasks.errors import PayloadError
 from comfyfarm.tasks.names import RUN_JOB
@@ -73,6 +75,28 @@ def register(app: Celery, deps: WorkerDeps) -> Task:
         raise AssertionError("unreachable")
 
     return run_comfy_job
+
+
+def publish_retry(task: Task, error: JobError, step: Retry, deps: WorkerDeps) -> CeleryRetry:
+    """Publish the job's next try on the shared queue (any healthy worker may take it, not only
+    this one) and return Celery's ``Retry`` to raise.
+
+    Celery turns a retry it cannot publish into ``Reject(requeue=False)``: the message is dropped
+    and the job recorded as failed. During a broker failover that would fail a healthy job, so
+    the publish waits for Redis and is tried again; if Redis stays away, the message is handed
+    back (``Reject(requeue=True)``: requeued, or left unacked for the restore sweep)."""
+    for attempt in range(FAILOVER_ATTEMPTS):
+        try:
+            retried: CeleryRetry = task.retry(
+                exc=error.cause or error, countdown=step.countdown, queue=SHARED_QUEUE,
+                max_retries=step.max_retries, throw=False,
+            )  # fmt: skip
+            return retried
+        except Reject as rejected:
+            if attempt + 1 == FAILOVER_ATTEMPTS or not deps.wait_for_redis(FAILOVER_WAIT):
+                raise Reject(rejected.reason, requeue=True) from None
+            log.warning("could not publish the retry of a job (%s); trying again", rejected.reason)
+    raise AssertionError("unreachable")
 
 
 def warm_up(app: Celery, deps: WorkerDeps) -> None:
@@ -137,9 +161,7 @@ def execute(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, 
         if error is not None:
             step = policy.after_error(spec, error, retries=request.retries)
             if isinstance(step, Retry):
-                # The shared queue: any healthy worker may take it, not only this one.
-                raise task.retry(exc=error.cause or error, countdown=step.countdown,
-                                 queue=SHARED_QUEUE, max_retries=step.max_retries)  # fmt: skip
+                raise publish_retry(task, error, step, deps)
             result, letter_reason = fail(spec, ctx, step.error), step.letter_reason
     policy.conclude(spec, result, letter_reason=letter_reason)
     body = result.to_dict()

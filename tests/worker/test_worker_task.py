@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery, Task
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.canvas import Signature
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError
 
 from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.errors import ComfyServerError, ComfyUnavailable, ExecutionFailed
@@ -200,6 +202,65 @@ def test_a_retryable_error_is_retried_on_the_shared_queue(shell: Shell, error: E
     assert shell.stored_result(payload["job_id"]) is None
     assert shell.result_file(payload["job_id"]) is None
     assert list_dead_letters(shell.rds, shell.settings.key_prefix) == []
+
+
+class FailingPublish:
+    """``Signature.apply_async`` that fails (as kombu does with its broker gone) ``failures``
+    times, then publishes for real; ``waits`` counts the task's waits for Redis."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, shell: Shell, failures: int) -> None:
+        self.failures, self.waits = failures, 0
+        real = Signature.apply_async
+
+        def apply_async(signature: Signature, *args: Any, **kwargs: Any) -> Any:
+            if self.failures > 0:
+                self.failures -= 1
+                raise OperationalError(
+                    "Error 111 connecting to 127.0.0.1:6379. Connection refused."
+                )
+            return real(signature, *args, **kwargs)
+
+        def wait_for_redis(timeout: float) -> bool:
+            self.waits += 1
+            return True
+
+        monkeypatch.setattr(Signature, "apply_async", apply_async)
+        monkeypatch.setattr(shell.deps, "wait_for_redis", wait_for_redis)
+
+
+def test_a_retry_the_broker_refuses_is_published_once_redis_answers(
+    shell: Shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failover while a job retries: Celery would drop the message (``Reject(requeue=False)``,
+    the job recorded as failed); the task waits for Redis and publishes the retry after all."""
+    payload = job(max_retries=2)
+    shell.runner = raising(redis.ConnectionError("the primary went away"))
+    publish = FailingPublish(monkeypatch, shell, failures=2)
+
+    with pytest.raises(Retry):
+        shell.deliver(payload)
+
+    assert publish.waits == 2
+    [message] = shell.queued(RUN_JOB)
+    assert message["id"] == payload["job_id"] and message["retries"] == 1
+    assert shell.stored_result(payload["job_id"]) is None
+
+
+def test_a_retry_that_cannot_be_published_hands_the_message_back(
+    shell: Shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis does not come back: the message is requeued (or stays unacked for the restore
+    sweep), never rejected for good, and no failure is recorded."""
+    payload = job(max_retries=2)
+    shell.runner = raising(redis.ConnectionError("the primary went away"))
+    publish = FailingPublish(monkeypatch, shell, failures=job_task.FAILOVER_ATTEMPTS)
+
+    with pytest.raises(Reject) as rejected:
+        shell.deliver(payload)
+
+    assert rejected.value.requeue is True
+    assert publish.waits == job_task.FAILOVER_ATTEMPTS - 1
+    assert shell.stored_result(payload["job_id"]) is None
 
 
 @pytest.mark.parametrize("error", RETRYABLE, ids=lambda e: type(e).__name__)
