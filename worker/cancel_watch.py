@@ -5,8 +5,9 @@ a farm after progress. Now ``tasks.control.request_cancel`` sets the job's flag 
 its id on ``<prefix>cancels``; ``CancelWatch`` keeps ONE pub/sub subscription to that channel
 (a daemon thread) per worker process and a local set of the cancelled jobs it runs. A job
 
-1. is registered (``watch``), then asks Redis once (EXISTS): that covers a cancel sent before
-   it started, or before the registration;
+1. is registered (``watch``), then asks Redis once (EXISTS, or the job's own ``first_ask``: the
+   submission ledger reads the flag with the job's entry in one MGET, ``worker.ledger``): that
+   covers a cancel sent before it started, or before the registration;
 2. from then on only looks at the local set — while the subscription is up.
 
 No cancel may be lost, so while the subscription is down (Redis restarted, a failover, a
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -77,12 +79,13 @@ class CancelWatch:
         if thread is not None:
             thread.join(timeout=LISTEN_SLICE + 5)
 
-    def check(self, job_id: str) -> JobCancelCheck:
-        """The cancel check of one job; ``close`` it when the job ends."""
+    def check(self, job_id: str, *, first_ask: Callable[[], bool] | None = None) -> JobCancelCheck:
+        """The cancel check of one job; ``close`` it when the job ends. ``first_ask`` reads the
+        flag the first time instead of an EXISTS (it must read it from Redis, now)."""
         self.start()
         with self._lock:
             self._watched[job_id] = self._watched.get(job_id, 0) + 1
-        return JobCancelCheck(self, job_id)
+        return JobCancelCheck(self, job_id, first_ask=first_ask)
 
     def _unwatch(self, job_id: str) -> None:
         with self._lock:
@@ -101,9 +104,12 @@ class CancelWatch:
         with self._lock:
             self._cancelled.update(j for j in job_ids if j in self._watched)
 
-    def _ask(self, job_id: str) -> bool:
-        """The flag itself (one EXISTS); a Redis error reads as "not cancelled", asked again."""
+    def _ask(self, job_id: str, read: Callable[[], bool] | None = None) -> bool:
+        """The flag itself (one EXISTS, or ``read``); a Redis error reads as "not cancelled",
+        asked again."""
         try:
+            if read is not None:
+                return read()
             return cancel_requested(self._rds, self._prefix, job_id)
         except redis.RedisError as exc:
             log.warning("could not check the cancel flag of job %s: %s", job_id, exc)
@@ -161,8 +167,11 @@ class JobCancelCheck:
     up, and ask Redis at most once per ``interval`` while it is down. A "yes" is kept.
     """
 
-    def __init__(self, watch: CancelWatch, job_id: str) -> None:
+    def __init__(
+        self, watch: CancelWatch, job_id: str, *, first_ask: Callable[[], bool] | None = None
+    ) -> None:
         self._watch, self.job_id = watch, job_id
+        self._first_ask = first_ask
         self._asked = False
         self._next_ask = float("-inf")
         self._cancelled = False
@@ -178,8 +187,9 @@ class JobCancelCheck:
         now = time.monotonic()
         if self._asked and (watch.subscribed or now < self._next_ask):
             return False
+        read = None if self._asked else self._first_ask
         self._asked, self._next_ask = True, now + watch._interval
-        self._cancelled = watch._ask(self.job_id)
+        self._cancelled = watch._ask(self.job_id, read)
         return self._cancelled
 
     def close(self) -> None:

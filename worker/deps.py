@@ -20,12 +20,14 @@ from comfyfarm.comfy.client import ComfyClient
 from comfyfarm.comfy.limits import ComfyLimits
 from comfyfarm.storage import OutputStore, open_store
 from comfyfarm.tasks.connect import redis_client
+from comfyfarm.tasks.keyspace import cancel_key
 from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker.cancel_watch import CancelWatch, JobCancelCheck
+from comfyfarm.worker.ledger import JobLedger
 from comfyfarm.worker.live_outputs import PreviewSender, publish_output
 from comfyfarm.worker.policy import FarmPolicy
-from comfyfarm.worker.runner import JobContext, run_job
+from comfyfarm.worker.runner import JobContext, SubmissionLedger, run_job
 
 Runner = Callable[[JobSpec, JobContext], JobResult]
 
@@ -92,10 +94,18 @@ class WorkerDeps:
             self._opened = (pid, opened)
         return self._opened[1]
 
-    def cancel_check(self, job_id: str) -> JobCancelCheck:
+    def cancel_check(self, job_id: str, *, ledger: JobLedger | None = None) -> JobCancelCheck:
         """Whether the cancel of ``job_id`` was requested (pushed, see ``worker.cancel_watch``);
-        ``close`` it when the job ends."""
-        return self.open().cancels.check(job_id)
+        ``close`` it when the job ends. With the try's ``ledger`` the first check reads the flag
+        in the ledger's MGET (one command for both, not an EXISTS and a GET)."""
+        first_ask = None if ledger is None else ledger.cancel_requested
+        return self.open().cancels.check(job_id, first_ask=first_ask)
+
+    def job_ledger(self, job_id: str) -> JobLedger:
+        """One try's view of the submission ledger entry of ``job_id`` (``worker.ledger``)."""
+        return JobLedger(
+            self.open().policy.ledger, job_id, cancel_key(self.settings.key_prefix, job_id)
+        )
 
     def job_context(
         self,
@@ -104,8 +114,10 @@ class WorkerDeps:
         on_progress: Callable[[JobProgress], None],
         attempts: int,
         cancel_requested: Callable[[], bool],
+        ledger: SubmissionLedger | None = None,
     ) -> JobContext:
-        """The runner's context for ``spec`` in this process."""
+        """The runner's context for ``spec`` in this process; ``ledger`` defaults to the
+        process's (``job_ledger`` gives one that reads once per try)."""
         opened = self.open()
         return JobContext(
             client=opened.client,
@@ -117,7 +129,7 @@ class WorkerDeps:
             on_preview=PreviewSender(opened.redis, self.settings, spec.job_id).offer,
             cancel_requested=cancel_requested,
             attempts=attempts,
-            ledger=opened.policy.ledger,
+            ledger=opened.policy.ledger if ledger is None else ledger,
         )
 
     def wait_for_redis(self, timeout: float) -> bool:
