@@ -6,7 +6,9 @@ turning the policy's decisions into ``retry``/``Ignore``/``JobFailed``, sending 
 delivered here: a receiver that is down must not hold this GPU's pipeline slot). Everything it
 uses comes from ``WorkerDeps`` (``worker.deps``), given to ``register``. Outcomes:
 
-- succeeded → the task returns the ``JobResult`` dict (Celery ``SUCCESS``);
+- succeeded → the task returns the ``JobResult`` dict (Celery ``SUCCESS``, written in two
+  commands after the job's progress: ``worker.task_backend``, as is a ``JobFailed`` or
+  ``JobCancelled`` FAILURE);
 - retryable failure (``worker.job_errors.Retryable``) → retried after 2, 4, 8 ... seconds on
   the *shared* queue (any healthy worker may take it) while the policy allows; after that it is
   a failure and a ``DeadLetter`` is pushed; a retry the broker refuses (a failover) is
@@ -50,6 +52,7 @@ from comfyfarm.worker.job_errors import (
 from comfyfarm.worker.policy import Admission, Retry, fail, read_spec
 from comfyfarm.worker.progress_sender import ProgressSender
 from comfyfarm.worker.runner import cancel_prompt
+from comfyfarm.worker.task_backend import JobStatesBackend
 from comfyfarm.worker.task_progress import TaskProgressWriter
 
 log = logging.getLogger(__name__)
@@ -60,8 +63,12 @@ FAILOVER_ATTEMPTS, FAILOVER_WAIT = 5, 30.0
 def register(app: Celery, deps: WorkerDeps) -> Task:
     """Register the job task on ``app``, bound to ``deps``, and return it."""
 
+    outcomes = (JobFailed, JobCancelled)
+    # The job's final state goes through the ProgressStore of its progress: 2 commands, not 5.
+    backend = JobStatesBackend(app, own_failures=outcomes)
+
     @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False,
-              throws=(JobFailed, JobCancelled))  # type: ignore[untyped-decorator]  # fmt: skip
+              throws=outcomes, backend=backend)  # type: ignore[untyped-decorator]  # fmt: skip
     def run_comfy_job(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         # Redis failing over (lease, ledger, result): the message is still ours (acks late), so
         # wait for Redis and run again; the ledger and ComfyUI make it follow, never re-POST.
@@ -142,9 +149,11 @@ def execute(task: Task, payload: dict[str, Any], deps: WorkerDeps) -> dict[str, 
     progress = ProgressSender(
         TaskProgressWriter(task), min_interval=deps.settings.progress_interval
     )
-    cancel = deps.cancel_check(spec.job_id)
+    # The first cancel check reads the flag and the ledger entry in one MGET (worker.ledger).
+    ledger = deps.job_ledger(spec.job_id)
+    cancel = deps.cancel_check(spec.job_id, ledger=ledger)
     ctx = deps.job_context(spec, on_progress=progress.offer, attempts=request.retries + 1,
-                           cancel_requested=cancel)  # fmt: skip
+                           cancel_requested=cancel, ledger=ledger)  # fmt: skip
     letter_reason: str | None = None
     with lease.keep_alive(), contextlib.closing(progress), contextlib.closing(cancel):
         error: JobError | None = None

@@ -11,6 +11,7 @@ from celery import Task
 from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress
 from comfyfarm.tasks.names import PROGRESS_EVENT
 from comfyfarm.worker.progress_store import ProgressStore
+from comfyfarm.worker.task_backend import JobStatesBackend
 
 
 class TaskProgressWriter:
@@ -25,7 +26,10 @@ class TaskProgressWriter:
 
     def __init__(self, task: Task) -> None:
         self._app = task.app
-        self._store = ProgressStore(task.backend)
+        backend = task.backend
+        # The job task's backend shares its store with the final state (worker.task_backend).
+        shared = backend.progress_store if isinstance(backend, JobStatesBackend) else None
+        self._store = shared or ProgressStore(backend)
         self._task_id = task.request.id
         self._hostname = task.request.hostname
         self._retry_policy = task.app.conf.task_publish_retry_policy

@@ -20,8 +20,8 @@ def test_a_job_of_a_few_seconds_costs_redis_few_commands(
     farm: Farm, workers: WorkerFactory, start_sim, settings: Settings
 ) -> None:
     """A 4-second job: progress written only on phase changes and every 5 s, each write a SET
-    and a PUBLISH (no script, no GET); the cancel flag asked once; the lease taken, renewed and
-    released with one command each."""
+    and a PUBLISH (no script, no GET), and so is its final state; the cancel flag asked once,
+    in the ledger's read; the lease taken, renewed and released with one command each."""
     sim = start_sim("--step-ms", "100", "--load-ms", "0")
     workers.start(sim, env={"COMFYFARM_LEASE_SECONDS": "3"})  # renewed every second
     [prepared] = prepare_jobs(
@@ -36,10 +36,18 @@ def test_a_job_of_a_few_seconds_costs_redis_few_commands(
 
     assert 2 <= len(progress) <= 5, progress  # submitted, running, collecting, one periodic
     assert not [c for c in mine if c.startswith(("EVALSHA", "EVAL "))], mine
-    assert log.count("GET", meta) <= 1  # Celery's own guard before the final state
-    assert log.count("EXISTS", f"cancel:{job.job_id}") == 1
+    # The final state too is a SET and a PUBLISH (worker.task_backend): no guard, no MULTI.
+    assert log.count("GET", meta) == 0 and log.count("SETEX", meta) == 0
+    final = [c for c in mine if c.startswith(f"SET {meta} ") and '"SUCCESS"' in c]
+    assert len(final) == 1 and " IFEQ " in final[0], final
+    # The cancel flag asked once, with the ledger entry (one MGET); the POST recorded in one SET.
+    ledger = f"submitted:{job.job_id}"
+    [read] = [c for c in mine if c.startswith("MGET ") and ledger in c]
+    assert f"cancel:{job.job_id}" in read
+    assert log.count("EXISTS", f"cancel:{job.job_id}") == 0
+    assert [c.split()[0] for c in mine if ledger in c] == ["MGET", "SET"], mine
     assert log.count("DELIFEQ", job.job_id) == 1
-    # 28 when measured: submit, delivery, lease (taken, renewed each second, released), the
+    # 26 when measured: submit, delivery, lease (taken, renewed each second, released), the
     # ledger, progress, an output, the result; polling and per-update scripts made it over 60.
     assert len(mine) <= 36, "\n".join(c[:120] for c in mine)
 
