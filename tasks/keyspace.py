@@ -9,10 +9,13 @@
 ``<prefix>worker:<name>``              string: a worker's registry entry (JSON), TTL = heartbeat
 ``<prefix>workers``                    sorted set: worker name → last heartbeat (time.time())
 ``<prefix>dead-letter``                list: jobs that failed after their last retry (JSON)
-``<prefix>submitted:<job_id>``         string: base URL of the ComfyUI the job's prompt was POSTed
-                                       to (a re-delivered job looks for its prompt there), TTL
-``<prefix>submitted:<job_id>:count``   string: how many times it was POSTed (the retry limit
-                                       counts these, not deliveries that never reached one), TTL
+``<prefix>submitted:<job_id>``         string: JSON {url, count}: the ComfyUI the job's prompt
+                                       was last POSTed to (a re-delivered job looks for its prompt
+                                       there) and how many times it was POSTed (the retry limit
+                                       counts these, not deliveries that never reached one), TTL;
+                                       older workers wrote the plain URL (still read)
+``<prefix>submitted:<job_id>:count``   string: the POST count beside such a plain URL (still
+                                       read, no longer written), TTL
 ``<prefix>takeover``                   string: name of the worker sweeping for orphaned jobs this
                                        round (``worker.takeover``), TTL = the sweep interval
 ``<prefix>outputs:<job_id>``           list: JSON OutputRecord of each output the worker stored,
@@ -123,7 +126,8 @@ def submission_key(prefix: str, job_id: str) -> str:
 
 
 def submission_count_key(prefix: str, job_id: str) -> str:
-    """How many times the job's prompt was POSTed (a retry limit counts only these)."""
+    """How many times the job's prompt was POSTed, as workers before the JSON entry of
+    ``submission_key`` counted it (read, no longer written: ``worker.ledger``)."""
     return f"{prefix}submitted:{job_id}:count"
 
 
