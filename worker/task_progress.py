@@ -27,9 +27,10 @@ class TaskProgressWriter:
     def __init__(self, task: Task) -> None:
         self._app = task.app
         backend = task.backend
-        # The job task's backend shares its store with the final state (worker.task_backend).
-        shared = backend.progress_store if isinstance(backend, JobStatesBackend) else None
-        self._store = shared or ProgressStore(backend)
+        if isinstance(backend, JobStatesBackend):  # the job task: its final state compares
+            self._store = backend.progress_store  # with our last write (worker.task_backend)
+        else:
+            self._store = ProgressStore(backend)
         self._task_id = task.request.id
         self._hostname = task.request.hostname
         self._retry_policy = task.app.conf.task_publish_retry_policy
