@@ -1,5 +1,5 @@
-"""ProgressSender: progress leaves the job's thread, newest value wins, phases go out at once,
-and nothing is sent after close()."""
+"""ProgressSender: progress leaves the job's thread, newest value wins, a phase goes out once it
+has held for the settle time, and nothing is sent after close()."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_offer_returns_while_the_send_is_stuck() -> None:
     """A send blocked on Redis does not block the job thread offering new values."""
     recorder = Recorder()
     recorder.gate.clear()
-    sender = ProgressSender(recorder, min_interval=60)
+    sender = ProgressSender(recorder, min_interval=60, settle=0)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
     sender.offer(progress("running", 2))  # returns although the first send is stuck
@@ -62,45 +62,56 @@ def test_values_offered_during_a_send_collapse_to_the_newest() -> None:
     assert [p.value for p in recorder.sent] == [1, 4]
 
 
-def test_a_phase_change_is_sent_at_once_and_same_phase_waits_for_the_interval() -> None:
+def test_a_settled_phase_change_is_sent_and_same_phase_waits_for_the_interval() -> None:
     """Within a minute-long interval a new phase still goes out; more of the same phase not."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=0)
+    sender = ProgressSender(recorder, min_interval=60, settle=0)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
     sender.offer(progress("running", 2))  # same phase: held for the interval
-    sender.offer(progress("collecting"))  # new phase: replaces it and is due at once
+    sender.offer(progress("collecting"))  # new phase: replaces it and is due once settled
     recorder.wait_for_sends(1)
     sender.offer(progress("collecting", 3))
     sender.close()  # drops the held value
     assert [(p.phase, p.value) for p in recorder.sent] == [("running", 1), ("collecting", 0)]
 
 
-def test_phases_of_a_short_job_collapse_into_one_send() -> None:
-    """Phases that follow each other within ``min_phase_interval`` cost one send, not one each."""
+def test_phases_shorter_than_the_settle_time_cost_no_update() -> None:
+    """A job whose phases all end within ``settle`` (and the first interval) sends nothing: its
+    final state, written after close(), says the rest."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=60)
+    sender = ProgressSender(recorder, min_interval=60, settle=60)
     sender.offer(progress("submitted"))
-    recorder.wait_for_sends(1)
-    sender.offer(progress("running", 1))  # too soon after the last send: held
-    sender.offer(progress("collecting"))  # replaces it
-    sender.close()  # the job ended before the interval: its final state says the rest
-    assert [p.phase for p in recorder.sent] == ["submitted"]
+    sender.offer(progress("running", 1))
+    sender.offer(progress("collecting"))
+    sender.close()
+    assert recorder.sent == []
 
 
-def test_a_held_phase_change_is_sent_when_the_phase_interval_has_passed() -> None:
-    """A new phase held back by ``min_phase_interval`` still goes out once it has passed, also
-    while same-phase values wait for the (longer) ``min_interval``."""
+def test_only_the_phase_that_held_for_the_settle_time_is_sent() -> None:
+    """A "submitted" replaced by "running" at once is never sent; "running", which holds, goes
+    out once it has held for ``settle``, with its newest value."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=0.05)
+    sender = ProgressSender(recorder, min_interval=60, settle=0.5)
+    sender.offer(progress("submitted"))
+    sender.offer(progress("running", 1))
+    sender.offer(progress("running", 2))  # same phase: the settle time still counts from 1
+    recorder.wait_for_sends(1)
+    sender.close()
+    assert [(p.phase, p.value) for p in recorder.sent] == [("running", 2)]
+
+
+def test_a_phase_change_goes_out_with_a_due_periodic_update_before_it_settled() -> None:
+    """The periodic interval is never held back by ``settle``: each due update carries the
+    newest value, whatever its phase."""
+    recorder = Recorder()
+    sender = ProgressSender(recorder, min_interval=0.05, settle=60)
     sender.offer(progress("submitted"))
     recorder.wait_for_sends(1)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
-    sender.offer(progress("collecting"))
-    recorder.wait_for_sends(1)
     sender.close()
-    assert [p.phase for p in recorder.sent] == ["submitted", "running", "collecting"]
+    assert [p.phase for p in recorder.sent] == ["submitted", "running"]
 
 
 def test_a_held_value_is_sent_when_its_interval_has_passed() -> None:
