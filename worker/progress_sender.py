@@ -8,10 +8,11 @@ the newest value and wakes a helper thread, which sends it
 - at most once per ``min_interval`` (``COMFYFARM_PROGRESS_INTERVAL``, 5 s; the clock starts with
   the sender) — and always eventually, so a long node that sends no events is still shown,
 - sooner for a phase change (uploading → submitted → running → collecting): once the new phase
-  has held for ``settle`` (1 s). A phase that ends sooner costs no update of its own: "submitted"
-  right before "running" is never shown, nor "collecting" right before the job's final state
-  (``close`` drops it, the final state says more). A phase that lasts is shown at most
-  ``settle`` late, or at once when a periodic update is due anyway.
+  has held for ``settle`` (1 s, at most ``min_interval``), or with a periodic update that falls
+  due before that. A phase that ends sooner costs no update of its own: "submitted" right
+  before "running" is never shown, nor "collecting" right before the job's final state
+  (``close`` drops it; the final state says more). A phase that lasts is shown at most
+  ``settle`` late.
 
 Every update costs Redis two or three commands (a backend write, its message, and for a phase
 change the Flower event, ``worker.task_progress``): sent for every phase at once, a 10 s job
@@ -37,6 +38,36 @@ DEFAULT_MIN_INTERVAL = 5.0
 DEFAULT_SETTLE = 1.0
 
 
+class SendSchedule:
+    """When the newest offered value is due, by the rules above, from the times of offers and
+    sends: the sender's decisions without its thread (and so testable without one)."""
+
+    def __init__(self, *, min_interval: float, settle: float, start: float) -> None:
+        self._min_interval = min_interval
+        self._settle = min(settle, min_interval)
+        self._last_sent = start  # the periodic clock starts with the job
+        self._sent_phase: str | None = None
+        self._phase: str | None = None  # the phase of the newest offered value …
+        self._phase_since = start  # … offered first at this time
+
+    def offered(self, phase: str, now: float) -> None:
+        if phase != self._phase:
+            self._phase, self._phase_since = phase, now
+
+    def sent(self, phase: str, now: float) -> None:
+        self._sent_phase, self._last_sent = phase, now
+
+    def due(self) -> float:
+        """When the newest offered value is due (a monotonic time; may be past)."""
+        periodic = self._last_sent + self._min_interval
+        if self._phase == self._sent_phase:
+            return periodic
+        settled = self._phase_since + self._settle
+        # A periodic update that fell due before this phase began (nothing to send then, e.g.
+        # while the prompt waited in ComfyUI's queue) does not hurry it.
+        return settled if periodic <= self._phase_since else min(periodic, settled)
+
+
 class ProgressSender:
     """Sends offered JobProgress values through ``send`` from one helper thread."""
 
@@ -48,14 +79,11 @@ class ProgressSender:
         settle: float = DEFAULT_SETTLE,
     ) -> None:
         self._send = send
-        self._min_interval = min_interval
-        self._settle = settle
+        self._schedule = SendSchedule(
+            min_interval=min_interval, settle=settle, start=time.monotonic()
+        )
         self._cond = threading.Condition()
         self._pending: JobProgress | None = None
-        self._offered_phase: str | None = None  # the phase of the newest offered value …
-        self._phase_since = 0.0  # … offered first at this time
-        self._sent_phase: str | None = None
-        self._last_sent = time.monotonic()  # the periodic clock starts with the job
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -64,8 +92,7 @@ class ProgressSender:
         with self._cond:
             if self._closed:
                 return
-            if progress.phase != self._offered_phase:
-                self._offered_phase, self._phase_since = progress.phase, time.monotonic()
+            self._schedule.offered(progress.phase, time.monotonic())
             self._pending = progress
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -104,13 +131,10 @@ class ProgressSender:
             if progress is None:
                 self._cond.wait()
                 continue
-            due = self._last_sent + self._min_interval
-            if progress.phase != self._sent_phase:
-                due = min(due, self._phase_since + self._settle)
-            wait = due - time.monotonic()
+            wait = self._schedule.due() - time.monotonic()
             if wait <= 0:
                 self._pending = None
-                self._sent_phase, self._last_sent = progress.phase, time.monotonic()
+                self._schedule.sent(progress.phase, time.monotonic())
                 return progress
             self._cond.wait(wait)
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from comfyfarm.tasks.models import JobProgress
-from comfyfarm.worker.progress_sender import ProgressSender
+from comfyfarm.worker.progress_sender import ProgressSender, SendSchedule
 
 JOB = "00000000-0000-4000-8000-000000000001"
 
@@ -88,30 +88,75 @@ def test_phases_shorter_than_the_settle_time_cost_no_update() -> None:
     assert recorder.sent == []
 
 
-def test_only_the_phase_that_held_for_the_settle_time_is_sent() -> None:
-    """A "submitted" replaced by "running" at once is never sent; "running", which holds, goes
-    out once it has held for ``settle``, with its newest value."""
-    recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60, settle=0.5)
-    sender.offer(progress("submitted"))
-    sender.offer(progress("running", 1))
-    sender.offer(progress("running", 2))  # same phase: the settle time still counts from 1
-    recorder.wait_for_sends(1)
-    sender.close()
-    assert [(p.phase, p.value) for p in recorder.sent] == [("running", 2)]
+def schedule(min_interval: float = 5, settle: float = 1) -> SendSchedule:
+    return SendSchedule(min_interval=min_interval, settle=settle, start=0.0)
 
 
-def test_a_phase_change_goes_out_with_a_due_periodic_update_before_it_settled() -> None:
-    """The periodic interval is never held back by ``settle``: each due update carries the
-    newest value, whatever its phase."""
+def test_a_phase_is_due_once_it_has_held_for_the_settle_time() -> None:
+    """A "submitted" replaced by "running" at once is never due; "running" is, 1 s after it
+    began (later values of it do not push that back)."""
+    times = schedule()
+    times.offered("submitted", 0.0)
+    assert times.due() == 1.0
+    times.offered("running", 0.1)
+    times.offered("running", 0.9)
+    assert times.due() == 1.1
+
+
+def test_same_phase_values_wait_for_the_interval() -> None:
+    times = schedule()
+    times.offered("running", 0.1)
+    times.sent("running", 1.1)
+    times.offered("running", 2.0)
+    assert times.due() == 6.1
+
+
+def test_a_periodic_update_due_before_a_phase_settled_carries_it() -> None:
+    """The interval is never held back by the settle time: an update falling due while a new
+    phase settles carries the newest value, whatever its phase."""
+    times = schedule()
+    times.offered("running", 0.0)
+    times.sent("running", 1.0)
+    times.offered("collecting", 5.5)  # settles at 6.5; the periodic update is due at 6.0
+    assert times.due() == 6.0
+
+
+def test_a_phase_after_an_overdue_interval_still_settles_first() -> None:
+    """A periodic update that fell due while nothing was offered (the prompt waited in ComfyUI's
+    queue) does not send the next phase at once: "submitted" just before "running" is not."""
+    times = schedule()
+    times.offered("uploading", 0.0)
+    times.sent("uploading", 1.0)
+    times.offered("submitted", 20.0)
+    assert times.due() == 21.0
+    times.offered("running", 20.1)
+    assert times.due() == 21.1
+
+
+def test_the_first_value_is_due_by_the_first_interval_at_the_latest() -> None:
+    """The periodic clock starts with the job."""
+    times = schedule()
+    times.offered("uploading", 4.5)
+    assert times.due() == 5.0
+
+
+def test_settle_is_at_most_the_interval() -> None:
+    """With progress every 0.5 s a new phase is not held for a minute."""
+    times = schedule(min_interval=0.5, settle=60)
+    times.offered("running", 0.0)
+    times.sent("running", 0.5)
+    times.offered("collecting", 10.0)
+    assert times.due() == 10.5
+
+
+def test_a_phase_is_sent_once_settled_without_another_offer() -> None:
+    """The sender's thread wakes by itself when the settle time is over."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=0.05, settle=60)
-    sender.offer(progress("submitted"))
-    recorder.wait_for_sends(1)
+    sender = ProgressSender(recorder, min_interval=60, settle=0.05)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
     sender.close()
-    assert [p.phase for p in recorder.sent] == ["submitted", "running"]
+    assert [(p.phase, p.value) for p in recorder.sent] == [("running", 1)]
 
 
 def test_a_held_value_is_sent_when_its_interval_has_passed() -> None:
