@@ -12,8 +12,8 @@ from comfyfarm.tasks.models import PROGRESS_STATE, JobProgress
 from comfyfarm.tasks.names import PROGRESS_EVENT
 from comfyfarm.worker.progress_store import ProgressStore
 
-#: Same-phase updates between two Flower events: with the default 5 s interval Flower's
-#: percentage is at most 30 s old, its phase and worker never.
+#: Flower's event goes with a phase's first update and every FLOWER_EVENT_EVERY-th after it:
+#: with the default 5 s interval Flower's percentage is at most 30 s old, its phase never.
 FLOWER_EVENT_EVERY = 6
 
 
