@@ -486,9 +486,11 @@ def describe() -> list[tuple[str, str, str]]:
          "seconds a job waits for a worker with its checkpoint loaded; after that any worker "
          "that lists the checkpoint takes it (no starvation)"),
         (p + "PROGRESS_INTERVAL", "5",
-         "seconds between a running job's progress updates (result backend, Flower event, the "
-         "gateway's progress stream); a phase change (submitted, running, collecting …) is sent "
-         "at once. Each update costs Redis three commands: lower it for smoother progress bars"),
+         "seconds between a running job's progress updates (result backend, the gateway's "
+         "progress stream); a new phase (submitted, running, collecting …) is sent once it has "
+         "held for 1 s (at most this interval): one that ends sooner costs no update. Flower's "
+         "event goes with a phase's first update and every 6th after it. An update costs Redis "
+         "two commands (three with Flower's event): lower it for smoother progress bars"),
         (p + "S3_ENDPOINT_URL", "unset (AWS)",
          "S3-compatible endpoint for s3:// storage (read by the s3 store; the URL query wins)"),
         (p + "S3_REGION", "unset (AWS_REGION)", "region for s3:// storage"),

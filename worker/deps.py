@@ -25,7 +25,7 @@ from comfyfarm.tasks.models import JobProgress, JobResult, JobSpec
 from comfyfarm.tasks.settings import Settings
 from comfyfarm.worker.cancel_watch import CancelWatch, JobCancelCheck
 from comfyfarm.worker.ledger import JobLedger
-from comfyfarm.worker.live_outputs import PreviewSender, publish_output
+from comfyfarm.worker.live_outputs import OutputAnnouncer, PreviewSender
 from comfyfarm.worker.policy import FarmPolicy
 from comfyfarm.worker.runner import JobContext, SubmissionLedger, run_job
 
@@ -125,7 +125,7 @@ class WorkerDeps:
             client_id=opened.client_id,
             worker_name=self.worker_name,
             on_progress=on_progress,
-            on_output=partial(publish_output, opened.redis, self.settings, spec.job_id),
+            on_output=OutputAnnouncer(opened.redis, self.settings, spec.job_id),
             on_preview=PreviewSender(opened.redis, self.settings, spec.job_id).offer,
             cancel_requested=cancel_requested,
             attempts=attempts,

@@ -4,10 +4,12 @@ job's result, and the newest preview image ComfyUI sends is kept while the job r
 A job's outputs are otherwise known only from its result, written when the last one is stored;
 the API v2 gateway shows ``outputs`` while the job runs and sends an ``output`` event per
 committed output. So the runner calls ``JobContext.on_output`` after each store write, and the
-worker (``deps.job_context``) wires it here: one pipeline that appends the record to the job's
-list (``tasks.keyspace.job_outputs_key``, TTL = the result retention; read by a late reader)
-and publishes it on the farm's one live channel (``live_channel``; followed by every
-gateway process over its single subscription).
+worker (``deps.job_context``) wires it to an ``OutputAnnouncer``: one pipeline per output that
+appends the record to the job's list (``tasks.keyspace.job_outputs_key``, TTL = the result
+retention; read by a late reader) and publishes it on the farm's one live channel
+(``live_channel``; followed by every gateway process over its single subscription). The TTL is
+set with the first output a run announces, not again with every one: a job of n outputs costs
+Redis 2n + 1 commands instead of 3n (a redelivered run sets it once more, from its own end).
 
 Previews (``JobContext.on_preview``; latent previews of a sampler, typically JPEG) go through
 ``PreviewSender``: at most ``PREVIEWS_PER_SECOND`` a second, at most ``MAX_PREVIEW_BYTES``
@@ -38,20 +40,45 @@ log = logging.getLogger(__name__)
 
 
 def publish_output(
-    client: redis.Redis, settings: Settings, job_id: str, record: OutputRecord
-) -> None:
-    """Append ``record`` to the job's live outputs and announce it (never raises for Redis)."""
+    client: redis.Redis,
+    settings: Settings,
+    job_id: str,
+    record: OutputRecord,
+    *,
+    expire: bool = True,
+) -> bool:
+    """Append ``record`` to the job's live outputs (setting their TTL if ``expire``) and
+    announce it; False if Redis failed (never raises for Redis)."""
     prefix = settings.key_prefix
     body = record.to_dict()
     key = job_outputs_key(prefix, job_id)
     try:
         with client.pipeline(transaction=False) as pipe:
             pipe.rpush(key, json.dumps(body))
-            pipe.expire(key, max(1, int(settings.result_expires)))
+            if expire:
+                pipe.expire(key, max(1, int(settings.result_expires)))
             pipe.publish(live_channel(prefix), json.dumps({"job_id": job_id, "output": body}))
             pipe.execute()
     except (redis.RedisError, OSError) as exc:
         log.warning("could not announce an output of job %s (%s); its result will", job_id, exc)
+        return False
+    return True
+
+
+class OutputAnnouncer:
+    """``publish_output`` for one run of one job: the TTL goes with the first output that was
+    announced, and again after a failed announcement (its list may exist without one)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, job_id: str) -> None:
+        self._client = client
+        self._settings = settings
+        self._job_id = job_id
+        self._expiring = False  # the list has its TTL
+
+    def __call__(self, record: OutputRecord) -> None:
+        self._expiring = publish_output(
+            self._client, self._settings, self._job_id, record, expire=not self._expiring
+        )
 
 
 PREVIEWS_PER_SECOND = 2.0

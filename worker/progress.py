@@ -6,8 +6,8 @@ adds the running node's own fraction (sampler steps), so a bar moves steadily th
 20-step sampler instead of jumping from node to node. The percentage never goes down: a node that
 restarts its own counter (a second sampler pass, a retried download) holds the bar where it was.
 
-Updates are throttled: at most one every ``min_interval`` seconds, except phase changes and node
-changes, which always go out.
+Records are throttled: at most one every ``min_interval`` seconds, except phase changes and node
+changes, which are always offered (``worker.progress_sender`` decides which go out, and when).
 """
 
 from __future__ import annotations

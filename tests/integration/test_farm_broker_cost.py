@@ -19,7 +19,7 @@ from comfyfarm.workflows import SchemaSource, prepare_jobs
 def test_a_job_of_a_few_seconds_costs_redis_few_commands(
     farm: Farm, workers: WorkerFactory, start_sim, settings: Settings
 ) -> None:
-    """A 4-second job: progress written only on phase changes and every 5 s, each write a SET
+    """A 4-second job: progress written for a phase that held 1 s and every 5 s, each write a SET
     and a PUBLISH (no script, no GET), and so is its final state; the cancel flag asked once,
     in the ledger's read; the lease taken, renewed and released with one command each."""
     sim = start_sim("--step-ms", "100", "--load-ms", "0")
@@ -34,7 +34,8 @@ def test_a_job_of_a_few_seconds_costs_redis_few_commands(
     meta = celery_result_key(settings.key_prefix, job.job_id)
     progress = [c for c in mine if c.startswith(f"SET {meta} ") and '"PROGRESS"' in c]
 
-    assert 2 <= len(progress) <= 5, progress  # submitted, running, collecting, one periodic
+    # "running" once it held 1 s, maybe one periodic; "submitted" and "collecting" end sooner
+    assert 1 <= len(progress) <= 3, progress
     assert not [c for c in mine if c.startswith(("EVALSHA", "EVAL "))], mine
     # The final state too is a SET and a PUBLISH (worker.task_backend): no guard, no MULTI.
     assert log.count("GET", meta) == 0 and log.count("SETEX", meta) == 0

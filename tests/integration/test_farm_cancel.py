@@ -24,8 +24,10 @@ def test_cancelled_queued_job_never_reaches_comfyui(
     sim = start_sim("--step-ms", "50", "--load-ms", "0")
     worker = workers.start(sim, args=("--depth", "0"))  # the second job stays in Redis
     schema = SchemaSource.from_url(sim.url)
+    # 3 s of steps: the first job shows "running" within a second (the worker's progress settle
+    # time) and must still hold the worker when the second one is cancelled.
     first, second = prepare_jobs(
-        "sd15_text2image", schema=schema, params=["steps=20"], sweeps=["seed=1,2"]
+        "sd15_text2image", schema=schema, params=["steps=60"], sweeps=["seed=1,2"]
     )
     running = farm.submit(first)
     wait_until(lambda: running.status() == "running", 10, "the first job to start")

@@ -19,10 +19,9 @@ def test_job_reports_progress_and_stores_verified_outputs(
     farm: Farm, workers: WorkerFactory, start_sim, out_dir: Path
 ) -> None:
     """A job reports rising progress by phase; its files and result.json match its BLAKE3 hashes."""
-    # 600 ms of steps: phases closer together than the worker's min_phase_interval (0.25 s)
-    # collapse into one progress write, so each phase must last longer to be seen. Steps are
-    # reported every COMFYFARM_PROGRESS_INTERVAL (5 s by default: this job would show phases
-    # only), here 0.2 s.
+    # 600 ms of steps, reported every COMFYFARM_PROGRESS_INTERVAL (5 s by default: this job
+    # would show one update), here 0.2 s. A phase shorter than the worker's settle time (1 s)
+    # is shown only if a periodic update falls due while it lasts.
     sim = start_sim("--step-ms", "60", "--load-ms", "0")
     workers.start(sim, env={"COMFYFARM_PROGRESS_INTERVAL": "0.2"})
     [prepared] = prepare_jobs(
@@ -37,12 +36,12 @@ def test_job_reports_progress_and_stores_verified_outputs(
     percents = [p.percent for p in seen]
     assert percents == sorted(percents) and len(set(percents)) > 2
     phases = [p.phase for p in seen]
-    # "submitted" lasts as long as ComfyUI takes to start the prompt (here: at once), so it may
-    # be collapsed into "running"; the phases that last (the steps, the copy) are always seen.
-    assert {"running", "collecting"} <= set(phases)
+    # "submitted" lasts as long as ComfyUI takes to start the prompt (here: at once) and
+    # "collecting" as long as the copy of one small image: both may go unseen (the result
+    # follows at once); the steps are always seen.
+    assert "running" in phases
     ranks = [PHASES.index(phase) for phase in phases]
     assert ranks == sorted(ranks), phases
-    assert seen[-1].percent == 100.0
     assert result.outputs and result.attempts == 1
     for record in result.outputs:
         data = path_of(record.uri or "").read_bytes()

@@ -44,8 +44,10 @@ def test_copy_delivered_while_the_job_runs_elsewhere_is_skipped(
     """A copy of a running job delivered to another worker sees the lease and does nothing."""
     sims = [start_sim("--step-ms", "100", "--load-ms", "0") for _ in range(2)]
     w0, w1 = workers.start_many(sims, env=SHORT_LEASE)  # renewed every 0.5 s
+    # 4 s of steps: the job shows "running" within a second (the worker's progress settle
+    # time) and must still run when its copy reaches the other worker.
     [prepared] = prepare_jobs(
-        "sd15_text2image", schema=SchemaSource.from_url(sims[0].url), params=["steps=15"]
+        "sd15_text2image", schema=SchemaSource.from_url(sims[0].url), params=["steps=40"]
     )
     job = farm.submit(prepared, queue=worker_queue(w0.name))
     wait_until(lambda: job.status() == "running", 10, "the job to start")

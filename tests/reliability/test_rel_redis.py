@@ -32,9 +32,9 @@ def test_redis_restart_loses_no_job_and_everyone_reconnects(
         try:
             own.start(sim, "w0", args=("--depth", "1"))
             with Farm(settings) as farm:
-                jobs = [
-                    farm.submit(text2image(sim, steps=20 + i)) for i in range(6)
-                ]  # no cache hits
+                # No cache hits; ~2 s each: a job shows "running" once it has run for 1 s (the
+                # worker's progress settle time), and Redis must restart while it still runs.
+                jobs = [farm.submit(text2image(sim, steps=60 + i)) for i in range(6)]
                 results: dict[str, JobResult] = {}
                 waiters = [
                     threading.Thread(target=lambda j=j: results.update({j.job_id: j.wait(60)}))

@@ -1,12 +1,12 @@
-"""ProgressSender: progress leaves the job's thread, newest value wins, phases go out at once,
-and nothing is sent after close()."""
+"""ProgressSender: progress leaves the job's thread, newest value wins, a phase goes out once it
+has held for the settle time, and nothing is sent after close()."""
 
 from __future__ import annotations
 
 import threading
 
 from comfyfarm.tasks.models import JobProgress
-from comfyfarm.worker.progress_sender import ProgressSender
+from comfyfarm.worker.progress_sender import ProgressSender, SendSchedule
 
 JOB = "00000000-0000-4000-8000-000000000001"
 
@@ -38,7 +38,7 @@ def test_offer_returns_while_the_send_is_stuck() -> None:
     """A send blocked on Redis does not block the job thread offering new values."""
     recorder = Recorder()
     recorder.gate.clear()
-    sender = ProgressSender(recorder, min_interval=60)
+    sender = ProgressSender(recorder, min_interval=60, settle=0)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
     sender.offer(progress("running", 2))  # returns although the first send is stuck
@@ -62,45 +62,101 @@ def test_values_offered_during_a_send_collapse_to_the_newest() -> None:
     assert [p.value for p in recorder.sent] == [1, 4]
 
 
-def test_a_phase_change_is_sent_at_once_and_same_phase_waits_for_the_interval() -> None:
+def test_a_settled_phase_change_is_sent_and_same_phase_waits_for_the_interval() -> None:
     """Within a minute-long interval a new phase still goes out; more of the same phase not."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=0)
+    sender = ProgressSender(recorder, min_interval=60, settle=0)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
     sender.offer(progress("running", 2))  # same phase: held for the interval
-    sender.offer(progress("collecting"))  # new phase: replaces it and is due at once
+    sender.offer(progress("collecting"))  # new phase: replaces it and is due once settled
     recorder.wait_for_sends(1)
     sender.offer(progress("collecting", 3))
     sender.close()  # drops the held value
     assert [(p.phase, p.value) for p in recorder.sent] == [("running", 1), ("collecting", 0)]
 
 
-def test_phases_of_a_short_job_collapse_into_one_send() -> None:
-    """Phases that follow each other within ``min_phase_interval`` cost one send, not one each."""
+def test_phases_shorter_than_the_settle_time_cost_no_update() -> None:
+    """A job whose phases all end within ``settle`` (and the first interval) sends nothing: its
+    final state, written after close(), says the rest."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=60)
+    sender = ProgressSender(recorder, min_interval=60, settle=60)
     sender.offer(progress("submitted"))
-    recorder.wait_for_sends(1)
-    sender.offer(progress("running", 1))  # too soon after the last send: held
-    sender.offer(progress("collecting"))  # replaces it
-    sender.close()  # the job ended before the interval: its final state says the rest
-    assert [p.phase for p in recorder.sent] == ["submitted"]
+    sender.offer(progress("running", 1))
+    sender.offer(progress("collecting"))
+    sender.close()
+    assert recorder.sent == []
 
 
-def test_a_held_phase_change_is_sent_when_the_phase_interval_has_passed() -> None:
-    """A new phase held back by ``min_phase_interval`` still goes out once it has passed, also
-    while same-phase values wait for the (longer) ``min_interval``."""
+def schedule(min_interval: float = 5, settle: float = 1) -> SendSchedule:
+    return SendSchedule(min_interval=min_interval, settle=settle, start=0.0)
+
+
+def test_a_phase_is_due_once_it_has_held_for_the_settle_time() -> None:
+    """A "submitted" replaced by "running" at once is never due; "running" is, 1 s after it
+    began (later values of it do not push that back)."""
+    times = schedule()
+    times.offered("submitted", 0.0)
+    assert times.due() == 1.0
+    times.offered("running", 0.1)
+    times.offered("running", 0.9)
+    assert times.due() == 1.1
+
+
+def test_same_phase_values_wait_for_the_interval() -> None:
+    times = schedule()
+    times.offered("running", 0.1)
+    times.sent("running", 1.1)
+    times.offered("running", 2.0)
+    assert times.due() == 6.1
+
+
+def test_a_periodic_update_due_before_a_phase_settled_carries_it() -> None:
+    """The interval is never held back by the settle time: an update falling due while a new
+    phase settles carries the newest value, whatever its phase."""
+    times = schedule()
+    times.offered("running", 0.0)
+    times.sent("running", 1.0)
+    times.offered("collecting", 5.5)  # settles at 6.5; the periodic update is due at 6.0
+    assert times.due() == 6.0
+
+
+def test_a_phase_after_an_overdue_interval_still_settles_first() -> None:
+    """A periodic update that fell due while nothing was offered (the prompt waited in ComfyUI's
+    queue) does not send the next phase at once: "submitted" just before "running" is not."""
+    times = schedule()
+    times.offered("uploading", 0.0)
+    times.sent("uploading", 1.0)
+    times.offered("submitted", 20.0)
+    assert times.due() == 21.0
+    times.offered("running", 20.1)
+    assert times.due() == 21.1
+
+
+def test_the_first_value_is_due_by_the_first_interval_at_the_latest() -> None:
+    """The periodic clock starts with the job."""
+    times = schedule()
+    times.offered("uploading", 4.5)
+    assert times.due() == 5.0
+
+
+def test_settle_is_at_most_the_interval() -> None:
+    """With progress every 0.5 s a new phase is not held for a minute."""
+    times = schedule(min_interval=0.5, settle=60)
+    times.offered("running", 0.0)
+    times.sent("running", 0.5)
+    times.offered("collecting", 10.0)
+    assert times.due() == 10.5
+
+
+def test_a_phase_is_sent_once_settled_without_another_offer() -> None:
+    """The sender's thread wakes by itself when the settle time is over."""
     recorder = Recorder()
-    sender = ProgressSender(recorder, min_interval=60, min_phase_interval=0.05)
-    sender.offer(progress("submitted"))
-    recorder.wait_for_sends(1)
+    sender = ProgressSender(recorder, min_interval=60, settle=0.05)
     sender.offer(progress("running", 1))
     recorder.wait_for_sends(1)
-    sender.offer(progress("collecting"))
-    recorder.wait_for_sends(1)
     sender.close()
-    assert [p.phase for p in recorder.sent] == ["submitted", "running", "collecting"]
+    assert [(p.phase, p.value) for p in recorder.sent] == [("running", 1)]
 
 
 def test_a_held_value_is_sent_when_its_interval_has_passed() -> None:
