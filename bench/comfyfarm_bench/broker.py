@@ -9,8 +9,9 @@ worker-second (in total and by command name).
 
 Both are counted only once the farm is warm (``wait_until_warm``): every worker registered and
 no connection opened for ``WARM_QUIET`` seconds, i.e. every pool process has opened at fork what
-its first job would otherwise open (``worker.task.warm_up``). A farm runs for hours after its
-start-up; counting the start-up's connections would charge them to the first jobs.
+its first job would otherwise open (``worker.task.warm_up``) and the takeover its own. A farm
+runs for hours after its start-up; counting the start-up's connections would charge them to the
+first jobs.
 
 The ceiling is projected from the server's CPU: Redis executes commands on one thread, so
 ``1 / cpu_seconds_per_job`` is how many jobs per second one core of Redis can serve at these
@@ -37,8 +38,9 @@ from comfyfarm_bench.fleet import Fleet
 from comfyfarm_bench.prompts import fresh_jobs
 from comfyfarm_bench.workers import WorkerPool
 
-#: Seconds without a new connection after which the farm counts as warm.
-WARM_QUIET = 3.0
+#: Seconds without a new connection after which the farm counts as warm: longer than the
+#: first takeover round (up to 6 s after a worker starts), which opens the sweeper's connection.
+WARM_QUIET = 8.0
 #: Longest wait for a warm farm (workers importing on a loaded machine are slow).
 WARM_TIMEOUT = 120.0
 
