@@ -155,8 +155,10 @@ class CancelWatch:
             if message is None:
                 continue
             if message.get("type") == "subscribe":
-                self._subscribed.set()
+                # Ask first, then say subscribed: a job watched from then on asks once itself,
+                # so no job is asked twice for the same moment.
                 self._recheck()
+                self._subscribed.set()
             elif message.get("type") == "message":
                 data = message.get("data")
                 job_id = data.decode() if isinstance(data, bytes) else str(data)
