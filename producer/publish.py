@@ -9,7 +9,8 @@ what ``send_task`` does), so workers see ordinary task messages: ``args = [spec.
   pipeline: thousands of jobs per second instead of one round trip each;
 - no result-backend subscription per job (``send_task`` subscribes to every task's channel, which
   a long-lived producer would have to drain); ``Job.wait`` subscribes on demand;
-- after each chunk, one token per message on the queue's doorbell (``tasks.doorbell``): idle
+- after each chunk, one token per message on the queue's doorbell (``tasks.doorbell``), in one
+  command once the chunk is in Redis, instead of one per message (``deferred_rings``): idle
   workers block on doorbells, not on the queue lists (``worker.safe_fetch``).
 
 Before each chunk is published, a small record per job (``<prefix>job:<id>``) is written so
@@ -33,7 +34,7 @@ import redis
 from celery import Celery
 
 from comfyfarm.producer.errors import JobIdInUse, SubmitError
-from comfyfarm.tasks.doorbell import ring
+from comfyfarm.tasks.doorbell import deferred_rings, ring
 from comfyfarm.tasks.keyspace import job_key
 from comfyfarm.tasks.models import JobSpec
 from comfyfarm.tasks.names import RUN_JOB
@@ -77,7 +78,7 @@ class Publisher:
                     # where kombu's connection would retry for seconds.
                     self._record(chunk, queue, priority, sent=sent, specs=specs)
                     self._declare(producer, queue)
-                    with _batch(producer, len(chunk)) as batching:
+                    with deferred_rings(), _batch(producer, len(chunk)) as batching:
                         for spec in chunk:
                             self._send(producer, spec, queue, message_priority, retry=not batching)
                     sent.extend(spec.job_id for spec in chunk)
@@ -121,12 +122,13 @@ class Publisher:
 
     def _ring(self, queue: str, count: int) -> None:
         """Wake idle workers of ``queue`` (after the messages are in it, so a worker woken
-        finds them). A failed ring costs latency only: workers look every second anyway."""
+        finds them). A failed ring costs latency only: workers look every
+        ``COMFYFARM_FETCH_POLL_SECONDS`` anyway."""
         try:
             ring(self.client, self.settings.key_prefix, {queue: count})
         except redis.RedisError as exc:
             log.warning("ringing the doorbell of queue %s failed (workers find the jobs within "
-                        "a second): %s", queue, exc)  # fmt: skip
+                        "their poll): %s", queue, exc)  # fmt: skip
 
     def _declare(self, producer: Any, queue: str) -> None:
         if queue not in self._declared:

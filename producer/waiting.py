@@ -2,9 +2,11 @@
 
 ``ResultWaiter`` subscribes to the Celery result channel of every job it follows (each state
 change, PROGRESS included, is published there) on ONE pubsub connection, and re-reads the state of
-every job still pending (one MGET per chunk) right after subscribing and every ``POLL_SECONDS``,
-so a missed message or a reconnect costs at most that long. Ten thousand jobs cost one thread and
-two connections, not a thread and a connection each. ``Job.wait`` is the one-job case.
+every job still pending (one MGET per chunk) right after subscribing (so after every reconnect)
+and every ``POLL_SECONDS``, so a message missed while subscribed costs at most that long. Five
+seconds, not two: on a live subscription nothing is missed, and a waiting producer is a steady
+cost to Redis (one MGET per chunk per poll, for hours of jobs). Ten thousand jobs cost one
+thread and two connections, not a thread and a connection each. ``Job.wait`` is the one-job case.
 
 Results come in finishing order, as JobResults for succeeded, failed and cancelled jobs alike;
 when time runs out with jobs still pending, ``WaitTimeout`` names them.
@@ -27,7 +29,7 @@ from comfyfarm.tasks.models import JobProgress, JobResult
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 2.0
+POLL_SECONDS = 5.0
 RECONNECT_PAUSE = 1.0
 CHUNK = 500  # channels per SUBSCRIBE, keys per MGET
 

@@ -37,6 +37,7 @@ from typing import Any
 from celery import Celery
 
 from comfyfarm.tasks.connect import sentinel_kwargs
+from comfyfarm.tasks.doorbell import RingingAMQP
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.routing import PRIORITY_SEP, PRIORITY_STEPS, SHARED_QUEUE, celery_priority
 from comfyfarm.tasks.settings import Settings, uses_sentinel
@@ -48,7 +49,9 @@ SOFT_SHUTDOWN_SECONDS = 20.0
 
 def make_app(settings: Settings, *, name: str = "comfyfarm") -> Celery:
     """A Celery app wired to ``settings``; no tasks registered, nothing connected yet."""
-    app = Celery(name, broker=settings.broker_url, backend=settings.result_backend)
+    app = Celery(
+        name, broker=settings.broker_url, backend=settings.result_backend, amqp=RingingAMQP
+    )  # every task message it sends rings its queue's doorbell (tasks.doorbell)
     app.conf.update(celery_config(settings))
     return app
 

@@ -1,7 +1,9 @@
 """A plain Redis client for the farm's own keys (cancel flags, leases, worker registry).
 
 Celery and kombu keep their own connections; this one is for ``tasks.keys`` & co. Every call has
-a timeout: a dead Redis is an error after seconds, not a hang.
+a timeout: a dead Redis is an error after seconds, not a hang. Its connections do not announce
+the client library (``CLIENT SETINFO`` LIB-NAME and LIB-VER: two commands on every connection
+redis-py opens, for ``CLIENT LIST`` only).
 
 With Redis Sentinel (``sentinel://h1:26379/0;sentinel://h2:26379/0`` and
 ``settings.sentinel_master``) the client asks the sentinels for the current master and asks again
@@ -25,6 +27,13 @@ from comfyfarm.tasks.tls import connection_tls, tls_options, uses_tls
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+#: The redis-py options that turn off ``CLIENT SETINFO`` on connect: ``driver_info`` where
+#: redis-py has it (it deprecates ``lib_name``/``lib_version``), those two before.
+WITHOUT_CLIENT_INFO: dict[str, Any] = (
+    {"driver_info": None}
+    if hasattr(redis, "DriverInfo")
+    else {"lib_name": None, "lib_version": None}
+)
 #: What a TLS failure that no retry will mend says (verification, a refused client certificate).
 _TLS_REFUSED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|\[SSL: |alert")
 
@@ -41,6 +50,7 @@ def redis_client(
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_keepalive": True,
         "health_check_interval": 25,
+        **WITHOUT_CLIENT_INFO,
     }
     options.update(connection_tls(settings, target))
     if uses_sentinel(target):

@@ -88,6 +88,9 @@ class Settings:
     stall_timeout: float = 120.0
     lease_seconds: float = 30.0
     restore_interval: float = DEFAULT_RESTORE_INTERVAL
+    #: Seconds an idle worker waits on its doorbells before it looks in its queues anyway: how
+    #: long a message nobody rang for (a foreign Celery app's) may wait (``worker.safe_fetch``).
+    fetch_poll_seconds: float = 5.0
     max_retries: int = 3
     sentinel_master: str = ""
     sentinel_password: str | None = field(default=None, compare=False)
@@ -194,7 +197,8 @@ class Settings:
             _fail("KEY_PREFIX", prefix, "must end with ':', '_', '-' or '.' (e.g. 'comfyfarm:')")
         for name in (
             "max_job_seconds", "result_expires", "stall_timeout", "lease_seconds",
-            "restore_interval", "max_retry_delay", "affinity_wait", "progress_interval",
+            "restore_interval", "fetch_poll_seconds", "max_retry_delay", "affinity_wait",
+            "progress_interval",
         ):  # fmt: skip
             _check_positive(name, getattr(self, name))
         _check_positive("visibility_timeout", self.visibility_timeout)
@@ -362,6 +366,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "stall_timeout": _parse_float,
     "lease_seconds": _parse_float,
     "restore_interval": _parse_float,
+    "fetch_poll_seconds": _parse_float,
     "max_retries": _parse_int,
     "sentinel_master": _parse_str,
     "sentinel_password": _parse_str,
@@ -443,6 +448,10 @@ def describe() -> list[tuple[str, str, str]]:
         (p + "RESTORE_INTERVAL", f"{DEFAULT_RESTORE_INTERVAL:g}",
          "seconds between the sweeps that re-queue jobs of a worker that died (unacknowledged "
          "for longer than VISIBILITY_TIMEOUT)"),
+        (p + "FETCH_POLL_SECONDS", "5",
+         "seconds an idle worker waits on its queues' doorbells before it looks in the queues "
+         "anyway; every message comfyfarm queues rings, so this bounds only the wait of a "
+         "message published by a foreign Celery app (lower: sooner; higher: fewer idle commands)"),
         (p + "MAX_RETRIES", "3",
          "default retries of a job after a retryable failure; only tries that POSTed its prompt "
          "count (failures before that, e.g. ComfyUI restarting, are retried up to 20 more times)"),

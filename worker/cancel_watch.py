@@ -66,10 +66,18 @@ class CancelWatch:
         return self._subscribed.is_set()
 
     def start(self) -> CancelWatch:
-        """Start the subscription thread (once; later calls do nothing)."""
+        """Subscribe, then start the thread that listens (once; later calls do nothing).
+
+        The subscription is opened here, in the caller's thread: a pool process that starts
+        its watch at warm-up has its subscription's connection open before its first job, and
+        the client's pool keeps the connection warm-up opened for the jobs' own commands (the
+        subscription takes an idle connection of the pool if there is one). If subscribing
+        fails the thread tries again, as after any loss."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="cancel-watch", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._open(),), name="cancel-watch", daemon=True
+                )
                 self._thread.start()
         return self
 
@@ -115,23 +123,36 @@ class CancelWatch:
             log.warning("could not check the cancel flag of job %s: %s", job_id, exc)
             return False
 
-    def _run(self) -> None:
+    def _open(self) -> Any:
+        """A pub/sub subscribed to the cancel channel (its confirmation not read yet), or None
+        if Redis could not be reached (the thread then tries again)."""
+        pubsub: Any = None
+        try:
+            pubsub = self._rds.pubsub(ignore_subscribe_messages=False)
+            pubsub.subscribe(self._channel)
+            return pubsub
+        except (redis.RedisError, OSError, ValueError) as exc:
+            log.debug("cancel subscription failed (%s): polling until it is up", exc)
+            if pubsub is not None:
+                _close_quietly(pubsub)
+            return None
+
+    def _run(self, pubsub: Any) -> None:
         while not self._closed.is_set():
-            pubsub: Any = None
-            try:
-                pubsub = self._rds.pubsub(ignore_subscribe_messages=False)
-                pubsub.subscribe(self._channel)
-                self._listen(pubsub)
-            except (redis.RedisError, OSError, ValueError) as exc:
-                if self._subscribed.is_set() or pubsub is None:
-                    log.warning("cancel subscription lost (%s): polling until it is back", exc)
-            finally:
-                self._subscribed.clear()
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except (redis.RedisError, OSError):
-                        pass
+            if pubsub is None:
+                pubsub = self._open()
+            if pubsub is not None:
+                try:
+                    self._listen(pubsub)
+                except (redis.RedisError, OSError, ValueError) as exc:
+                    if self._subscribed.is_set():
+                        log.warning("cancel subscription lost (%s): polling until it is back", exc)
+                finally:
+                    self._subscribed.clear()
+                    _close_quietly(pubsub)
+                    pubsub = None
+            if self._closed.is_set():
+                break
             self._closed.wait(self._pause)  # Redis is what we wait for: no event to await
 
     def _listen(self, pubsub: Any) -> None:
@@ -140,8 +161,10 @@ class CancelWatch:
             if message is None:
                 continue
             if message.get("type") == "subscribe":
-                self._subscribed.set()
+                # Ask first, then say subscribed: a job watched from then on asks once itself,
+                # so no job is asked twice for the same moment.
                 self._recheck()
+                self._subscribed.set()
             elif message.get("type") == "message":
                 data = message.get("data")
                 job_id = data.decode() if isinstance(data, bytes) else str(data)
@@ -158,6 +181,13 @@ class CancelWatch:
                 pipe.exists(cancel_key(self._prefix, job_id))
             found = pipe.execute()
         self._mark([job_id for job_id, hit in zip(jobs, found, strict=True) if hit])
+
+
+def _close_quietly(pubsub: Any) -> None:
+    try:
+        pubsub.close()
+    except (redis.RedisError, OSError):
+        pass
 
 
 class JobCancelCheck:

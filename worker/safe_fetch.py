@@ -16,9 +16,13 @@ ever leaves its queue inside a Lua script that records it in the same step:
   whether more are waiting. Finding the queues empty after a token, it deletes their doorbells
   (tokens left by messages other fetches took), so tokens cannot pile up.
 - *wait*: with nothing waiting, the channel ``BRPOP``s the doorbells of its queues
-  (``tasks.doorbell``) with kombu's timeout (1 s); a token or the timeout starts a fetch. Our
-  producers ring after each chunk they publish; a message pushed without a ring (kombu's
-  restores, a plain Celery ``apply_async``, the takeover's restore) waits at most the timeout.
+  (``tasks.doorbell``) for up to the poll (``COMFYFARM_FETCH_POLL_SECONDS``, 5 s: kombu's
+  ``brpop_timeout``); a token or the timeout starts a fetch. Every message comfyfarm queues
+  rings: producers after each chunk, a comfyfarm Celery app after each other publish
+  (``tasks.doorbell.RingingAMQP``), and a message put back on its queue (kombu's restores, the
+  takeover's) in the same transaction that puts it back (``_do_restore_message`` below). A
+  message nobody rang for (a Celery app that is not ours) waits at most one poll. An idle
+  worker thus costs one ``BRPOP`` per poll, not a ``BRPOP`` and a fetch every second.
 
 Both commands are sent and read through kombu's own poller (``_brpop_start`` sends,
 ``_brpop_read`` reads when the socket is readable), so the event loop never blocks and kombu's
@@ -42,7 +46,7 @@ from kombu.transport.virtual import base as virtual
 from kombu.utils import json as kombu_json
 from redis.exceptions import NoScriptError, ResponseError
 
-from comfyfarm.tasks.doorbell import bell_key
+from comfyfarm.tasks.doorbell import MARK, bell_key
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +99,32 @@ _loads: Callable[[str], Any] = kombu_json.loads
 _base_append: Callable[..., None] = virtual.QoS.append
 _original_append: Callable[..., None] = kombu_redis.QoS.append
 _original_basic_consume: Callable[..., Any] = kombu_redis.Channel.basic_consume
+_original_restore_message: Callable[..., None] = kombu_redis.Channel._do_restore_message
+_original_close: Callable[..., None] = kombu_redis.Channel.close
 _ORIGINALS: dict[tuple[type, str], Any] = {
     (cls, name): getattr(cls, name)
     for cls, name in [
         (kombu_redis.Channel, "_brpop_start"),
         (kombu_redis.Channel, "_brpop_read"),
         (kombu_redis.Channel, "basic_consume"),
+        (kombu_redis.Channel, "_do_restore_message"),
+        (kombu_redis.Channel, "close"),
         (kombu_redis.QoS, "append"),
+        (kombu_redis.Transport, "brpop_timeout"),
     ]
 }
+#: Seconds an idle worker waits on its doorbells before it looks in its queues anyway (the
+#: default of ``COMFYFARM_FETCH_POLL_SECONDS``).
+POLL_SECONDS = 5.0
 
 
-def install() -> None:
-    """Make every kombu Redis channel of this process fetch with the script (idempotent)."""
-    replacements = [_brpop_start, _brpop_read, _basic_consume, _append]
+def install(poll_seconds: float = POLL_SECONDS) -> None:
+    """Make every kombu Redis channel of this process fetch with the script and wait up to
+    ``poll_seconds`` on its doorbells (idempotent)."""
+    replacements = [
+        _brpop_start, _brpop_read, _basic_consume, _do_restore_message, _close, _append,
+        poll_seconds,
+    ]  # fmt: skip
     for (cls, name), replacement in zip(_ORIGINALS, replacements, strict=True):
         setattr(cls, name, replacement)
 
@@ -129,6 +145,7 @@ def _state(channel: Any) -> dict[str, Any]:
             "pending": None,  # "fetch" or "wait": the command whose reply is awaited
             "lists": [],  # unprefixed queue lists of the pending fetch, in order
             "bells": {},  # unprefixed doorbell key → queue, of the pending wait
+            "plain": False,  # whether the pending wait pops queue lists too (no-ack queues)
             "recorded": set(),  # tags the script recorded and QoS.append has not seen yet
             "no_ack": set(),  # queues consumed without acknowledgements
         }
@@ -165,7 +182,7 @@ def _brpop_start(self: Any, timeout: float | None = None) -> None:
                  if q in state["no_ack"]]  # fmt: skip
         keys = [*state["bells"], *plain]
         command = ["BRPOP", *(prefix + key for key in keys), timeout or 0]
-        state["pending"] = "wait"
+        state["pending"], state["plain"] = "wait", bool(plain)
     self._in_poll = self.client.connection
     self._brpop_sent_at = time.monotonic()
     self.client.connection.send_command(*command)
@@ -188,7 +205,7 @@ def _brpop_read(self: Any, **options: Any) -> bool:
             state["due"] = True
             raise Empty() from None
         except ResponseError as exc:  # e.g. scripts refused on a full server: wait, try again
-            log.warning("fetching a message failed (trying again in a second): %s", exc)
+            log.warning("fetching a message failed (trying again at the next poll): %s", exc)
             state["due"] = False
             raise Empty() from None
         if pending == "fetch":
@@ -227,6 +244,35 @@ def _after_wait(channel: Any, state: dict[str, Any], reply: Any) -> bool:
     channel._queue_cycle.rotate(queue)
     channel.connection._deliver(_loads(_text(item)), queue)
     return True
+
+
+def _do_restore_message(
+    self: Any, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+) -> None:
+    """kombu's restore of one message to its queue (its sweep of the visibility timeout, its
+    restore at shutdown, the takeover's), plus a token on the queue's doorbell in the same
+    pipeline or transaction: an idle worker takes the message at once, not at its next poll."""
+    _original_restore_message(self, payload, exchange, routing_key, pipe, leftmost)
+    try:
+        queues = self._lookup(exchange, routing_key)
+    except Exception:  # kombu's restore above logged it: nothing was put back to ring for
+        return
+    for queue in queues:
+        pipe.lpush(bell_key(queue), MARK)
+
+
+def _close(self: Any) -> None:
+    """kombu's close, without first waiting out a pending wait on the doorbells: kombu reads
+    the reply of a pending ``BRPOP`` before it closes (it may carry a message), which would hold
+    a worker's shutdown for up to the poll. A wait on doorbells alone carries at most a token,
+    a hint: its connection is dropped instead (a token it took is lost; the message is not)."""
+    state = self.__dict__.get("_safe_fetch")
+    connection = self._in_poll
+    if connection and state is not None and state["pending"] == "wait" and not state["plain"]:
+        state["pending"] = None
+        connection.disconnect()  # kombu's connection tells the channel and its poller
+        self._in_poll = None
+    _original_close(self)
 
 
 def _append(self: Any, message: Any, delivery_tag: str) -> None:

@@ -177,7 +177,7 @@ def build_worker_app(
     """The Celery app of one worker, with the job task and the health gate registered."""
     app = make_app(settings)
     unacked.use_plain_pipelines()
-    safe_fetch.install()  # a message leaves its queue only recorded as unacknowledged
+    safe_fetch.install(settings.fetch_poll_seconds)  # a message leaves its queue only as unacked
     deps = WorkerDeps(
         settings,
         comfy_url=options.comfy_url,

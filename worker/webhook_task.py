@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from celery import Celery, Task
 
-from comfyfarm.tasks.doorbell import ring_on
 from comfyfarm.tasks.names import DELIVER_WEBHOOK
 from comfyfarm.tasks.routing import MAX_PRIORITY, SHARED_QUEUE, celery_priority
 
@@ -41,8 +40,8 @@ def enqueue(app: Celery, url: str, result: dict[str, Any], *, job_id: str) -> No
 
 
 def send(app: Celery, payload: dict[str, Any], *, retries: int, countdown: float | None) -> None:
-    """Publish one delivery message (attempt ``retries + 1``); one due now rings the doorbell
-    so an idle worker takes it at once."""
+    """Publish one delivery message (attempt ``retries + 1``); the app rings its queue's
+    doorbell (``tasks.doorbell.RingingAMQP``) so an idle worker takes it at once."""
     with app.producer_or_acquire() as producer:
         app.send_task(
             DELIVER_WEBHOOK,
@@ -55,8 +54,6 @@ def send(app: Celery, payload: dict[str, Any], *, retries: int, countdown: float
             kwargsrepr="{}",
             producer=producer,
         )
-        if countdown is None:
-            ring_on(producer, SHARED_QUEUE)
 
 
 def describe(payload: dict[str, Any]) -> str:

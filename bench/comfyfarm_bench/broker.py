@@ -3,9 +3,15 @@
 A fresh embedded Valkey, ``instances`` simulators and their workers run ``jobs`` jobs (all
 submitted at once, followed by one ``as_completed``). Valkey's own counters are read before and
 after: ``INFO commandstats`` (calls per command), ``INFO stats`` (bytes in and out) and ``INFO
-cpu`` (the server's CPU seconds). The idle background (heartbeats, health, takeover sweeps) is
-measured for ``idle_seconds`` before the run and reported apart, as commands per worker-second
-(in total and by command name).
+cpu`` (the server's CPU seconds). The idle background (heartbeats, health, takeover sweeps, the
+fetch's poll) is measured for ``idle_seconds`` before the run and reported apart, as commands per
+worker-second (in total and by command name).
+
+Both are counted only once the farm is warm (``wait_until_warm``): every worker registered and
+no connection opened for ``WARM_QUIET`` seconds, i.e. every pool process has opened at fork what
+its first job would otherwise open (``worker.task.warm_up``) and the takeover its own. A farm
+runs for hours after its start-up; counting the start-up's connections would charge them to the
+first jobs.
 
 The ceiling is projected from the server's CPU: Redis executes commands on one thread, so
 ``1 / cpu_seconds_per_job`` is how many jobs per second one core of Redis can serve at these
@@ -25,16 +31,23 @@ import redis
 
 from comfyfarm.producer import Farm
 from comfyfarm.services import RedisServer
+from comfyfarm.tasks.registry import list_workers
 from comfyfarm.tasks.settings import Settings
 from comfyfarm_bench.farm import farm_environment
 from comfyfarm_bench.fleet import Fleet
 from comfyfarm_bench.prompts import fresh_jobs
 from comfyfarm_bench.workers import WorkerPool
 
+#: Seconds without a new connection after which the farm counts as warm: longer than the
+#: first takeover round (up to 6 s after a worker starts), which opens the sweeper's connection.
+WARM_QUIET = 8.0
+#: Longest wait for a warm farm (workers importing on a loaded machine are slow).
+WARM_TIMEOUT = 120.0
+
 
 @dataclass
 class Counters:
-    """Valkey's cumulative counters at one moment."""
+    """Valkey's cumulative counters at one moment (``INFO`` left out: the bench's own reads)."""
 
     calls: dict[str, int]
     bytes_in: int
@@ -48,6 +61,7 @@ class Counters:
         calls = {
             name.removeprefix("cmdstat_"): int(value["calls"])
             for name, value in client.info("commandstats").items()
+            if name != "cmdstat_info"  # this reading's own
         }
         return cls(calls, int(stats["total_net_input_bytes"]),
                    int(stats["total_net_output_bytes"]),
@@ -91,9 +105,11 @@ def run_broker_cost(
         server = stack.enter_context(RedisServer())
         env = farm_environment(server.url, workdir / "store")
         stack.enter_context(WorkerPool(fleet.urls, env))
-        farm = stack.enter_context(Farm(Settings.from_env(env)))
+        settings = Settings.from_env(env)
+        farm = stack.enter_context(Farm(settings))
         client = stack.enter_context(redis.Redis.from_url(server.url))
         farm.send([])
+        wait_until_warm(client, settings.key_prefix, workers=instances)
         idle_start = Counters.read(client)
         time.sleep(idle_seconds)  # the background rate is what this measures: a wait, not a sync
         idle = Counters.read(client).minus(idle_start)
@@ -126,6 +142,29 @@ def run_broker_cost(
         ceiling_jobs_per_second=round(ceiling, 1),
         gpus_of_1s_jobs=round(ceiling, 0),
     )
+
+
+def wait_until_warm(
+    client: redis.Redis, prefix: str, *, workers: int, quiet: float = WARM_QUIET,
+    timeout: float = WARM_TIMEOUT,
+) -> None:  # fmt: skip
+    """Return once ``workers`` workers are registered and the server has accepted no connection
+    for ``quiet`` seconds (pool processes warm up after the worker says it is ready, so the
+    connection count is what tells they are done); raise TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while True:
+        now = time.monotonic()
+        received = int(client.info("stats")["total_connections_received"])
+        if received != last:
+            last, since = received, now
+        registered = len(list_workers(client, prefix))
+        if registered >= workers and now - since >= quiet:
+            return
+        if now > deadline:
+            raise TimeoutError(f"the farm was not warm after {timeout:.0f} s "
+                               f"({registered}/{workers} workers registered)")  # fmt: skip
+        time.sleep(0.25)  # the server's counters have no event to await
 
 
 def _top(calls: dict[str, int], count: int = 10) -> list[tuple[str, int]]:

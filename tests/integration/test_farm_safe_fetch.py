@@ -3,10 +3,12 @@ real worker processes, the simulator, a real Valkey."""
 
 from __future__ import annotations
 
+from celery import Celery
 from farm_kit import WorkerFactory, sim_stats
 
 from comfyfarm.producer import Farm
 from comfyfarm.producer.build import SpecBuilder
+from comfyfarm.tasks.app import celery_config
 from comfyfarm.tasks.doorbell import bell_key
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.options import JobOptions
@@ -17,12 +19,15 @@ from comfyfarm.workflows import prepare_jobs
 def test_a_job_published_by_plain_celery_without_a_ring_runs(
     farm: Farm, workers: WorkerFactory, start_sim
 ) -> None:
-    """A message no producer of ours rang for (``send_task`` by hand) is found by the poll."""
+    """A message nobody rang for (``send_task`` of a Celery app that is not comfyfarm's) is
+    found by the poll."""
     workers.start(start_sim("--job-ms", "50", "--load-ms", "0"))
     [prepared] = prepare_jobs("empty_invert", schema=None, sweeps=["color=3..3"])
     spec = SpecBuilder(farm.settings, JobOptions()).build(prepared)
+    foreign = Celery("foreign", broker=farm.settings.broker_url)
+    foreign.conf.update(celery_config(farm.settings))
 
-    farm.app.send_task(RUN_JOB, args=[spec.to_dict()], task_id=spec.job_id, queue=SHARED_QUEUE)
+    foreign.send_task(RUN_JOB, args=[spec.to_dict()], task_id=spec.job_id, queue=SHARED_QUEUE)
     result = farm.job(spec.job_id).wait(30)
 
     assert result.status == "succeeded", result.error

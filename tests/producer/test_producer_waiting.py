@@ -142,3 +142,21 @@ def test_no_timeout_once_every_job_has_finished(farm: Farm) -> None:
     first = next(finals)
     time.sleep(1.1)  # the deadline passes while the caller holds the last result
     assert first.job_id == job.job_id and list(finals) == []
+
+
+def test_a_pending_job_costs_one_read_per_five_seconds(farm: Farm) -> None:
+    """The re-read is a net for missed messages, not the way results arrive: following a job
+    that does not finish costs the first read, then one MGET per POLL_SECONDS (5 s)."""
+    [job] = farm.submit_many([PROMPT])
+    before = _mget_calls(farm)
+
+    with pytest.raises(WaitTimeout):
+        list(farm.as_completed([job], timeout=4.5))
+
+    assert _mget_calls(farm) - before == 1
+
+
+def _mget_calls(farm: Farm) -> int:
+    """MGETs the server has run (absent from its statistics before the first)."""
+    stats = farm.redis.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))

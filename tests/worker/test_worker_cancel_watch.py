@@ -12,6 +12,7 @@ import redis
 
 from comfyfarm.services import RedisServer
 from comfyfarm.tasks.control import request_cancel
+from comfyfarm.tasks.keyspace import cancel_channel
 from comfyfarm.worker.cancel_watch import CancelWatch
 
 
@@ -146,3 +147,27 @@ def test_a_closed_check_stops_watching_its_job(rds: redis.Redis, prefix: str) ->
     assert "job-6" not in watch._cancelled
     marker.close()
     watch.close()
+
+
+def test_start_returns_subscribed_so_a_warm_up_leaves_the_first_job_a_connection(
+    rds: redis.Redis, server: RedisServer, prefix: str
+) -> None:
+    """A pool process's warm-up starts the watch, then opens its client's connection (PING):
+    the subscription is on the server when start returns (asked at once on a connection
+    already open), and the first job's commands use the connection warm-up opened."""
+    rds.ping()
+    client = redis.Redis.from_url(server.url, socket_timeout=10)
+    try:
+        watch = CancelWatch(client, prefix).start()
+        assert rds.pubsub_numsub(cancel_channel(prefix))[0][1] == 1
+        client.ping()
+        opened = int(rds.info("stats")["total_connections_received"])
+
+        check = watch.check("job-1")
+        assert check() is False
+        client.set(prefix + "lease", "held")
+
+        assert int(rds.info("stats")["total_connections_received"]) == opened
+        watch.close()
+    finally:
+        client.close()

@@ -1,6 +1,6 @@
 """The atomic fetch (``worker.safe_fetch``) on a real Valkey through kombu's real Redis transport
 and poller: a message leaves its queue only already recorded as unacknowledged, in kombu's
-order, woken by a doorbell or found by the one-second poll."""
+order, woken by a doorbell or found by the poll."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 from kombu import Connection, Consumer, Message
 
-from comfyfarm.tasks.app import make_app
+from comfyfarm.tasks.app import celery_config, make_app
 from comfyfarm.tasks.connect import redis_client
 from comfyfarm.tasks.doorbell import BELL_LIMIT, bell_key, ring
 from comfyfarm.tasks.names import RUN_JOB
@@ -25,9 +25,13 @@ from comfyfarm.worker import safe_fetch
 OTHER_QUEUE = "comfyfarm.worker.w1"
 
 
+#: The poll these tests install (short: a message nobody rang for is found by it).
+POLL = 1.0
+
+
 @pytest.fixture(autouse=True)
 def installed() -> Iterator[None]:
-    safe_fetch.install()
+    safe_fetch.install(poll_seconds=POLL)
     yield
     safe_fetch.uninstall()
 
@@ -54,10 +58,11 @@ def app(settings: Settings) -> Celery:
 class Fetcher:
     """A kombu consumer of ``queues`` (in that order) that never acks."""
 
-    def __init__(self, app: Celery, queues: list[str], *, brpop_timeout: int = 1) -> None:
+    def __init__(self, app: Celery, queues: list[str], *, brpop_timeout: int | None = None) -> None:
         self.connection: Connection = app.connection_for_write()
         self.channel = self.connection.default_channel
-        self.channel.brpop_timeout = brpop_timeout
+        if brpop_timeout is not None:  # else the poll install() set
+            self.channel.brpop_timeout = brpop_timeout
         self.messages: list[Message] = []
         self.consumer = Consumer(
             self.channel,
@@ -92,10 +97,12 @@ def fetchers(app: Celery) -> Iterator[list[Fetcher]]:
         fetcher.close()
 
 
-def send(app: Celery, queue: str = SHARED_QUEUE, priority: int | None = None) -> str:
+def send(
+    app: Celery, queue: str = SHARED_QUEUE, priority: int | None = None, countdown: int = 0
+) -> str:
     job_id = str(uuid.uuid4())
     app.send_task(RUN_JOB, args=[{"job_id": job_id}], task_id=job_id, queue=queue,
-                  priority=priority)  # fmt: skip
+                  priority=priority, countdown=countdown or None)  # fmt: skip
     return job_id
 
 
@@ -179,14 +186,48 @@ def test_a_ring_wakes_a_consumer_waiting_on_the_doorbell(rds, app, settings, fet
     assert fetcher.fetch(timeout=10).headers["id"] == job_id
 
 
-def test_a_message_pushed_without_a_ring_is_found_by_the_poll(app, fetchers):
-    """A plain Celery publish (no doorbell) is fetched when the one-second wait times out."""
-    fetcher = Fetcher(app, [SHARED_QUEUE])
+def test_a_message_published_without_a_ring_is_found_by_the_poll(settings, fetchers):
+    """A foreign Celery app's publish (it rings no doorbell) is fetched when the wait on the
+    doorbells times out: within the poll install() set."""
+    fetcher = Fetcher(make_app(settings), [SHARED_QUEUE])
     fetchers.append(fetcher)
+    assert fetcher.channel.brpop_timeout == POLL
     fetcher.idle()
-    job_id = send(app)
+    foreign = Celery("foreign", broker=settings.broker_url)
+    foreign.conf.update(celery_config(settings))
+    job_id = send(foreign)
+    sent_at = time.monotonic()
 
     assert fetcher.fetch(timeout=10).headers["id"] == job_id
+    assert time.monotonic() - sent_at < POLL + 1.0
+
+
+def test_a_message_a_farm_app_publishes_wakes_a_waiting_consumer_at_once(app, fetchers):
+    """Any publish through a comfyfarm app (a retry, a watch copy, a webhook) rings: with a
+    poll far beyond the wait, only that ring can bring the message."""
+    fetcher = Fetcher(app, [SHARED_QUEUE], brpop_timeout=60)
+    fetchers.append(fetcher)
+    fetcher.idle()
+    job_id = send(app, countdown=5)
+
+    assert fetcher.fetch(timeout=10).headers["id"] == job_id
+
+
+def test_a_restored_message_rings_its_queue_in_the_same_transaction(rds, app, settings, fetchers):
+    """kombu's restore (its visibility sweep, its shutdown, the takeover) puts a token on the
+    doorbell with the message: a consumer waiting with a 60 s poll takes it at once."""
+    holder = Fetcher(app, [SHARED_QUEUE])
+    fetchers.append(holder)
+    job_id = send(app)
+    message = holder.fetch()
+    rds.delete(settings.key_prefix + bell_key(SHARED_QUEUE))
+    waiter = Fetcher(app, [SHARED_QUEUE], brpop_timeout=60)
+    fetchers.append(waiter)
+    waiter.idle()
+
+    holder.channel.qos.restore_by_tag(message.delivery_tag)
+
+    assert waiter.fetch(timeout=10).headers["id"] == job_id
 
 
 def test_doorbells_are_bounded_and_cleared_when_their_queues_are_empty(
@@ -250,3 +291,16 @@ def test_a_server_without_lmpop_gets_the_same_order_from_one_rpop_per_list(
         assert rds.hlen(settings.key_prefix + "unacked") == 3
     finally:
         rds.acl_deluser(user)
+
+
+def test_closing_a_channel_waiting_on_its_doorbells_does_not_wait_out_the_poll(app, fetchers):
+    """A worker's shutdown closes its channel: a pending wait on doorbells (at most a token)
+    is dropped, not read for up to the poll as kombu reads a pending BRPOP."""
+    fetcher = Fetcher(app, [SHARED_QUEUE], brpop_timeout=60)
+    fetcher.idle()
+    wait_until(lambda: fetcher.channel._safe_fetch["pending"] == "wait", 5, "the wait")
+
+    started = time.monotonic()
+    fetcher.close()
+
+    assert time.monotonic() - started < 5
