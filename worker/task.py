@@ -115,8 +115,10 @@ def warm_up(app: Celery, deps: WorkerDeps) -> None:
     try:
         opened = deps.open()
         _ = opened.client.has_jobs_api  # probes /api and the jobs API once, cached for every job
-        opened.cancels.start()  # subscribed before the first job asks (and before the PING, so
-        opened.redis.ping()  # the pool's idle connection stays for the first job's commands)
+        # The cancel watch subscribes before the first job asks, and before the PING, so the
+        # connection the PING opens stays idle in the pool for the first job's commands.
+        opened.cancels.start()
+        opened.redis.ping()
         app.backend.client.ping()
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=1)
