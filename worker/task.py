@@ -34,6 +34,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 from celery.exceptions import Retry as CeleryRetry
+from kombu.exceptions import OperationalError
 
 from comfyfarm.tasks.errors import PayloadError
 from comfyfarm.tasks.names import RUN_JOB
@@ -56,6 +57,8 @@ from comfyfarm.worker.task_backend import JobStatesBackend
 from comfyfarm.worker.task_progress import TaskProgressWriter
 
 log = logging.getLogger(__name__)
+#: Errors out of a job that say Redis is failing over, not that the job failed.
+FAILING_OVER: tuple[type[BaseException], ...] = (*REDIS_FAILOVER, OperationalError)
 #: How often, and how long each time, a job waits for the farm's Redis to answer again.
 FAILOVER_ATTEMPTS, FAILOVER_WAIT = 5, 30.0
 
@@ -70,12 +73,13 @@ def register(app: Celery, deps: WorkerDeps) -> Task:
     @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False,
               throws=outcomes, backend=backend)  # type: ignore[untyped-decorator]  # fmt: skip
     def run_comfy_job(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-        # Redis failing over (lease, ledger, result): the message is still ours (acks late), so
-        # wait for Redis and run again; the ledger and ComfyUI make it follow, never re-POST.
+        # Redis failing over (lease, ledger, result; or the broker refusing a watch copy's
+        # publish): the message is still ours (acks late), so wait for Redis and run again; the
+        # ledger and ComfyUI make it follow, never re-POST.
         for attempt in range(FAILOVER_ATTEMPTS):
             try:
                 return execute(self, payload, deps)
-            except REDIS_FAILOVER as exc:
+            except FAILING_OVER as exc:
                 if attempt + 1 == FAILOVER_ATTEMPTS or not deps.wait_for_redis(FAILOVER_WAIT):
                     raise
                 log.warning("the farm's Redis was unavailable (%s); running the job again", exc)

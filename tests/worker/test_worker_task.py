@@ -246,6 +246,29 @@ def test_a_retry_the_broker_refuses_is_published_once_redis_answers(
     assert shell.stored_result(payload["job_id"]) is None
 
 
+def test_a_broker_error_out_of_the_job_runs_it_again_once_redis_answers(
+    shell: Shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kombu's ``OperationalError`` (the broker refused a publish: a watch copy's, during a
+    failover) is not the job's failure: the task waits for Redis and runs the job again."""
+    payload = job()
+    failures = [OperationalError("Error 111 connecting. Connection refused.")]
+
+    def run(spec: JobSpec, ctx: JobContext) -> JobResult:
+        if failures:
+            raise failures.pop()
+        return succeed(spec, ctx)
+
+    shell.runner = run
+    waits: list[float] = []
+    monkeypatch.setattr(shell.deps, "wait_for_redis", lambda timeout: waits.append(timeout) or True)
+
+    body = shell.deliver(payload)
+
+    assert body["status"] == "succeeded" and len(waits) == 1
+    assert shell.stored_result(payload["job_id"]) == body
+
+
 def test_a_retry_that_cannot_be_published_hands_the_message_back(
     shell: Shell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
