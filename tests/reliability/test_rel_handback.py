@@ -72,3 +72,30 @@ def test_a_job_reserved_behind_a_hung_comfyui_is_run_by_another_worker_promptly(
     assert f"job {spec.job_id}: handed back to its queue, not started here" in stuck.log()
     assert executions(free_sim, spec.job_id) == 1
     assert executions(stuck_sim, spec.job_id) == 0
+
+
+def test_a_job_held_by_a_worker_whose_comfyui_went_down_runs_elsewhere_on_its_first_try(
+    defaults: Settings, default_workers: WorkerFactory, start_sim
+) -> None:
+    """A worker holds a job waiting for its countdown when its ComfyUI goes away: the health
+    gate stops consuming and hands the job back at once, so the other worker runs it on its
+    first try, instead of this worker trying it on a ComfyUI that is down (a retry)."""
+    down_sim, free_sim = (start_sim("--step-ms", "20", "--load-ms", "0") for _ in range(2))
+    down = default_workers.start(down_sim, "down", args=("--depth", "0"))
+    with Farm(defaults) as farm:
+        spec = build_spec(text2image(down_sim, steps=2), defaults)
+        farm.app.send_task(
+            RUN_JOB, args=[spec.to_dict()], task_id=spec.job_id, countdown=2 * COUNTDOWN,
+            queue=SHARED_QUEUE,
+        )  # fmt: skip
+        down.wait_for_log(f"run_job[{spec.job_id}] received")  # held for its countdown
+        down_sim.stop()
+        free = default_workers.start(free_sim, "free")
+        result = farm.job(spec.job_id).wait(PROMPTLY)
+
+    assert result.status == "succeeded", result.error
+    assert result.worker == free.name
+    assert result.attempts == 1
+    handed_back = f"job {spec.job_id}: handed back to its queue, not started here: ComfyUI is"
+    assert handed_back in down.log()
+    assert executions(free_sim, spec.job_id) == 1
