@@ -15,7 +15,9 @@ of idle instances (D jobs).
 
 While ComfyUI does not answer, or the output store cannot be written (``worker.store_health``),
 the worker cancels its consumers (so jobs stay in Redis for healthy workers) and adds them back
-when both work again.
+when both work again. What it already holds but has not started goes back to its queue then, and
+whenever a message waits too long for a pool process (ComfyUI stuck on a prompt):
+``worker.handback``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from comfyfarm.worker import metrics as worker_metrics
 from comfyfarm.worker import task as job_task
 from comfyfarm.worker.affinity import AffinityOrder, add_queue, apply_order
 from comfyfarm.worker.deps import WorkerDeps
+from comfyfarm.worker.handback import HandBack
 from comfyfarm.worker.health import HealthMonitor
 from comfyfarm.worker.metrics import WorkerMetrics
 from comfyfarm.worker.registry import SchemaPublisher, WorkerRegistry
@@ -106,6 +109,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     rds: Any = None
     prefix: str = ""
     concurrency: int = 1  # pool processes: with this many jobs reserved the worker takes no more
+    handback: HandBack | None = None  # hands back messages it cannot start (worker/handback.py)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -131,6 +135,7 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
     def _apply_latest(self, consumer: Any) -> None:
         assert self.monitor is not None
         self._apply(consumer, self.monitor.healthy)
+        self._hand_back(consumer)
         if self.affinity is not None:
             busy = len(worker_state.reserved_requests) >= self.concurrency
             self.affinity.check_starving(self.rds, self.prefix, busy=busy)
@@ -157,6 +162,19 @@ class HealthGate(bootsteps.StartStopStep):  # type: ignore[misc]
             comfy_down = not self.monitor.comfy_healthy
             self._stopped_for = "ComfyUI is" if comfy_down else "the output store is"
             log.warning("%s unavailable: stopped consuming until it is back", self._stopped_for)
+
+    def _hand_back(self, consumer: Any) -> None:
+        """What this worker holds but cannot start goes back to its queue (``worker.handback``):
+        all of it while not consuming, what waited too long for a pool process otherwise."""
+        if self.handback is None:
+            return
+        try:
+            if self.consuming:
+                self.handback.stalled(consumer)
+            else:
+                self.handback.unstarted(consumer, f"{self._stopped_for} unavailable")
+        except Exception:  # never let it stop the health gate's timer; next tick tries again
+            log.exception("handing back messages this worker cannot start failed")
 
     def stop(self, consumer: Any) -> None:
         if self._timer is not None:
@@ -226,6 +244,7 @@ def build_worker_app(
     HealthGate.affinity = affinity
     HealthGate.concurrency = options.concurrency()
     HealthGate.rds = rds
+    HealthGate.handback = HandBack()
     HealthGate.prefix = settings.key_prefix
     app.steps["consumer"].add(HealthGate)
     stop_abandoned_prompts(ComfyClient(options.comfy_url, timeout=5.0))

@@ -112,8 +112,23 @@ class UnackedMessages:
                 log.debug("closing the takeover's broker connection: %s", exc)
 
 
-def _restore(channel: Any, index_key: str, delivery: Delivery) -> bool:
-    """kombu's ``QoS.restore_by_tag``, plus the check that the entry is the fetch we judged."""
+def restore_held(channel: Any, tag: str) -> bool:
+    """Put the delivery ``tag`` that this worker holds back on its queue, at the front, through
+    the worker's own kombu ``channel`` (``worker.handback``); True if it was still unacknowledged.
+
+    No fetch-time check: the caller holds the delivery, so the entry under its tag is its own
+    fetch (unless a sweep already restored it and another worker fetched it again, which takes
+    a heartbeat missed for the whole registry TTL; that copy then meets the job's lease)."""
+    # A client of the channel's own pool: ``channel.client`` carries the consumer's BRPOP.
+    with channel.conn_or_acquire() as client:
+        return _restore(channel, "", Delivery(tag, 0.0), same_fetch=False, client=client)
+
+
+def _restore(
+    channel: Any, index_key: str, delivery: Delivery, *, same_fetch: bool = True, client: Any = None
+) -> bool:
+    """kombu's ``QoS.restore_by_tag``, plus (``same_fetch``) the check that the entry is the
+    fetch we judged."""
     restored = False
 
     def transaction(pipe: Any) -> None:
@@ -122,9 +137,9 @@ def _restore(channel: Any, index_key: str, delivery: Delivery) -> bool:
         # HGET and WATCH get kombu's key prefix from its client; ZSCORE is not on kombu's list
         # of prefixed commands, so it is given the full key.
         raw = pipe.hget(channel.unacked_key, delivery.tag)
-        score = pipe.zscore(index_key, delivery.tag)
+        score = pipe.zscore(index_key, delivery.tag) if same_fetch else None
         pipe.multi()
-        if raw is None or score is None or float(score) != delivery.fetched_at:
+        if raw is None or (same_fetch and (score is None or float(score) != delivery.fetched_at)):
             return  # acked, restored by someone else, or fetched again since
         pipe.zrem(channel.unacked_index_key, delivery.tag)
         pipe.hdel(channel.unacked_key, delivery.tag)
@@ -132,7 +147,9 @@ def _restore(channel: Any, index_key: str, delivery: Delivery) -> bool:
         channel._do_restore_message(message, exchange, routing_key, pipe, False)
         restored = True
 
-    channel.client.transaction(transaction, channel.unacked_key, channel.unacked_index_key)
+    (client or channel.client).transaction(
+        transaction, channel.unacked_key, channel.unacked_index_key
+    )
     return restored
 
 

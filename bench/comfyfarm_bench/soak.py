@@ -44,7 +44,9 @@ Summary (``SoakSummary.to_dict``), what each number means:
   restarted), ``drop_ws`` (as reported fired by the simulators), ``worker_kill``;
 - ``missing_outputs``: succeeded jobs whose output file is not in the store;
 - ``recovery``: per worker kill, seconds until every job it held was taken over by another worker
-  (``recovery_seconds`` p50/max over the kills, see ``comfyfarm_bench.soak_recovery``).
+  (``recovery_seconds`` p50/max over the kills, see ``comfyfarm_bench.soak_recovery``), and per
+  kill ``all_hung_seconds``: how much of that time every simulator was hung (no worker could
+  start anything).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ from comfyfarm_bench.soak_faults import (
     kill_group,
 )
 from comfyfarm_bench.soak_ledger import ExecutionLedger
-from comfyfarm_bench.soak_recovery import RecoveryWatch
+from comfyfarm_bench.soak_recovery import Hangs, RecoveryWatch
 from comfyfarm_bench.soak_whereabouts import GoneWatch, whereabouts
 from comfyfarm_bench.workers import WORKER_READY_TIMEOUT
 
@@ -292,7 +294,7 @@ def run_soak(options: SoakOptions) -> SoakSummary:
         summary.queued_at_end = sum(depth.total for depth in farm.queue_depths())
         summary.lost_jobs = _lost(farm, handles, summary.results, workdir)
         watch.stop()
-        summary.recovery = watch.to_dict()
+        summary.recovery = watch.to_dict(_hangs(keepers))
     summary.seconds = time.monotonic() - began
     _account(summary, ledger, keepers, killer)
     if own_workdir and summary.healthy:
@@ -398,6 +400,18 @@ def _collect(
         if waiting:
             time.sleep(RESULT_POLL)  # results are read in bulk; a pubsub per job costs more
     return results
+
+
+def _hangs(keepers: list[SimKeeper]) -> Hangs:
+    """When each simulator was hung: a keeper restarts one ``hang_seconds`` after its run last
+    progressed, so it was hung for that long before each restart for a hang."""
+    windows = [
+        (float(event["ended"]) - keeper.hang_seconds, float(event["ended"]))
+        for keeper in keepers
+        for event in keeper.events
+        if event.get("reason") == "hang"
+    ]
+    return Hangs(len(keepers), windows)
 
 
 def _settle(seconds: float, *, deadline: float) -> None:

@@ -10,6 +10,13 @@ kill is not counted; one that is never taken over before ``stop`` is counted as 
 Per kill, ``recovery_seconds`` is the time from the kill to the takeover of its *last* job (the
 kill is over when every job it orphaned runs again); a kill of a worker that held no job has
 none. ``to_dict`` gives every kill and the nearest-rank p50 and max over the kills.
+
+A takeover needs a worker that can start the job. In a soak with hang faults at the product's
+defaults a hung ComfyUI keeps its worker's pool processes for the stall timeout (2 minutes), so
+there are stretches where every simulator hangs and no worker can start anything. ``to_dict``
+takes the hangs the simulator keepers saw (``hangs``: when each hung simulator was hung) and
+reports per kill ``all_hung_seconds``: how much of its recovery time every simulator was hung.
+It explains a long recovery; it is not subtracted from it.
 """
 
 from __future__ import annotations
@@ -56,15 +63,38 @@ class Kill:
             return None
         return max(self.taken_over[job] for job in self.orphaned)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, hangs: Hangs | None = None) -> dict[str, Any]:
         seconds = self.recovery_seconds
-        return {
+        figures = {
             "worker": self.worker,
             "at": round(self.at, 3),
             "jobs": len(self.orphaned),
             "recovered": self.recovered,
             "recovery_seconds": None if seconds is None else round(seconds, 2),
         }
+        if hangs is not None and seconds is not None:
+            figures["all_hung_seconds"] = round(hangs.all_hung(self.at, self.at + seconds), 1)
+        return figures
+
+
+@dataclass(frozen=True)
+class Hangs:
+    """When each of ``simulators`` simulators was hung: ``(start, end)`` in ``time.time()``."""
+
+    simulators: int
+    windows: list[tuple[float, float]]
+
+    def all_hung(self, start: float, end: float, *, step: float = 0.5) -> float:
+        """Seconds of ``[start, end]`` during which every simulator was hung (``step`` apart)."""
+        if self.simulators < 1 or end <= start:
+            return 0.0
+        ticks = int((end - start) / step)
+        hung = sum(
+            1
+            for tick in range(ticks)
+            if sum(1 for a, b in self.windows if a <= start + tick * step < b) >= self.simulators
+        )
+        return hung * step
 
 
 class RecoveryWatch:
@@ -127,7 +157,8 @@ class RecoveryWatch:
                     del waiting[job_id]
             self._stop.wait(POLL_SECONDS)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, hangs: Hangs | None = None) -> dict[str, Any]:
+        """The figures (module docstring); ``hangs`` adds each kill's ``all_hung_seconds``."""
         seconds = [s for kill in self.kills if (s := kill.recovery_seconds) is not None]
         p50, worst = percentile(seconds, 50), max(seconds, default=None)
         return {
@@ -138,7 +169,7 @@ class RecoveryWatch:
                 "p50": None if p50 is None else round(p50, 2),
                 "max": None if worst is None else round(worst, 2),
             },
-            "per_kill": [kill.to_dict() for kill in self.kills],
+            "per_kill": [kill.to_dict(hangs) for kill in self.kills],
         }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from comfyfarm_bench.soak import SOAK_ENV, SoakOptions
-from comfyfarm_bench.soak_recovery import Kill, RecoveryWatch
+from comfyfarm_bench.soak_recovery import Hangs, Kill, RecoveryWatch
 
 from comfyfarm.tasks.keyspace import job_result_key, lease_key
 from comfyfarm.tasks.settings import Settings
@@ -88,3 +88,14 @@ def test_the_soak_at_the_defaults_sets_no_setting_of_its_own() -> None:
     assert SoakOptions(defaults=True).settings_env == {}
     assert SoakOptions(defaults=True).stall_timeout == Settings().stall_timeout
     assert SoakOptions().settings_env == SOAK_ENV
+
+
+def test_a_kill_reports_how_long_every_simulator_was_hung_while_it_recovered() -> None:
+    """Two simulators: both hung from 10 s to 14 s after the kill (the first from 5 s to 14 s,
+    the second from 10 s to 20 s); the kill took 16 s to recover, 4 s of it all hung."""
+    kill = Kill("gpu1", 100.0, {"a": "gpu1:x"}, taken_over={"a": 16.0})
+    hangs = Hangs(2, [(105.0, 114.0), (110.0, 120.0)])
+    figures = kill.to_dict(hangs)
+    assert figures["recovery_seconds"] == 16.0
+    assert figures["all_hung_seconds"] == 4.0
+    assert "all_hung_seconds" not in kill.to_dict()
