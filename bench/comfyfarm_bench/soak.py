@@ -44,9 +44,10 @@ Summary (``SoakSummary.to_dict``), what each number means:
   restarted), ``drop_ws`` (as reported fired by the simulators), ``worker_kill``;
 - ``missing_outputs``: succeeded jobs whose output file is not in the store;
 - ``recovery``: per worker kill, seconds until every job it held was taken over by another worker
-  (``recovery_seconds`` p50/max over the kills, see ``comfyfarm_bench.soak_recovery``), and per
-  kill ``all_hung_seconds``: how much of that time every simulator was hung (no worker could
-  start anything).
+  (``recovery_seconds`` p50/max over the kills, see ``comfyfarm_bench.soak_recovery``), the
+  takeover's own part of it (``requeue_seconds``: until the killed worker's deliveries were back
+  on their queues), and per kill ``all_hung_seconds``: how much of the recovery every simulator
+  was hung (no worker could start anything).
 """
 
 from __future__ import annotations

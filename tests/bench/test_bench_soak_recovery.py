@@ -99,3 +99,30 @@ def test_a_kill_reports_how_long_every_simulator_was_hung_while_it_recovered() -
     assert figures["recovery_seconds"] == 16.0
     assert figures["all_hung_seconds"] == 4.0
     assert "all_hung_seconds" not in kill.to_dict()
+
+
+def _delivery(job_id: str) -> str:
+    """An ``unacked`` entry as kombu writes it: ``[message, exchange, routing key]``."""
+    return json.dumps([{"headers": {"id": job_id}, "body": ""}, "", "comfyfarm"])
+
+
+def test_a_kill_is_requeued_when_its_deliveries_leave_unacked(rds, prefix) -> None:
+    """The takeover's own part: the killed worker's delivery of a job leaves ``unacked`` (put back
+    on its queue) before another worker takes the job; ``requeue_seconds`` is that moment,
+    ``recovery_seconds`` the later takeover, and another job's delivery does not count."""
+    rds.hset(f"{prefix}unacked", mapping={"t1": _delivery("a"), "t2": _delivery("other")})
+    watch = RecoveryWatch(rds, prefix)
+    watch.killed("gpu1", {"a": "gpu1:x"}, at=time.time())
+    [kill] = watch.kills
+    assert kill.tags == {"a": {"t1"}}
+
+    rds.hdel(f"{prefix}unacked", "t1")
+    _wait(lambda: "a" in kill.requeued)
+    rds.set(lease_key(prefix, "a"), "gpu2:z")
+    _wait(lambda: kill.recovered)
+    watch.stop()
+
+    figures = watch.to_dict()
+    assert kill.requeue_seconds is not None and kill.recovery_seconds is not None
+    assert kill.requeue_seconds < kill.recovery_seconds
+    assert figures["requeue_seconds"]["max"] == round(kill.requeue_seconds, 2)
