@@ -126,7 +126,8 @@ def test_every_event_of_every_job_arrives_in_fewer_messages(
     publishes = [c for c in log.commands if c.startswith(f"PUBLISH {channel} ")]
     # 7 when measured: the first two jobs' received and started in one message, then each
     # job's end with the next one's received and started; 17-18 when each loop turn published.
-    assert len(publishes) <= len(handles) + 3, len(publishes)
+    # (Bounded loosely: on a loaded machine a hand-over may straddle a flush.)
+    assert len(publishes) < 2 * len(handles), len(publishes)
 
 
 def test_a_worker_stopping_right_after_a_job_still_sends_its_events(
