@@ -30,11 +30,11 @@ from typing import Any
 
 import redis
 from celery import Celery
-from celery.worker.consumer import Consumer
 from kombu import compression
 
 from comfyfarm.tasks.keys import DeadLetter, push_dead_letter
 from comfyfarm.tasks.names import DELIVER_WEBHOOK, RUN_JOB
+from comfyfarm.worker.event_flush import EventFlushConsumer
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,9 @@ def _guarded(name: str, strategy: Any, letters: DeadLetters | None) -> Callable[
     return guarded
 
 
-class GuardedConsumer(Consumer):  # type: ignore[misc]
-    """Celery's consumer with every unrunnable message dead-lettered (see the module)."""
+class GuardedConsumer(EventFlushConsumer):
+    """Celery's consumer with every unrunnable message dead-lettered (see the module), and task
+    events published every 100 ms (``worker.event_flush``)."""
 
     Strategies = GuardedStrategies
     letters: DeadLetters | None = None
