@@ -121,8 +121,9 @@ class OutputAnnouncer:
             now = time.monotonic()
             if not self._waiting:
                 self._first_waited_at = now
-            self._waiting.append(json.dumps(body))
-            due = now - self._first_waited_at >= self._list_after
+            if not self._closed:  # else only announced: the result is being written
+                self._waiting.append(json.dumps(body))
+            due = bool(self._waiting) and now - self._first_waited_at >= self._list_after
             try:
                 with self._client.pipeline(transaction=False) as pipe:
                     if due:
@@ -176,6 +177,8 @@ class OutputAnnouncer:
 
     def _list_waiting(self) -> None:
         with self._lock:
+            if self._timer is not threading.current_thread():
+                return  # cancelled while it waited for the lock: the records went another way
             self._timer = None
             if self._closed or not self._waiting:
                 return
