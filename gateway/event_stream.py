@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -28,9 +30,9 @@ from aiohttp import web
 from comfyfarm.gateway import jsonio
 from comfyfarm.gateway.context import GATEWAY, Gateway, origin_of
 from comfyfarm.gateway.errors import ApiError
-from comfyfarm.gateway.events import CLOSE, GAP, PREVIEW
+from comfyfarm.gateway.events import CLOSE, GAP, OUTPUT, PREVIEW
 from comfyfarm.gateway.job_records import JobRecord
-from comfyfarm.gateway.job_state import FarmView, read_views
+from comfyfarm.gateway.job_state import FarmView, parse_live, read_views
 from comfyfarm.gateway.job_view import TERMINAL, render_job, render_progress
 from comfyfarm.gateway.jobs import owned_job
 from comfyfarm.gateway.metrics import METRICS
@@ -106,6 +108,9 @@ class _Stream:
         self.sent_progress_at = float("-inf")
         self.sent_outputs: set[str] = set()  # asset ids of the outputs already sent
         self.preview: bytes | str | None = None  # the preview record last sent
+        #: Output records the live channel carried: the worker lists them in Redis lazily
+        #: (``worker.live_outputs``), so the state read right after may not have them yet.
+        self.announced: list[bytes] = []
 
     async def run(self, queue: asyncio.Queue[bytes]) -> None:
         if await self._on_view(await self._read()):  # the snapshot, read after subscribing
@@ -124,10 +129,12 @@ class _Stream:
                 raw = None
             if raw == CLOSE:
                 return
+            if raw is not None and raw.startswith(OUTPUT + b" "):
+                self.announced.append(raw[len(OUTPUT) + 1 :])  # read with the state below
             wrote = await self._flush_progress()
             if raw == PREVIEW:
                 wrote = await self._send_preview() or wrote
-            elif raw is not None and raw != GAP and self._is_progress(raw):
+            elif raw not in (None, GAP) and not raw.startswith(OUTPUT) and self._is_progress(raw):
                 wrote = await self._offer_progress(raw) or wrote
             elif raw is not None or time.monotonic() - polled >= POLL_SECONDS:
                 polled = time.monotonic()
@@ -143,7 +150,10 @@ class _Stream:
     async def _read(self) -> FarmView:
         [view] = await read_views(self.gw.client, self.gw.results, self.gw.prefix,
                                   [self.record.job_id])  # fmt: skip
-        return view
+        if view.result is not None or not self.announced:
+            return view  # the result carries every output
+        live = parse_live([json.dumps(o.to_dict()).encode() for o in view.live] + self.announced)
+        return replace(view, live=live)
 
     @staticmethod
     def _is_progress(raw: bytes) -> bool:

@@ -13,10 +13,11 @@ streams also poll the job's state every few seconds, so a missed message costs t
 
 Outputs stored while a job runs, and new preview images, are announced on the farm's single
 live channel (``worker.live_outputs``): the hub subscribes to it with its first listener and
-keeps it; each message names its job, whose listeners get ``OUTPUT`` ("re-read: a new
-output") or ``PREVIEW`` ("read the newest preview") — one channel for every job, however
-many. (Workers publish it on the broker's Redis: where the result backend is another server,
-streams find new outputs by their poll instead, and send no previews.)
+keeps it; each message names its job, whose listeners get ``OUTPUT`` followed by the output's
+record ("re-read, with this new output": the worker lists its outputs in Redis only lazily) or
+``PREVIEW`` ("read the newest preview") — one channel for every job, however many. (Workers
+publish it on the broker's Redis: where the result backend is another server, streams find new
+outputs by their poll instead, and send no previews.)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ QUEUE_SIZE = 32
 RECONNECT_PAUSE = 1.0
 GAP = b""  # put in a queue whose frames were dropped: "re-read the state"
 CLOSE = b"close"  # the gateway is shutting down: end the stream
-OUTPUT = b"output"  # the job stored an output: re-read its state
+OUTPUT = b"output"  # the job stored an output: re-read its state (+ b" " + the record's JSON)
 PREVIEW = b"preview"  # the job has a new preview image: read it
 _LIVE = ""  # the job id under which the outputs channel is filed in ``_channels``
 
@@ -196,7 +197,7 @@ class EventHub:
 
 def _live_message(payload: bytes) -> tuple[str | None, bytes]:
     """The job a live-channel message names (None: not one of ours) and what to tell its
-    streams: ``PREVIEW`` or ``OUTPUT``."""
+    streams: ``PREVIEW``, or ``OUTPUT`` with the record the message carries."""
     try:
         body = json.loads(payload)
         job_id = body.get("job_id")
@@ -204,4 +205,9 @@ def _live_message(payload: bytes) -> tuple[str | None, bytes]:
         return None, OUTPUT
     if not isinstance(job_id, str):
         return None, OUTPUT
-    return job_id, PREVIEW if body.get("preview") else OUTPUT
+    if body.get("preview"):
+        return job_id, PREVIEW
+    output = body.get("output")
+    if not isinstance(output, dict):
+        return job_id, OUTPUT
+    return job_id, OUTPUT + b" " + json.dumps(output).encode()

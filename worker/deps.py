@@ -119,13 +119,15 @@ class WorkerDeps:
         """The runner's context for ``spec`` in this process; ``ledger`` defaults to the
         process's (``job_ledger`` gives one that reads once per try)."""
         opened = self.open()
+        outputs = OutputAnnouncer(opened.redis, self.settings, spec.job_id)
         return JobContext(
             client=opened.client,
             store=opened.store,
             client_id=opened.client_id,
             worker_name=self.worker_name,
             on_progress=on_progress,
-            on_output=OutputAnnouncer(opened.redis, self.settings, spec.job_id),
+            on_output=outputs,
+            on_outputs_end=outputs.close,
             on_preview=PreviewSender(opened.redis, self.settings, spec.job_id).offer,
             cancel_requested=cancel_requested,
             attempts=attempts,

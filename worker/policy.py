@@ -132,7 +132,7 @@ def claim_lease(lease: Lease, *, poll: float = LEASE_POLL_SECONDS) -> tuple[bool
     """Take the job's lease; returns ``(acquired, waited)``.
 
     A lease held by someone else is either a live copy of the job (its holder renews the lease
-    every ttl/3) or one whose holder died: a pool child killed mid-job is re-queued at once
+    every ttl/2) or one whose holder died: a pool child killed mid-job is re-queued at once
     (``reject_on_worker_lost``) while its lease lives on for up to ttl. So we watch it: renewed
     means alive (give up), released or expired means we take over.
     """

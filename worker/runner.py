@@ -109,6 +109,9 @@ class JobContext:
     on_progress: Callable[[JobProgress], None] = lambda progress: None
     #: Called with each output as soon as it is stored (the job still runs): live outputs.
     on_output: Callable[[OutputRecord], None] = lambda record: None
+    #: Called once when ``run_job`` ends, however it ends: the outputs are final and the
+    #: caller writes the result (or retries) next. Live outputs drop what they did not list.
+    on_outputs_end: Callable[[], None] = lambda: None
     #: Called with each preview image ComfyUI sends for the prompt (latent previews).
     on_preview: Callable[[PreviewImage], None] = lambda image: None
     cancel_requested: Callable[[], bool] = lambda: False
@@ -123,8 +126,16 @@ class JobContext:
 def run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
     """Run one job to a result; see the module docstring for the sequence.
 
-    A job whose cancel was requested before it started never touches ComfyUI.
+    A job whose cancel was requested before it started never touches ComfyUI. However it ends,
+    ``ctx.on_outputs_end`` is called before its result is written (by the caller).
     """
+    try:
+        return _run_job(spec, ctx)
+    finally:
+        ctx.on_outputs_end()
+
+
+def _run_job(spec: JobSpec, ctx: JobContext) -> JobResult:
     ctx.started_at = time.time()
     if ctx.cancel_requested():
         log.info("job %s was cancelled before it started", spec.job_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 
 import httpx
 import redis
@@ -14,7 +16,7 @@ from workflows_kit import invert, text2image
 from comfyfarm.tasks.keyspace import job_outputs_key
 from comfyfarm.tasks.models import OutputRecord
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker.live_outputs import publish_output
+from comfyfarm.worker.live_outputs import LIST_AFTER_SECONDS, OutputAnnouncer, publish_output
 
 HEADERS = {"Authorization": f"Bearer {TOKENS['acme']}"}
 
@@ -57,21 +59,78 @@ def test_outputs_appear_and_stream_before_the_job_ends(sdk, gateway, settings: S
     assert job.refresh().outputs[0].id == body["outputs"][0]["id"]  # the SDK reads them too
 
 
-def test_a_worker_announces_its_outputs_as_it_stores_them(
+def output_events(lines: Iterator[str]) -> Iterator[dict[str, object]]:
+    """The data of each ``output`` event of an SSE stream, as it comes."""
+    name = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: ") and name == "output":
+            yield json.loads(line[len("data: ") :])
+
+
+def test_an_output_streams_at_once_before_it_is_listed(sdk, gateway, settings: Settings) -> None:
+    """The worker lists outputs lazily: the ``output`` event comes from the announcement
+    itself, and GET /jobs/{id} shows the output once it is listed."""
+    client = sdk("acme")
+    job = client.submit(client.workflows.from_json(invert()))  # no worker: it never finishes
+    url = f"{gateway.url}/api/v2/jobs/{job.id}"
+    rds = redis.Redis.from_url(settings.broker_url)
+    announce = OutputAnnouncer(rds, settings, job.id, list_after=60)  # not listed in this test
+
+    with httpx.stream("GET", url + "/events", headers=HEADERS, timeout=20) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: status"  # the snapshot: subscribed
+        announce(text_output(0))
+        event = next(output_events(lines))
+
+    assert not rds.exists(job_outputs_key(settings.key_prefix, job.id))
+    assert event["name"] == "7_text_0.txt"
+    assert httpx.get(url, headers=HEADERS, timeout=10).json()["outputs"] == []
+    announce.close()
+
+
+def test_a_late_reader_sees_an_output_of_a_running_job_within_a_second(
     sdk, gateway, start_sim, workers, settings: Settings
 ) -> None:
-    """A real worker appends each stored output to the job's live list (what the gateway reads)."""
+    """A real worker whose second output downloads slowly: the first streams at once, and a
+    reader polling GET /jobs/{id} sees it while the job runs, within ~LIST_AFTER_SECONDS."""
+    sim = start_sim("--step-ms", "1", "--load-ms", "0",
+                    "--fault", "view_slow:nth=2,bytes_per_second=100")  # fmt: skip
+    workers.start(sim)
+    client = sdk("acme")
+    workflow = invert(width=8, height=8)
+    workflow["1"]["inputs"]["batch_size"] = 2
+    job = client.submit(client.workflows.from_json(workflow))
+    url = f"{gateway.url}/api/v2/jobs/{job.id}"
+
+    with httpx.stream("GET", url + "/events", headers=HEADERS, timeout=60) as stream:
+        first = next(output_events(stream.iter_lines()))
+        streamed_at = time.monotonic()
+    shown = wait_until(lambda: httpx.get(url, headers=HEADERS, timeout=10).json()["outputs"],
+                       timeout=LIST_AFTER_SECONDS + 2, what="the first output in GET")  # fmt: skip
+    body = httpx.get(url, headers=HEADERS, timeout=10).json()
+
+    assert time.monotonic() - streamed_at < LIST_AFTER_SECONDS + 2
+    assert body["status"] == "running"  # the second output still trickles
+    assert [o["id"] for o in shown] == [first["id"]]
+    assert len(job.result().outputs) == 2
+
+
+def test_a_job_that_ends_with_its_output_writes_no_list(
+    sdk, gateway, start_sim, workers, settings: Settings
+) -> None:
+    """A real worker's job whose only output comes right before its result: the output is
+    announced but never listed (the result carries it; 1 command instead of 3)."""
     workers.start(start_sim("--step-ms", "1", "--load-ms", "0"))
     client = sdk("acme")
     job = client.submit(client.workflows.from_json(invert())).result()
     rds = redis.Redis.from_url(settings.broker_url)
 
-    key = job_outputs_key(settings.key_prefix, job.id)
-    live = [json.loads(raw) for raw in rds.lrange(key, 0, -1)]
     body = httpx.get(f"{gateway.url}/api/v2/jobs/{job.id}", headers=HEADERS, timeout=10).json()
 
-    assert live and [item["filename"] for item in live] == [o["name"] for o in body["outputs"]]
-    assert rds.ttl(key) > 0
+    assert [o["name"] for o in body["outputs"]] == ["invert_00001_.png"]
+    assert not rds.exists(job_outputs_key(settings.key_prefix, job.id))
 
 
 def test_a_job_past_its_retention_is_expired(start_gateway, sdk_factory_for) -> None:

@@ -141,10 +141,14 @@ def test_live_outputs_keep_the_first_of_each_slot_and_skip_bad_entries() -> None
 
 
 def test_a_live_message_names_its_job_and_kind() -> None:
-    """Live-channel messages become OUTPUT or PREVIEW for their job; others are ignored."""
+    """Live-channel messages become OUTPUT (with the record they carry) or PREVIEW for their
+    job; others are ignored."""
     from comfyfarm.gateway.events import OUTPUT, PREVIEW, _live_message
 
-    assert _live_message(b'{"job_id": "j1", "output": {}}') == ("j1", OUTPUT)
+    assert _live_message(b'{"job_id": "j1", "output": {"index": 0}}') == (
+        "j1", OUTPUT + b' {"index": 0}',
+    )  # fmt: skip
+    assert _live_message(b'{"job_id": "j1"}') == ("j1", OUTPUT)
     assert _live_message(b'{"job_id": "j1", "preview": true}') == ("j1", PREVIEW)
     assert _live_message(b"[1]")[0] is None and _live_message(b"nope")[0] is None
 

@@ -128,3 +128,71 @@ def test_a_lease_costs_one_command_per_step_where_the_server_has_ifeq() -> None:
         calls.pop("info", None)
         assert calls == {"set": 3, "delifeq": 1}
         client.close()
+
+
+class CountingRedis(redis.Redis):
+    """Records when each renewal (``SET … IFEQ``) was asked; fails the next ``blips`` of them
+    with a connection error, as Redis does during a blip."""
+
+    blips = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.renewals: list[tuple[float, bool]] = []  # (when, answered)
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if "IFEQ" in args:
+            if self.blips:
+                self.blips -= 1
+                self.renewals.append((time.monotonic(), False))
+                raise redis.ConnectionError("Redis is restarting")
+            self.renewals.append((time.monotonic(), True))
+        return super().execute_command(*args, **options)
+
+
+def test_keeper_renews_every_half_ttl(settings: Settings) -> None:
+    """Two renewals take at least one TTL (at ttl/3 they took two thirds of it)."""
+    client = CountingRedis.from_url(settings.broker_url)
+    lease = Lease(client, key(settings), "worker-a", ttl=1.0)
+    assert lease.acquire()
+    started = time.monotonic()
+    with lease.keep_alive() as keeper:
+        assert wait_until(lambda: len(client.renewals) >= 2)
+        assert client.renewals[1][0] - started >= 0.95 * lease.ttl
+        assert not keeper.lost.is_set()
+    client.close()
+
+
+def test_keeper_retries_a_failed_renewal_at_once_and_keeps_the_lease(settings: Settings) -> None:
+    """A renewal lost to a Redis blip is tried again within ``retry_interval``, not at the next
+    tick (at ttl/2 that would be when the lease is gone): the lease outlives several TTLs."""
+    client = CountingRedis.from_url(settings.broker_url)
+    lease = Lease(client, key(settings), "worker-a", ttl=1.0)
+    assert lease.acquire()
+    client.blips = 1
+    with lease.keep_alive(retry_interval=0.1) as keeper:
+        assert wait_until(lambda: len(client.renewals) >= 4, timeout=10)
+        (failed_at, failed), (retried_at, retried) = client.renewals[:2]
+        assert not failed and retried
+        assert retried_at - failed_at < lease.ttl / 4  # not the next tick, ttl/2 later
+        assert not keeper.lost.is_set()
+        assert lease.holder() == "worker-a"
+    assert lease.holder() is None
+    client.close()
+
+
+def test_keeper_stops_retrying_quickly_once_the_lease_would_be_gone(settings: Settings) -> None:
+    """Redis failing for longer than the lease: quick retries only while it lasts, then one
+    every interval, and the first answer after it says the lease is lost."""
+    client = CountingRedis.from_url(settings.broker_url)
+    lease = Lease(client, key(settings), "worker-a", ttl=1.0)
+    assert lease.acquire()
+    client.blips = 1000
+    with lease.keep_alive(retry_interval=0.1) as keeper:
+        assert wait_until(lambda: len(client.renewals) >= 8, timeout=10)
+        gaps = [b[0] - a[0] for a, b in zip(client.renewals, client.renewals[1:], strict=False)]
+        client.blips = 0
+        assert gaps[-1] >= 0.45  # back to the interval (0.5 s) once the lease would be gone
+        assert lease.holder() is None  # expired meanwhile
+        assert keeper.lost.wait(5)
+    client.close()

@@ -134,18 +134,22 @@ def test_a_job_whose_collect_fails_leaves_none_of_its_outputs(sim) -> None:
     )
     spec = JobSpec(job_id=new_job_id(), prompt=prepared.prompt, params=prepared.params)
     store = FailsOnSecondOutput(f"partial-{uuid.uuid4().hex}")
-    ctx = JobContext(client=ComfyClient(sim.url), store=store, client_id="c1")
+    ended: list[int] = []
+    ctx = JobContext(client=ComfyClient(sim.url), store=store, client_id="c1",
+                     on_outputs_end=lambda: ended.append(1))  # fmt: skip
     try:
         with pytest.raises(StorageUnavailable):
             run_job(spec, ctx)
         # no output stays; the job's own records (its ComfyUI log) may
         assert [key for key in store.keys() if not key.endswith("/log.txt")] == []
+        assert ended == [1]  # the outputs announced before the failure end with the run
     finally:
         store.clear()
 
 
 def test_each_output_is_announced_once_it_is_stored(sim, store: MemoryStore) -> None:
-    """on_output is called with each output right after it is in the store, before the result."""
+    """on_output is called with each output right after it is in the store, before the result;
+    on_outputs_end once after the last (the caller writes the result next)."""
     spec = spec_for(sim.url)
     announced: list[tuple[str, bool]] = []
 
@@ -153,10 +157,15 @@ def test_each_output_is_announced_once_it_is_stored(sim, store: MemoryStore) -> 
         assert record.uri is not None
         announced.append((record.uri, store.exists(record.uri[len(store.url) + 1 :])))
 
-    ctx = JobContext(client=ComfyClient(sim.url), store=store, client_id="c1", on_output=on_output)
+    def on_outputs_end() -> None:
+        announced.append(("end", store.exists(f"{spec.job_id}/result.json")))
+
+    ctx = JobContext(client=ComfyClient(sim.url), store=store, client_id="c1",
+                     on_output=on_output, on_outputs_end=on_outputs_end)  # fmt: skip
 
     result = run_job(spec, ctx)
 
     assert result.status == "succeeded"
-    assert [uri for uri, _ in announced] == [o.uri for o in result.outputs]
-    assert announced and all(stored for _, stored in announced)
+    assert [uri for uri, _ in announced[:-1]] == [o.uri for o in result.outputs]
+    assert len(announced) > 1 and all(stored for _, stored in announced)
+    assert announced[-1][0] == "end"  # once, after the last output, when result.json is written
