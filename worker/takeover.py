@@ -5,7 +5,7 @@ job's message unacknowledged in Redis; kombu hands it out again only after the v
 (3 × the longest job + 5 min at the defaults: 95 minutes). Yet the farm knows much sooner that the
 job is orphaned: its lease (``tasks.lease``) is no longer renewed, and the worker's registry entry
 (``tasks.registry``) no longer beats. So every live worker runs a ``TakeoverSweeper`` in its main
-process, and every ``interval`` seconds one of them (whoever sets the round's key first) sweeps:
+process, and every ``interval`` seconds one of them, the farm's *sweeper*, sweeps:
 
 1. the broker's unacknowledged deliveries fetched more than ``grace`` seconds ago
    (``worker.unacked``; younger ones may not be in their worker's heartbeat yet);
@@ -25,6 +25,16 @@ ComfyUI the prompt went to: the prompt is followed or collected there, never POS
 ``max(lease, registry TTL) + interval`` after its worker died: 30 + 5 s at the defaults. The
 visibility timeout stays as the last-resort net (a farm where no worker is left, a broker that
 lost the registry).
+
+Who sweeps: the sweeper role is a key with a TTL of ``ROLE_ROUNDS`` intervals (``takeover_key``).
+Its holder renews it with each round (one ``SET … GET``: the answer also tells it whether another
+worker took the role meanwhile, after a stall; it then writes that worker's name back and steps
+back); every other worker tries to
+take it (``SET NX``) only once per role TTL, so a farm of N workers costs Redis about
+``1 + N / ROLE_ROUNDS`` commands per interval rather than N. A sweeper that dies is replaced within
+about two role TTLs (10–36 s at the defaults), which the takeover of its own job needs anyway
+(its lease and registry entry last 30 s). Two workers that both believe they sweep are harmless:
+each restore is checked in its own transaction.
 
 Why restore the dead worker's message rather than send a new copy of the job? The message would
 stay in ``unacked`` and come back after the visibility timeout as a second copy; restoring moves
@@ -74,6 +84,8 @@ PAUSED = (
 )
 MIN_INTERVAL = 0.5
 MAX_INTERVAL = 5.0
+#: The sweeper role lasts this many intervals without a renewal; others ask for it this often.
+ROLE_ROUNDS = 3
 
 
 def sweep_interval(settings: Settings) -> float:
@@ -134,6 +146,7 @@ class TakeoverSweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._paused_by: str | None = None
+        self.sweeping = False  # holds the sweeper role (see the module docstring)
 
     @classmethod
     def for_worker(cls, app: Celery, settings: Settings, name: str) -> TakeoverSweeper:
@@ -157,17 +170,32 @@ class TakeoverSweeper:
 
     def _run(self) -> None:
         # Jittered, so the workers of a farm started together do not all ask at the same moment.
-        while not self._stop.wait(self.interval * random.uniform(0.8, 1.2)):
+        while not self._stop.wait(self.next_wait() * random.uniform(0.8, 1.2)):
             try:
-                if self._take_round():
+                if self.take_round():
                     self.sweep()
             except Exception as exc:  # a sweep must never end the thread; next round retries
+                self.sweeping = False
                 log.warning("job takeover sweep failed: %s", exc)
 
-    def _take_round(self) -> bool:
-        """Whether this worker sweeps this round (one sweep per interval for the whole farm)."""
+    def next_wait(self) -> float:
+        """Seconds to the next round: the sweeper sweeps every interval, the others ask for the
+        role once per role TTL."""
+        return self.interval if self.sweeping else self.interval * ROLE_ROUNDS
+
+    def take_round(self) -> bool:
+        """Whether this worker sweeps this round: it holds (and renews) the sweeper role, or
+        takes it because nobody holds it (see the module docstring)."""
         key = takeover_key(self._prefix)
-        return bool(self._rds.set(key, self.name, nx=True, px=max(1, int(self.interval * 1000))))
+        ttl_ms = max(1, int(self.interval * ROLE_ROUNDS * 1000))
+        if self.sweeping:
+            previous = self._rds.set(key, self.name, px=ttl_ms, get=True)
+            self.sweeping = previous is None or previous in (self.name, self.name.encode())
+            if not self.sweeping:  # taken by another while this one stalled: give it back
+                self._rds.set(key, previous, px=ttl_ms)  # type: ignore[arg-type]
+        else:
+            self.sweeping = bool(self._rds.set(key, self.name, nx=True, px=ttl_ms))
+        return self.sweeping
 
     def sweep(self) -> list[Delivery]:
         """One sweep now; returns the deliveries it put back on their queues."""

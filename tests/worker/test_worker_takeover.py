@@ -14,12 +14,12 @@ from kombu import Connection, Consumer, Message
 
 from comfyfarm.tasks.app import make_app
 from comfyfarm.tasks.connect import redis_client
-from comfyfarm.tasks.keyspace import lease_key
+from comfyfarm.tasks.keyspace import lease_key, takeover_key
 from comfyfarm.tasks.names import RUN_JOB
 from comfyfarm.tasks.registry import register_worker
 from comfyfarm.tasks.routing import SHARED_QUEUE, queue_keys
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker.takeover import Holdings, TakeoverSweeper, sweep_interval
+from comfyfarm.worker.takeover import ROLE_ROUNDS, Holdings, TakeoverSweeper, sweep_interval
 from comfyfarm.worker.unacked import UnackedMessages
 
 
@@ -193,3 +193,34 @@ def test_the_farm_is_swept_every_five_seconds_at_the_default_lease() -> None:
     assert sweep_interval(Settings()) == 5.0
     short = Settings(lease_seconds=1.5, visibility_timeout=8, max_job_seconds=6, max_retry_delay=4)
     assert sweep_interval(short) == 0.5
+
+
+def test_one_worker_holds_the_sweeper_role_and_the_others_ask_seldom(rds, app, settings) -> None:
+    """The first to ask takes the role and keeps it with each round; another worker does not
+    sweep while it is held and waits a role TTL between its asks; once the holder stops renewing
+    (the key expires: deleted here), the next ask takes it over."""
+    unacked = UnackedMessages(rds, settings.key_prefix, app.connection_for_write)
+    first = TakeoverSweeper(rds, settings.key_prefix, unacked, name="w1", interval=1.0)
+    second = TakeoverSweeper(rds, settings.key_prefix, unacked, name="w2", interval=1.0)
+
+    assert first.take_round() and not second.take_round()
+    assert first.take_round() and first.take_round()  # renewed, still the sweeper
+    assert first.next_wait() == 1.0 and second.next_wait() == 1.0 * ROLE_ROUNDS
+    key = takeover_key(settings.key_prefix)
+    assert 2000 < int(rds.pttl(key)) <= 1000 * ROLE_ROUNDS
+
+    rds.delete(key)  # the sweeper died: its role expired
+    assert second.take_round() and second.next_wait() == 1.0
+    assert not first.take_round() and first.next_wait() == 1.0 * ROLE_ROUNDS  # steps back
+    assert rds.get(key) in ("w2", b"w2") and second.take_round()  # the role left with w2
+
+
+def test_a_sweeper_whose_role_another_took_during_a_stall_steps_back(rds, app, settings) -> None:
+    """The role expired while its holder stalled and another worker took it: the old holder's
+    next renewal learns it from the answer and stops sweeping."""
+    unacked = UnackedMessages(rds, settings.key_prefix, app.connection_for_write)
+    stalled = TakeoverSweeper(rds, settings.key_prefix, unacked, name="w1", interval=1.0)
+    assert stalled.take_round()
+    rds.set(takeover_key(settings.key_prefix), "w2")  # w2 took the expired role
+    assert not stalled.take_round()
+    assert rds.get(takeover_key(settings.key_prefix)) in ("w2", b"w2")
