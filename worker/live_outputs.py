@@ -46,33 +46,6 @@ log = logging.getLogger(__name__)
 LIST_AFTER_SECONDS = 1.0
 
 
-def publish_output(
-    client: redis.Redis,
-    settings: Settings,
-    job_id: str,
-    record: OutputRecord,
-    *,
-    expire: bool = True,
-) -> bool:
-    """Append ``record`` to the job's live outputs (setting their TTL if ``expire``) and
-    announce it, both at once (``OutputAnnouncer`` lists lazily); False if Redis failed (never
-    raises for Redis)."""
-    prefix = settings.key_prefix
-    body = record.to_dict()
-    key = job_outputs_key(prefix, job_id)
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, json.dumps(body))
-            if expire:
-                pipe.expire(key, max(1, int(settings.result_expires)))
-            pipe.publish(live_channel(prefix), json.dumps({"job_id": job_id, "output": body}))
-            pipe.execute()
-    except (redis.RedisError, OSError) as exc:
-        log.warning("could not announce an output of job %s (%s); its result will", job_id, exc)
-        return False
-    return True
-
-
 class OutputAnnouncer:
     """Announces each output of one run of one job at once and lists it lazily.
 

@@ -16,7 +16,7 @@ from workflows_kit import invert, text2image
 from comfyfarm.tasks.keyspace import job_outputs_key
 from comfyfarm.tasks.models import OutputRecord
 from comfyfarm.tasks.settings import Settings
-from comfyfarm.worker.live_outputs import LIST_AFTER_SECONDS, OutputAnnouncer, publish_output
+from comfyfarm.worker.live_outputs import LIST_AFTER_SECONDS, OutputAnnouncer
 
 HEADERS = {"Authorization": f"Bearer {TOKENS['acme']}"}
 
@@ -37,9 +37,11 @@ def test_outputs_appear_and_stream_before_the_job_ends(sdk, gateway, settings: S
     with httpx.stream("GET", url + "/events", headers=HEADERS, timeout=20) as stream:
         lines = stream.iter_lines()
         assert next(lines) == "event: status"  # the snapshot: subscribed
-        publish_output(rds, settings, job.id, text_output(0))
-        publish_output(rds, settings, job.id, text_output(0))  # a redelivery: announced again
-        publish_output(rds, settings, job.id, text_output(1))
+        # Listed at once (no wait): a worker whose outputs waited, or a redelivered run.
+        OutputAnnouncer(rds, settings, job.id, list_after=0).offer(text_output(0))
+        announcer = OutputAnnouncer(rds, settings, job.id, list_after=0)
+        announcer.offer(text_output(0))  # a redelivery: announced again
+        announcer.offer(text_output(1))
         events: list[tuple[str, dict[str, object]]] = []
         name = ""
         for line in lines:
