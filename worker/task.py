@@ -80,12 +80,18 @@ def register(app: Celery, deps: WorkerDeps) -> Task:
             try:
                 return execute(self, payload, deps)
             except FAILING_OVER as exc:
-                if attempt + 1 == FAILOVER_ATTEMPTS or not deps.wait_for_redis(FAILOVER_WAIT):
+                if not redis_back_for_another_try(attempt, deps):
                     raise
                 log.warning("the farm's Redis was unavailable (%s); running the job again", exc)
         raise AssertionError("unreachable")
 
     return run_comfy_job
+
+
+def redis_back_for_another_try(attempt: int, deps: WorkerDeps) -> bool:
+    """After try ``attempt`` (0-based) of ``FAILOVER_ATTEMPTS`` met a failing-over Redis:
+    whether to try again, i.e. tries are left and Redis answered within ``FAILOVER_WAIT``."""
+    return attempt + 1 < FAILOVER_ATTEMPTS and deps.wait_for_redis(FAILOVER_WAIT)
 
 
 def publish_retry(task: Task, error: JobError, step: Retry, deps: WorkerDeps) -> CeleryRetry:
@@ -104,7 +110,7 @@ def publish_retry(task: Task, error: JobError, step: Retry, deps: WorkerDeps) ->
             )  # fmt: skip
             return retried
         except Reject as rejected:
-            if attempt + 1 == FAILOVER_ATTEMPTS or not deps.wait_for_redis(FAILOVER_WAIT):
+            if not redis_back_for_another_try(attempt, deps):
                 raise Reject(rejected.reason, requeue=True) from None
             log.warning("could not publish the retry of a job (%s); trying again", rejected.reason)
     raise AssertionError("unreachable")
