@@ -29,12 +29,11 @@ lost the registry).
 Who sweeps: the sweeper role is a key with a TTL of ``ROLE_ROUNDS`` intervals (``takeover_key``).
 Its holder renews it with each round (one ``SET … GET``: the answer also tells it whether another
 worker took the role meanwhile, after a stall; it then writes that worker's name back and steps
-back); every other worker tries to
-take it (``SET NX``) only once per role TTL, so a farm of N workers costs Redis about
-``1 + N / ROLE_ROUNDS`` commands per interval rather than N. A sweeper that dies is replaced within
-about two role TTLs (10–36 s at the defaults), which the takeover of its own job needs anyway
-(its lease and registry entry last 30 s). Two workers that both believe they sweep are harmless:
-each restore is checked in its own transaction.
+back); every other worker tries to take it (``SET NX``) only once per role TTL, so a farm of N
+workers costs Redis about ``1 + N / ROLE_ROUNDS`` commands per interval rather than N. A sweeper
+that dies is replaced within about two role TTLs (10–36 s at the defaults), which the takeover of
+its own job needs anyway (its lease and registry entry last 30 s). Two workers that both believe
+they sweep are harmless: each restore is checked in its own transaction.
 
 Why restore the dead worker's message rather than send a new copy of the job? The message would
 stay in ``unacked`` and come back after the visibility timeout as a second copy; restoring moves
